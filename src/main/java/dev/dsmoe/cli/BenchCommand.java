@@ -1,0 +1,17 @@
+package dev.dsmoe.cli;
+
+import picocli.CommandLine.Command;
+
+/** {@code ./dsmoe bench}: measured throughput, always compared in one run. */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Benchmarks: 'kernels' (GEMM both backends, memory bandwidth, mat-vec).",
+        subcommands = {BenchKernelsCommand.class})
+final class BenchCommand implements Runnable {
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+}
