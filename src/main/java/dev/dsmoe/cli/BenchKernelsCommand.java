@@ -1,15 +1,62 @@
 package dev.dsmoe.cli;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.bench.KernelBenchmarks;
+import dev.dsmoe.kernels.Parallel;
+import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
-/** {@code ./dsmoe bench kernels}. */
+/** {@code ./dsmoe bench kernels}: GEMM on both backends, the machine's limits, mat-vec. */
 @Command(name = "kernels", mixinStandardHelpOptions = true,
-        description = "GEMM GFLOP/s on training shapes for both backends, memory read GB/s and mat-vec GB/s.")
+        description = {"GEMM GFLOP/s on training shapes for both backends (OpenBLAS and pure Java) in one run,",
+                "beside a register-only FMA peak, a memory-read bandwidth probe and mat-vec GB/s (fp32, bf16).",
+                "Medians over --repeats after --warmup runs. With --jmh, runs the JMH GEMM benchmark instead."})
 final class BenchKernelsCommand implements Callable<Integer> {
+
+    @Option(names = "--repeats", defaultValue = "7", description = "Timed repeats per case (median reported). Default: ${DEFAULT-VALUE}.")
+    int repeats;
+
+    @Option(names = "--warmup", defaultValue = "3", description = "Untimed warm-up runs per case. Default: ${DEFAULT-VALUE}.")
+    int warmup;
+
+    @Option(names = "--quick", description = "Smaller shapes and buffers (a smoke run, not for the record).")
+    boolean quick;
+
+    @Option(names = "--json", description = "Print one JSON object per row instead of the table.")
+    boolean json;
+
+    @Option(names = "--jmh", description = "Run the JMH benchmark (dev.dsmoe.bench.GemmJmh) with its own statistics.")
+    boolean jmh;
+
     @Override
-    public Integer call() {
-        System.out.println("not yet");
+    public Integer call() throws Exception {
+        if (repeats < 1 || warmup < 0) throw new IllegalArgumentException("--repeats must be >= 1 and --warmup >= 0");
+        if (jmh) {
+            return JmhLauncher.run("dev.dsmoe.bench.GemmJmh", quick);
+        }
+        KernelBenchmarks bench = new KernelBenchmarks(warmup, repeats, quick,
+                json || !Terminal.isInteractive() ? s -> { } : s -> Terminal.status("measuring " + s + " ..."));
+        List<KernelBenchmarks.Row> rows = bench.run();
+        Terminal.clearStatus();
+        if (json) {
+            ObjectMapper om = new ObjectMapper();
+            for (KernelBenchmarks.Row r : rows) System.out.println(om.writeValueAsString(r));
+            return 0;
+        }
+        System.out.printf(Locale.ROOT, "threads: %d, java %s, %s%n", Parallel.threads(), Runtime.version(),
+                System.getenv("OPENBLAS_CORETYPE") == null ? "OPENBLAS_CORETYPE unset"
+                        : "OPENBLAS_CORETYPE=" + System.getenv("OPENBLAS_CORETYPE"));
+        System.out.printf(Locale.ROOT, "| %-8s | %-26s | %-24s | %-16s | %10s | %12s | %-18s |%n",
+                "group", "kernel", "shape", "backend", "median ms", "rate", "ratio");
+        System.out.println("|----------|----------------------------|--------------------------|------------------|-----------:|-------------:|--------------------|");
+        for (KernelBenchmarks.Row r : rows) {
+            String ratio = Double.isNaN(r.ratio()) ? "" : String.format(Locale.ROOT, "%.2f x %s", r.ratio(), r.ratioTo());
+            System.out.printf(Locale.ROOT, "| %-8s | %-26s | %-24s | %-16s | %10.2f | %7.1f %-5s| %-18s |%n",
+                    r.group(), r.name(), r.shape(), r.backend(), r.seconds() * 1e3, r.value(), r.unit().replace("GFLOP/s", "GF/s"), ratio);
+        }
         return 0;
     }
 }

@@ -1,0 +1,208 @@
+package dev.dsmoe.bench;
+
+import dev.dsmoe.kernels.BlasGemm;
+import dev.dsmoe.kernels.Gemm;
+import dev.dsmoe.kernels.JavaGemm;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.MemoryProbe;
+import dev.dsmoe.kernels.Parallel;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.Consumer;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The kernel benchmark behind {@code ./dsmoe bench kernels}: GEMM GFLOP/s on training shapes for
+ * every backend in one run, the machine's limits (a register-only FMA peak and a memory-read
+ * bandwidth probe) and mat-vec GB/s beside them.
+ */
+public final class KernelBenchmarks {
+
+    /** One measured row. {@code value} is GFLOP/s or GB/s as {@code unit} says. */
+    public record Row(String group, String name, String shape, String backend, double seconds,
+                      double value, String unit, double ratio, String ratioTo) {}
+
+    /** A GEMM case: C[m,n] = op(A)·op(B) with inner dimension k. */
+    public record GemmShape(String form, int m, int k, int n) {
+        boolean transA() { return form.equals("AT*B"); }
+        boolean transB() { return form.equals("A*BT"); }
+        String label() { return form + " " + m + "x" + k + "x" + n; }
+    }
+
+    /** Training shapes: tokens x d x 4d (up projection), tokens x 4d x d (down), tokens x d x V (LM head). */
+    public static List<GemmShape> trainingShapes(boolean quick) {
+        List<GemmShape> s = new ArrayList<>();
+        int t = quick ? 512 : 2048;
+        s.add(new GemmShape("A*B", t, 256, 1024));
+        s.add(new GemmShape("A*B", t, 1024, 256));
+        s.add(new GemmShape("A*B", t, 256, 8192));
+        s.add(new GemmShape("A*BT", t, 256, 1024));   // forward through an [out,in] weight
+        s.add(new GemmShape("AT*B", 1024, t, 256));   // weight gradient: dWᵀ = dYᵀ·X over tokens
+        if (!quick) s.add(new GemmShape("A*B", 2048, 2048, 2048));
+        return s;
+    }
+
+    private final int warmup;
+    private final int repeats;
+    private final boolean quick;
+    private final Consumer<String> progress;
+
+    public KernelBenchmarks(int warmup, int repeats, boolean quick, Consumer<String> progress) {
+        this.warmup = warmup;
+        this.repeats = repeats;
+        this.quick = quick;
+        this.progress = progress;
+    }
+
+    /** Runs everything; BLAS rows are skipped (with a row saying why) when OpenBLAS cannot load. */
+    public List<Row> run() {
+        List<Row> rows = new ArrayList<>();
+        rows.add(fmaPeak());
+        Row read = memoryRead();
+        rows.add(read);
+
+        List<Gemm> backends = new ArrayList<>();
+        BlasGemm blas = null;
+        try {
+            blas = BlasGemm.load();
+            backends.add(blas);
+        } catch (UnsupportedOperationException | LinkageError e) {
+            progress.accept("OpenBLAS unavailable, BLAS rows skipped: " + e.getMessage());
+        }
+        backends.add(new JavaGemm());
+        for (GemmShape s : trainingShapes(quick)) {
+            double blasValue = Double.NaN;
+            for (Gemm g : backends) {
+                Row r = gemm(g, s, blasValue);
+                if (g == blas) blasValue = r.value();
+                rows.add(r);
+            }
+            if (blas != null && !s.transA() && !s.transB()) {
+                rows.add(jniArrayGemm(s, blasValue));
+            }
+        }
+        rows.addAll(matVec(read.value()));
+        return rows;
+    }
+
+    private static double flops(GemmShape s) {
+        return 2.0 * s.m() * s.n() * s.k();
+    }
+
+    private Row gemm(Gemm g, GemmShape s, double blasValue) {
+        progress.accept("gemm " + g.name() + " " + s.label());
+        SplittableRandom r = new SplittableRandom(1);
+        float[] a = fill(r, (long) s.m() * s.k());
+        float[] b = fill(r, (long) s.k() * s.n());
+        float[] c = new float[s.m() * s.n()];
+        int lda = s.transA() ? s.m() : s.k();
+        int ldb = s.transB() ? s.k() : s.n();
+        double sec = Timing.medianSeconds(warmup, repeats, () ->
+                g.sgemm(s.transA(), s.transB(), s.m(), s.n(), s.k(), 1f, a, 0, lda, b, 0, ldb, 0f, c, 0, s.n()));
+        double gflops = flops(s) / sec / 1e9;
+        boolean isBlas = g.name().equals("blas");
+        return new Row("gemm", "sgemm", s.label(), g.name(), sec, gflops, "GFLOP/s",
+                isBlas || Double.isNaN(blasValue) ? Double.NaN : gflops / blasValue, isBlas ? "" : "blas");
+    }
+
+    /** The same product through JavaCPP's float[] overload: JNI copies the arrays on every call. */
+    private Row jniArrayGemm(GemmShape s, double blasValue) {
+        progress.accept("gemm blas-jni-float[] " + s.label());
+        SplittableRandom r = new SplittableRandom(1);
+        float[] a = fill(r, (long) s.m() * s.k());
+        float[] b = fill(r, (long) s.k() * s.n());
+        float[] c = new float[s.m() * s.n()];
+        double sec = Timing.medianSeconds(warmup, repeats, () ->
+                org.bytedeco.openblas.global.openblas_nolapack.cblas_sgemm(101, 111, 111,
+                        s.m(), s.n(), s.k(), 1f, a, s.k(), b, s.n(), 0f, c, s.n()));
+        double gflops = flops(s) / sec / 1e9;
+        return new Row("gemm", "sgemm", s.label(), "blas-jni-float[]", sec, gflops, "GFLOP/s",
+                gflops / blasValue, "blas");
+    }
+
+    /** Register-only FMA throughput of the Vector API on all threads: the compute roof Java can reach. */
+    private Row fmaPeak() {
+        progress.accept("fma peak");
+        int threads = Parallel.threads();
+        int iters = quick ? 20_000_000 : 100_000_000;
+        VectorSpecies<Float> sp = SPECIES;
+        float[] sink = new float[threads * sp.length()];
+        double sec = Timing.medianSeconds(1, Math.min(repeats, 5), () -> Parallel.forRange(threads, (t0, t1) -> {
+            for (int t = t0; t < t1; t++) fmaLoop(iters / threads, sink, t * sp.length());
+        }));
+        // 12 independent accumulators x lanes x 2 flops per fma per iteration
+        double gflops = 12.0 * sp.length() * 2 * iters / sec / 1e9;
+        return new Row("limit", "fma peak (Vector API, " + sp.length() + " lanes)", threads + " threads", "java",
+                sec, gflops, "GFLOP/s", Double.NaN, "");
+    }
+
+    // The species must be a constant for the Vector API to compile to SIMD instructions.
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+
+    private static void fmaLoop(int iters, float[] sink, int off) {
+        VectorSpecies<Float> sp = SPECIES;
+        FloatVector m = FloatVector.broadcast(sp, 0.999999f), a = FloatVector.broadcast(sp, 1e-7f);
+        FloatVector x0 = FloatVector.broadcast(sp, 1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0,
+                x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        for (int i = 0; i < iters; i++) {
+            x0 = x0.fma(m, a); x1 = x1.fma(m, a); x2 = x2.fma(m, a); x3 = x3.fma(m, a);
+            x4 = x4.fma(m, a); x5 = x5.fma(m, a); x6 = x6.fma(m, a); x7 = x7.fma(m, a);
+            x8 = x8.fma(m, a); x9 = x9.fma(m, a); x10 = x10.fma(m, a); x11 = x11.fma(m, a);
+        }
+        x0.add(x1).add(x2).add(x3).add(x4).add(x5).add(x6).add(x7).add(x8).add(x9).add(x10).add(x11)
+                .intoArray(sink, off);
+    }
+
+    private Row memoryRead() {
+        progress.accept("memory read");
+        int n = quick ? (64 << 20) : (256 << 20); // 256 MiB floats = 1 GiB, past the 260 MiB L3
+        float[] a = fill(new SplittableRandom(2), n);
+        double sec = Timing.medianSeconds(warmup, repeats, () -> MemoryProbe.parallelSum(a));
+        double gbs = 4.0 * n / sec / 1e9;
+        return new Row("limit", "memory read", (4L * n >> 20) + " MiB", "java", sec, gbs, "GB/s", Double.NaN, "");
+    }
+
+    /** Mat-vec over a weight set larger than the caches, cycled so every pass comes from DRAM. */
+    private List<Row> matVec(double readGbs) {
+        List<Row> rows = new ArrayList<>();
+        int rowsW = 4096, cols = 4096;
+        int mats = quick ? 4 : 16; // 16 x 64 MiB fp32 = 1 GiB
+        for (MatVec.DType dt : MatVec.DType.values()) {
+            for (int m : new int[] {1, 4}) {
+                progress.accept("mat-vec " + dt + " m=" + m);
+                MemorySegment[] w = new MemorySegment[mats];
+                SplittableRandom r = new SplittableRandom(3);
+                for (int i = 0; i < mats; i++) {
+                    if (dt == MatVec.DType.F32) {
+                        w[i] = MemorySegment.ofArray(fill(r, (long) rowsW * cols));
+                    } else {
+                        short[] s = new short[rowsW * cols];
+                        for (int j = 0; j < s.length; j++) s[j] = dev.dsmoe.kernels.Bf16.fromFloat((float) r.nextGaussian());
+                        w[i] = MemorySegment.ofArray(s);
+                    }
+                }
+                float[] x = fill(r, (long) m * cols);
+                float[] y = new float[m * rowsW];
+                double sec = Timing.medianSeconds(warmup, repeats, () -> {
+                    for (MemorySegment seg : w) MatVec.mul(dt, seg, 0, rowsW, cols, x, 0, m, y, 0, rowsW, false);
+                });
+                double bytes = (double) mats * rowsW * cols * dt.bytes;
+                double gbs = bytes / sec / 1e9;
+                rows.add(new Row("matvec", "mat-vec " + dt.name().toLowerCase(),
+                        mats + " x [" + rowsW + "x" + cols + "], m=" + m, "java", sec, gbs, "GB/s",
+                        gbs / readGbs, "memory read"));
+            }
+        }
+        return rows;
+    }
+
+    private static float[] fill(SplittableRandom r, long n) {
+        if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("array too large: " + n);
+        float[] a = new float[(int) n];
+        for (int i = 0; i < a.length; i++) a[i] = (float) (r.nextDouble() - 0.5);
+        return a;
+    }
+}

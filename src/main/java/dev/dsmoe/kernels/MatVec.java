@@ -1,0 +1,161 @@
+package dev.dsmoe.kernels;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Memory-bound products for decode: {@code y[m, rows] = x[m, cols] · Wᵀ} with a weight matrix
+ * W {@code [rows, cols]} (a PyTorch {@code Linear} weight, {@code [out, in]}) and a small number
+ * of input rows m (1 for single-stream decode, a few for small batches).
+ *
+ * <p>Each weight row is read once and dotted against all m inputs, so the cost is one pass over
+ * the weights whatever m is: the speed limit is memory bandwidth. Weights live in a
+ * {@link MemorySegment} (memory-mapped from a checkpoint, or a heap array wrapped with
+ * {@code MemorySegment.ofArray}), fp32 or bf16, little-endian; activations are fp32 arrays.
+ * Rows are split across {@link Parallel}'s threads, so the segment must be readable from any
+ * thread (a shared, global or automatic arena; not a confined one).
+ */
+public final class MatVec {
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+    /** Shorts for one float vector's worth of bf16 lanes (half the vector width in bits). */
+    private static final VectorSpecies<Short> S = VectorSpecies.of(short.class,
+            jdk.incubator.vector.VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
+    private static final ValueLayout.OfShort BF16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
+
+    /** Rows handed to one thread at least, so tiny matrices stay on one core. */
+    private static final int ROW_GRAIN = 64;
+
+    private MatVec() {}
+
+    /** Weight element type. */
+    public enum DType {
+        F32(4), BF16(2);
+        public final int bytes;
+
+        DType(int bytes) {
+            this.bytes = bytes;
+        }
+    }
+
+    /**
+     * {@code y[i, r] (+)= Σ_c x[i, c] · W[r, c]} for i &lt; m, r &lt; rows.
+     *
+     * @param w     weights, {@code rows * cols} elements of {@code dtype} starting at byte {@code wOff}
+     * @param x     inputs {@code [m, cols]} at {@code xOff}, row stride {@code cols}
+     * @param y     outputs {@code [m, rows]} at {@code yOff}, row stride {@code ldy}
+     */
+    public static void mul(DType dtype, MemorySegment w, long wOff, int rows, int cols,
+                           float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
+        if (rows < 0 || cols < 0 || m < 0) throw new IllegalArgumentException("negative size");
+        if (wOff + (long) rows * cols * dtype.bytes > w.byteSize()) {
+            throw new IllegalArgumentException("mat-vec: weights [" + rows + " x " + cols + "] at byte "
+                    + wOff + " exceed the segment of " + w.byteSize() + " bytes");
+        }
+        if (xOff + (long) m * cols > x.length || (m > 0 && yOff + (long) (m - 1) * ldy + rows > y.length)) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for m=" + m);
+        }
+        Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
+            for (int i0 = 0; i0 < m; i0 += 4) {
+                int mb = Math.min(4, m - i0);
+                for (int r = r0; r < r1; r++) {
+                    long rowOff = wOff + (long) r * cols * dtype.bytes;
+                    int xo = xOff + i0 * cols;
+                    if (dtype == DType.F32) rowF32(w, rowOff, cols, x, xo, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
+                    else rowBf16(w, rowOff, cols, x, xo, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
+                }
+            }
+        });
+    }
+
+    /** Heap fp32 convenience form: W is {@code float[]} at element offset {@code wOff}. */
+    public static void mul(float[] w, int wOff, int rows, int cols,
+                           float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
+        mul(DType.F32, MemorySegment.ofArray(w), 4L * wOff, rows, cols, x, xOff, m, y, yOff, ldy, accumulate);
+    }
+
+    /** Heap bf16 convenience form: W is {@code short[]} of bf16 bits at element offset {@code wOff}. */
+    public static void mul(short[] w, int wOff, int rows, int cols,
+                           float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
+        mul(DType.BF16, MemorySegment.ofArray(w), 2L * wOff, rows, cols, x, xOff, m, y, yOff, ldy, accumulate);
+    }
+
+    // One weight row against up to four input rows: the weight vector is loaded once per lane block.
+    private static void rowF32(MemorySegment w, long off, int cols, float[] x, int xo, int mb,
+                               float[] y, int yo, int ldy, boolean acc) {
+        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+        int c = 0, bound = F.loopBound(cols);
+        for (; c < bound; c += L) {
+            FloatVector wv = FloatVector.fromMemorySegment(F, w, off + 4L * c, LE);
+            s0 = FloatVector.fromArray(F, x, xo + c).fma(wv, s0);
+            if (mb > 1) s1 = FloatVector.fromArray(F, x, xo + cols + c).fma(wv, s1);
+            if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
+            if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
+        }
+        float t0 = s0.reduceLanes(VectorOperators.ADD), t1 = 0, t2 = 0, t3 = 0;
+        if (mb > 1) t1 = s1.reduceLanes(VectorOperators.ADD);
+        if (mb > 2) t2 = s2.reduceLanes(VectorOperators.ADD);
+        if (mb > 3) t3 = s3.reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            float wv = w.get(F32, off + 4L * c);
+            t0 += wv * x[xo + c];
+            if (mb > 1) t1 += wv * x[xo + cols + c];
+            if (mb > 2) t2 += wv * x[xo + 2 * cols + c];
+            if (mb > 3) t3 += wv * x[xo + 3 * cols + c];
+        }
+        store(y, yo, ldy, mb, acc, t0, t1, t2, t3);
+    }
+
+    private static void rowBf16(MemorySegment w, long off, int cols, float[] x, int xo, int mb,
+                                float[] y, int yo, int ldy, boolean acc) {
+        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+        int c = 0, bound = F.loopBound(cols);
+        for (; c < bound; c += L) {
+            // bf16 -> fp32 is a 16-bit left shift of the bits.
+            ShortVector h = ShortVector.fromMemorySegment(S, w, off + 2L * c, LE);
+            FloatVector wv = ((IntVector) h.convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            s0 = FloatVector.fromArray(F, x, xo + c).fma(wv, s0);
+            if (mb > 1) s1 = FloatVector.fromArray(F, x, xo + cols + c).fma(wv, s1);
+            if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
+            if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
+        }
+        float t0 = s0.reduceLanes(VectorOperators.ADD), t1 = 0, t2 = 0, t3 = 0;
+        if (mb > 1) t1 = s1.reduceLanes(VectorOperators.ADD);
+        if (mb > 2) t2 = s2.reduceLanes(VectorOperators.ADD);
+        if (mb > 3) t3 = s3.reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            float wv = Bf16.toFloat(w.get(BF16, off + 2L * c));
+            t0 += wv * x[xo + c];
+            if (mb > 1) t1 += wv * x[xo + cols + c];
+            if (mb > 2) t2 += wv * x[xo + 2 * cols + c];
+            if (mb > 3) t3 += wv * x[xo + 3 * cols + c];
+        }
+        store(y, yo, ldy, mb, acc, t0, t1, t2, t3);
+    }
+
+    private static void store(float[] y, int yo, int ldy, int mb, boolean acc,
+                              float t0, float t1, float t2, float t3) {
+        if (acc) {
+            y[yo] += t0;
+            if (mb > 1) y[yo + ldy] += t1;
+            if (mb > 2) y[yo + 2 * ldy] += t2;
+            if (mb > 3) y[yo + 3 * ldy] += t3;
+        } else {
+            y[yo] = t0;
+            if (mb > 1) y[yo + ldy] = t1;
+            if (mb > 2) y[yo + 2 * ldy] = t2;
+            if (mb > 3) y[yo + 3 * ldy] = t3;
+        }
+    }
+}

@@ -1,0 +1,145 @@
+package dev.dsmoe.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.api.Test;
+
+class MatVecTest {
+
+    static Stream<Arguments> shapes() {
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (int rows : new int[] {1, 3, 17, 129}) {
+            for (int cols : new int[] {1, 3, 17, 129, 1000}) {
+                for (int m : new int[] {1, 2, 3, 4, 5, 9}) {
+                    b.add(Arguments.of(rows, cols, m));
+                }
+            }
+        }
+        return b.build();
+    }
+
+    private static float[] random(SplittableRandom r, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (r.nextDouble() * 2 - 1);
+        return a;
+    }
+
+    /** Tolerance: 1e-5 relative to the sum of |w·x| terms, the bound for fp32 accumulation of this length. */
+    private static void check(double[] ref, double[] absSum, float[] y, int yOff, int ldy, int m, int rows, double[] old) {
+        for (int i = 0; i < m; i++) {
+            for (int r = 0; r < rows; r++) {
+                double want = ref[i * rows + r] + (old == null ? 0 : old[i * rows + r]);
+                float got = y[yOff + i * ldy + r];
+                double tol = 1e-5 * (absSum[i * rows + r] + (old == null ? 0 : Math.abs(old[i * rows + r]))) + 1e-6;
+                assertEquals(want, got, tol, "m=" + i + " r=" + r);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "rows={0} cols={1} m={2}")
+    @MethodSource("shapes")
+    void f32MatchesDoubleReference(int rows, int cols, int m) {
+        SplittableRandom rnd = new SplittableRandom(rows * 1000L + cols * 10L + m);
+        int wOff = 5, xOff = 3, yOff = 2, ldy = rows + 7;
+        float[] w = random(rnd, wOff + rows * cols);
+        float[] x = random(rnd, xOff + m * cols);
+        double[] ref = new double[m * rows], abs = new double[m * rows];
+        for (int i = 0; i < m; i++)
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++) {
+                    double t = (double) w[wOff + r * cols + c] * x[xOff + i * cols + c];
+                    ref[i * rows + r] += t;
+                    abs[i * rows + r] += Math.abs(t);
+                }
+        float[] y = new float[yOff + m * ldy];
+        java.util.Arrays.fill(y, Float.NaN); // overwritten, never read, when not accumulating
+        MatVec.mul(w, wOff, rows, cols, x, xOff, m, y, yOff, ldy, false);
+        check(ref, abs, y, yOff, ldy, m, rows, null);
+
+        double[] old = new double[m * rows];
+        for (int i = 0; i < m; i++) for (int r = 0; r < rows; r++) old[i * rows + r] = y[yOff + i * ldy + r];
+        MatVec.mul(w, wOff, rows, cols, x, xOff, m, y, yOff, ldy, true);
+        double[] twice = ref.clone();
+        check(twice, abs, y, yOff, ldy, m, rows, old);
+    }
+
+    @ParameterizedTest(name = "rows={0} cols={1} m={2}")
+    @MethodSource("shapes")
+    void bf16FromMappedSegmentMatchesDoubleReference(int rows, int cols, int m) {
+        SplittableRandom rnd = new SplittableRandom(rows * 7919L + cols * 31L + m);
+        float[] wf = random(rnd, rows * cols);
+        float[] x = random(rnd, m * cols);
+        try (Arena arena = Arena.ofShared()) {
+            long base = 6; // unaligned start, as inside a safetensors file
+            MemorySegment seg = arena.allocate(base + 2L * rows * cols);
+            for (int i = 0; i < wf.length; i++) {
+                seg.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), base + 2L * i, Bf16.fromFloat(wf[i]));
+            }
+            double[] ref = new double[m * rows], abs = new double[m * rows];
+            for (int i = 0; i < m; i++)
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < cols; c++) {
+                        double t = (double) Bf16.toFloat(Bf16.fromFloat(wf[r * cols + c])) * x[i * cols + c];
+                        ref[i * rows + r] += t;
+                        abs[i * rows + r] += Math.abs(t);
+                    }
+            float[] y = new float[m * rows];
+            MatVec.mul(MatVec.DType.BF16, seg, base, rows, cols, x, 0, m, y, 0, rows, false);
+            check(ref, abs, y, 0, rows, m, rows, null);
+        }
+    }
+
+    @Test
+    void bf16RoundsToNearestEven() {
+        SplittableRandom rnd = new SplittableRandom(42);
+        for (int i = 0; i < 100_000; i++) {
+            float f = Float.intBitsToFloat(rnd.nextInt()) ;
+            if (Float.isNaN(f) || Float.isInfinite(f)) continue;
+            short h = Bf16.fromFloat(f);
+            float back = Bf16.toFloat(h);
+            // The two bf16 neighbours of f: truncation and one ulp further from zero.
+            int bits = Float.floatToRawIntBits(f);
+            float lo = Float.intBitsToFloat(bits & 0xffff0000);
+            float hi = Float.intBitsToFloat((bits & 0xffff0000) + 0x10000);
+            double dLo = Math.abs((double) f - lo), dHi = Math.abs((double) f - hi);
+            if (Float.isInfinite(hi) && !Float.isInfinite(back)) {
+                assertEquals(lo, back);
+                continue;
+            }
+            float want = dLo < dHi ? lo : dHi < dLo ? hi : (((bits >>> 16) & 1) == 0 ? lo : hi);
+            assertEquals(want, back, "f=" + f);
+        }
+        assertTrue(Float.isNaN(Bf16.toFloat(Bf16.fromFloat(Float.NaN))));
+        assertEquals(1.0f, Bf16.toFloat(Bf16.fromFloat(1.0f)));
+    }
+
+    @Test
+    void rejectsWeightsOutsideTheSegment() {
+        float[] w = new float[10];
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> MatVec.mul(w, 0, 4, 3, new float[3], 0, 1, new float[4], 0, 4, false));
+        assertTrue(e.getMessage().contains("exceed"), e.getMessage());
+    }
+
+    @Test
+    void memoryProbeSumsEveryElement() {
+        float[] a = new float[1_000_003];
+        double want = 0;
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (i % 7) - 3;
+            want += a[i];
+        }
+        assertEquals(want, MemoryProbe.parallelSum(a), 1e-6);
+    }
+}

@@ -1,0 +1,62 @@
+package dev.dsmoe.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+
+class ParallelTest {
+
+    @Test
+    void everyIndexRunsExactlyOnce() {
+        for (int n : new int[] {0, 1, 2, 3, 17, 1000}) {
+            int[] hits = new int[n];
+            Parallel.forRange(n, (s, e) -> {
+                for (int i = s; i < e; i++) hits[i]++;
+            });
+            for (int i = 0; i < n; i++) assertEquals(1, hits[i], "n=" + n + " i=" + i);
+        }
+    }
+
+    @Test
+    void nestedRegionRunsSeriallyOnTheCallingThread() {
+        AtomicInteger inner = new AtomicInteger();
+        Parallel.forRange(4, (s, e) -> {
+            Thread outer = Thread.currentThread();
+            for (int i = s; i < e; i++) {
+                Parallel.forRange(100, (s2, e2) -> {
+                    assertEquals(outer, Thread.currentThread());
+                    assertEquals(0, s2);
+                    assertEquals(100, e2);
+                    inner.addAndGet(e2 - s2);
+                });
+            }
+        });
+        assertEquals(400, inner.get());
+    }
+
+    @Test
+    void exceptionInAWorkerReachesTheCaller() {
+        Parallel.setThreads(2);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () ->
+                Parallel.forRange(10, (s, end) -> {
+                    if (end == 10) throw new IllegalStateException("boom at " + s);
+                }));
+        assertTrue(e.getMessage().startsWith("boom"));
+        // The pool still works afterwards.
+        int[] hits = new int[10];
+        Parallel.forRange(10, (s, end) -> { for (int i = s; i < end; i++) hits[i]++; });
+        for (int h : hits) assertEquals(1, h);
+    }
+
+    @Test
+    void grainKeepsSmallWorkOnOneThread() {
+        Thread caller = Thread.currentThread();
+        Parallel.forRange(10, 64, (s, e) -> {
+            assertEquals(caller, Thread.currentThread());
+            assertEquals(10, e - s);
+        });
+    }
+}
