@@ -1,0 +1,110 @@
+package dev.dsmoe.kernels;
+
+/**
+ * Tokens grouped by expert, ScatterMoE style: each token picks up to K experts ("slots"); a
+ * stable counting sort puts every (token, slot) pair into its expert's contiguous run, so each
+ * expert can do one matrix product over its rows. Sized once for a maximum token count, reused
+ * step after step without allocation.
+ *
+ * <p>After {@link #group}: rows {@code offsets[x] .. offsets[x+1]-1} belong to expert x; row r
+ * came from token {@code token[r]} and slot {@code slot[r]} (an index into the caller's
+ * {@code [N, K]} choice and gate arrays). Within an expert, rows are in token order.
+ */
+public final class ExpertGroups {
+
+    private final int experts;
+    private final int maxSlots;
+    private final int[] offsets;
+    private final int[] token;
+    private final int[] slot;
+    private final int[] cursor;
+    private int rows;
+
+    /** @param maxSlots the most (token, slot) pairs ever grouped at once: max tokens · K */
+    public ExpertGroups(int experts, int maxSlots) {
+        if (experts < 1) throw new IllegalArgumentException("experts must be >= 1, got " + experts);
+        this.experts = experts;
+        this.maxSlots = maxSlots;
+        this.offsets = new int[experts + 1];
+        this.token = new int[maxSlots];
+        this.slot = new int[maxSlots];
+        this.cursor = new int[experts];
+    }
+
+    /**
+     * Selects the K largest scores of each row (ties go to the lower expert index), writing the
+     * expert indices to {@code chosen[t*k + j]} in descending score order.
+     */
+    public static void topK(float[] scores, int n, int e, int k, int[] chosen) {
+        if (k < 1 || k > e) throw new IllegalArgumentException("top-k needs 1 <= k <= " + e + ", got " + k);
+        for (int t = 0; t < n; t++) {
+            int row = t * e;
+            for (int j = 0; j < k; j++) {
+                int best = -1;
+                float bestScore = Float.NEGATIVE_INFINITY;
+                outer:
+                for (int i = 0; i < e; i++) {
+                    for (int p = 0; p < j; p++) if (chosen[t * k + p] == i) continue outer;
+                    float v = scores[row + i];
+                    if (best < 0 || v > bestScore) {
+                        best = i;
+                        bestScore = v;
+                    }
+                }
+                chosen[t * k + j] = best;
+            }
+        }
+    }
+
+    /**
+     * Groups the choices {@code chosen[t*k + j]} (an expert index, or -1 for an unused slot) of
+     * {@code n} tokens by expert.
+     */
+    public void group(int[] chosen, int n, int k) {
+        if ((long) n * k > maxSlots) {
+            throw new IllegalArgumentException(n + " tokens x " + k + " slots exceed the capacity " + maxSlots);
+        }
+        java.util.Arrays.fill(offsets, 0);
+        for (int s = 0; s < n * k; s++) {
+            int x = chosen[s];
+            if (x >= 0) offsets[x + 1]++;
+        }
+        for (int x = 0; x < experts; x++) offsets[x + 1] += offsets[x];
+        System.arraycopy(offsets, 0, cursor, 0, experts);
+        for (int s = 0; s < n * k; s++) {
+            int x = chosen[s];
+            if (x < 0) continue;
+            int r = cursor[x]++;
+            token[r] = s / k;
+            slot[r] = s;
+        }
+        rows = offsets[experts];
+    }
+
+    public int experts() { return experts; }
+
+    /** Number of grouped rows (selected token-slots). */
+    public int rows() { return rows; }
+
+    /** First grouped row of expert x. */
+    public int start(int x) { return offsets[x]; }
+
+    /** Rows of expert x. */
+    public int count(int x) { return offsets[x + 1] - offsets[x]; }
+
+    /** Token of grouped row r. */
+    public int token(int r) { return token[r]; }
+
+    /** Slot index ({@code t*K + j}) of grouped row r. */
+    public int slot(int r) { return slot[r]; }
+
+    /**
+     * Copies the grouped rows' token vectors {@code x[token(r), :]} (width {@code d}) into
+     * {@code out[r, :]}: the gather before each expert's product.
+     */
+    public void gather(float[] x, int d, float[] out) {
+        Parallel.forRange(rows, 64, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) System.arraycopy(x, token[r] * d, out, r * d, d);
+        });
+    }
+}
