@@ -1,0 +1,93 @@
+package dev.dsmoe.kernels;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.DoubleVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Global L2 norm of a flat (gradient) buffer and in-place scaling for norm clipping.
+ *
+ * <p>The sum of squares is accumulated in double: the buffer is cut into {@value #PARTS} fixed
+ * parts (independent of the thread count), each part widens its floats to double vectors and
+ * sums their squares in double lanes, and the parts are added in order. The result is therefore the same bitwise for any
+ * thread count.
+ */
+public final class GradNorm {
+
+    static final int PARTS = 64;
+    /** Doubles per vector, and a float species with as many lanes (half the bit size). */
+    private static final VectorSpecies<Double> DS = DoubleVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> FS =
+            VectorSpecies.of(float.class, VectorShape.forBitSize(DS.vectorBitSize() / 2));
+    private static final ThreadLocal<double[]> PARTIALS = ThreadLocal.withInitial(() -> new double[PARTS]);
+
+    private GradNorm() {}
+
+    /** {@code sum_i g[off+i]^2}, accumulated in double. */
+    public static double sumOfSquares(float[] g, int off, int n) {
+        Simd.checkRange("g", g, off, n);
+        double[] partials = PARTIALS.get();
+        int parts = n < Simd.MIN_CHUNK ? 1 : PARTS;
+        Parallel.forRange(parts, 1, (p0, p1) -> {
+            for (int part = p0; part < p1; part++) {
+                int s = (int) ((long) n * part / parts), e = (int) ((long) n * (part + 1) / parts);
+                partials[part] = sumSquaresDouble(g, off + s, e - s);
+            }
+        });
+        double total = 0;
+        for (int part = 0; part < parts; part++) total += partials[part];
+        return total;
+    }
+
+    /** {@code sqrt(sumOfSquares)}. */
+    public static double norm(float[] g, int off, int n) {
+        return Math.sqrt(sumOfSquares(g, off, n));
+    }
+
+    /** {@code g[off+i] *= factor}. */
+    public static void scale(float[] g, int off, int n, float factor) {
+        Simd.checkRange("g", g, off, n);
+        Parallel.forRange(n, Simd.MIN_CHUNK, (s, e) -> Simd.scale(g, off + s, g, off + s, e - s, factor));
+    }
+
+    /**
+     * Clips like {@code torch.nn.utils.clip_grad_norm_}: with {@code norm} the global norm, scales
+     * g by {@code maxNorm / (norm + 1e-6)} when that factor is below 1. Returns the norm before
+     * clipping. A NaN or infinite norm is returned as it is and g is left unscaled, so the
+     * caller can detect it and skip the step.
+     */
+    public static double clip(float[] g, int off, int n, double maxNorm) {
+        double norm = norm(g, off, n);
+        double coef = maxNorm / (norm + 1e-6);
+        if (Double.isFinite(norm) && coef < 1.0) scale(g, off, n, (float) coef);
+        return norm;
+    }
+
+    /** Clipping factor {@code min(1, maxNorm / (norm + 1e-6))}, for callers that fold it elsewhere. */
+    public static double clipFactor(double norm, double maxNorm) {
+        double coef = maxNorm / (norm + 1e-6);
+        return coef < 1.0 ? coef : 1.0;
+    }
+
+    private static double sumSquaresDouble(float[] g, int off, int n) {
+        int i = 0;
+        double total = 0;
+        int bound = FS.loopBound(n);
+        if (bound > 0) {
+            DoubleVector acc = DoubleVector.zero(DS);
+            for (; i < bound; i += FS.length()) {
+                DoubleVector x = (DoubleVector) FloatVector.fromArray(FS, g, off + i)
+                        .convertShape(VectorOperators.F2D, DS, 0);
+                acc = x.fma(x, acc);
+            }
+            total = acc.reduceLanes(VectorOperators.ADD);
+        }
+        for (; i < n; i++) {
+            double x = g[off + i];
+            total += x * x;
+        }
+        return total;
+    }
+}
