@@ -1,0 +1,86 @@
+package dev.dsmoe.bench;
+
+import dev.dsmoe.model.Init;
+import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamLayout;
+import dev.dsmoe.model.Transformer;
+import dev.dsmoe.train.AdamWOptimizer;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryPoolMXBean;
+import java.lang.management.MemoryType;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.Consumer;
+
+/**
+ * Training-step throughput: forward + backward + AdamW (with clipping) of each preset on random
+ * tokens, medians over timed steps, the ratio to the first (Dense) preset measured in the same run.
+ */
+public final class TrainingBenchmarks {
+
+    /** One preset's figures. GFLOP/s counts 6·(non-embedding + output-projection) params per token plus attention. */
+    public record Row(String preset, long params, int batch, int seqLen, double stepSeconds, double tokensPerSecond,
+                      double ratioToFirst, double gflops, long peakHeapBytes, long arenaBytes) {}
+
+    private final int batch, seqLen, warmup, steps;
+    private final Consumer<String> progress;
+
+    public TrainingBenchmarks(int batch, int seqLen, int warmup, int steps, Consumer<String> progress) {
+        this.batch = batch;
+        this.seqLen = seqLen;
+        this.warmup = warmup;
+        this.steps = steps;
+        this.progress = progress;
+    }
+
+    public List<Row> run(List<String> presets) {
+        List<Row> rows = new ArrayList<>();
+        for (String name : presets) {
+            ModelConfig c = ModelConfig.preset(name);
+            ParamLayout layout = ParamLayout.of(c);
+            float[] p = layout.newBuffer(), g = layout.newBuffer();
+            Init.initialize(layout, p, 1);
+            Transformer model = new Transformer(layout, p, g);
+            AdamWOptimizer opt = AdamWOptimizer.standard(layout);
+            int n = batch * seqLen;
+            SplittableRandom r = new SplittableRandom(2);
+            int[] in = new int[n], tgt = new int[n];
+            for (int i = 0; i < n; i++) {
+                in[i] = r.nextInt(c.vocabSize());
+                tgt[i] = r.nextInt(c.vocabSize());
+            }
+            resetPeaks();
+            int[] done = {0};
+            double sec = Timing.medianSeconds(warmup, steps, () -> {
+                progress.accept(name + " step " + (++done[0]) + "/" + (warmup + steps));
+                Arrays.fill(g, 0f);
+                model.forwardBackward(in, tgt, batch, seqLen, 1f);
+                opt.step(p, g, 3e-4f, 1.0);
+            });
+            double tps = n / sec;
+            double flopsPerToken = 6.0 * (c.nonEmbeddingParams() + (long) c.vocabSize() * c.dEmb())
+                    + 6.0 * c.numLayers() * c.totalQueryHeads() * c.dAtt() * seqLen; // causal QKᵀ and PV, fwd+bwd
+            double ratio = rows.isEmpty() ? 1.0 : tps / rows.getFirst().tokensPerSecond();
+            rows.add(new Row(name, c.totalParams(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
+                    peakHeap(), model.activations(batch, seqLen).bytes()));
+        }
+        return rows;
+    }
+
+    private static void resetPeaks() {
+        System.gc();
+        for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == MemoryType.HEAP) pool.resetPeakUsage();
+        }
+    }
+
+    private static long peakHeap() {
+        long sum = 0;
+        for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == MemoryType.HEAP) sum += pool.getPeakUsage().getUsed();
+        }
+        return sum;
+    }
+}
