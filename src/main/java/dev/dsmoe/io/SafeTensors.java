@@ -1,0 +1,300 @@
+package dev.dsmoe.io;
+
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.dsmoe.kernels.Bf16;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The safetensors format, read memory-mapped and written atomically: an 8-byte little-endian
+ * header length N, N bytes of JSON ({@code {"name": {"dtype", "shape", "data_offsets": [begin,
+ * end]}, "__metadata__": {string: string}}}, padded with spaces to a multiple of 8), then the
+ * raw little-endian tensor data, offsets relative to the end of the header. Every malformed file
+ * is rejected with an {@link IOException} naming the file and what is wrong.
+ */
+public final class SafeTensors implements AutoCloseable {
+
+    /** Element types this engine reads and writes. */
+    public enum DType {
+        F32(4), BF16(2), F16(2);
+        public final int bytes;
+
+        DType(int bytes) {
+            this.bytes = bytes;
+        }
+    }
+
+    /** One tensor's entry: data at {@code [begin, end)} of the data section. */
+    public record Info(String name, DType dtype, int[] shape, long begin, long end) {
+        public long numel() {
+            long n = 1;
+            for (int s : shape) n *= s;
+            return n;
+        }
+    }
+
+    /** Largest header accepted (the reference implementation's limit). */
+    static final long MAX_HEADER = 100L << 20;
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+    private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final Path path;
+    private final Arena arena;
+    private final MemorySegment data;
+    private final Map<String, Info> tensors;
+    private final Map<String, String> metadata;
+
+    private SafeTensors(Path path, Arena arena, MemorySegment data, Map<String, Info> tensors,
+                        Map<String, String> metadata) {
+        this.path = path;
+        this.arena = arena;
+        this.data = data;
+        this.tensors = tensors;
+        this.metadata = metadata;
+    }
+
+    /** Opens and validates {@code path}, mapping it into memory (shared: readable from any thread). */
+    public static SafeTensors open(Path path) throws IOException {
+        if (!Files.isRegularFile(path)) {
+            throw new NoSuchFileException(path + ": no such safetensors file");
+        }
+        Arena arena = Arena.ofShared();
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+            long size = ch.size();
+            if (size < 8) throw bad(path, "file is " + size + " bytes, shorter than the 8-byte header length");
+            MemorySegment file = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
+            long headerLen = file.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
+            if (headerLen <= 0 || headerLen > MAX_HEADER || 8 + headerLen > size) {
+                throw bad(path, "header length " + headerLen + " is impossible for a file of " + size + " bytes");
+            }
+            byte[] header = file.asSlice(8, headerLen).toArray(ValueLayout.JAVA_BYTE);
+            MemorySegment data = file.asSlice(8 + headerLen);
+            Map<String, String> meta = new LinkedHashMap<>();
+            Map<String, Info> infos = parseHeader(path, header, data.byteSize(), meta);
+            return new SafeTensors(path, arena, data, infos, meta);
+        } catch (IOException | RuntimeException e) {
+            arena.close();
+            throw e;
+        }
+    }
+
+    private static IOException bad(Path path, String what) {
+        return new IOException(path + ": not a valid safetensors file: " + what);
+    }
+
+    private static Map<String, Info> parseHeader(Path path, byte[] header, long dataSize, Map<String, String> meta)
+            throws IOException {
+        JsonNode root;
+        try {
+            root = JSON.readTree(new String(header, StandardCharsets.UTF_8));
+        } catch (IOException e) {
+            throw bad(path, "header is not JSON (" + e.getMessage().lines().findFirst().orElse("") + ")");
+        }
+        if (root == null || !root.isObject()) throw bad(path, "header is not a JSON object");
+        Map<String, Info> out = new LinkedHashMap<>();
+        for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            String name = e.getKey();
+            JsonNode v = e.getValue();
+            if (name.equals("__metadata__")) {
+                if (!v.isObject()) throw bad(path, "__metadata__ is not an object");
+                for (Iterator<Map.Entry<String, JsonNode>> m = v.fields(); m.hasNext(); ) {
+                    Map.Entry<String, JsonNode> kv = m.next();
+                    if (!kv.getValue().isTextual()) throw bad(path, "__metadata__." + kv.getKey() + " is not a string");
+                    meta.put(kv.getKey(), kv.getValue().asText());
+                }
+                continue;
+            }
+            if (!v.isObject()) throw bad(path, "entry '" + name + "' is not an object");
+            DType dtype;
+            try {
+                dtype = DType.valueOf(v.path("dtype").asText(""));
+            } catch (IllegalArgumentException ex) {
+                throw bad(path, "tensor '" + name + "' has dtype '" + v.path("dtype").asText() + "' (supported: F32, BF16, F16)");
+            }
+            JsonNode shapeNode = v.get("shape"), offs = v.get("data_offsets");
+            if (shapeNode == null || !shapeNode.isArray()) throw bad(path, "tensor '" + name + "' has no shape array");
+            if (offs == null || !offs.isArray() || offs.size() != 2 || !offs.get(0).canConvertToLong()
+                    || !offs.get(1).canConvertToLong()) {
+                throw bad(path, "tensor '" + name + "' has no [begin, end] data_offsets");
+            }
+            int[] shape = new int[shapeNode.size()];
+            long numel = 1;
+            for (int i = 0; i < shape.length; i++) {
+                JsonNode s = shapeNode.get(i);
+                if (!s.canConvertToInt() || s.asInt() < 0) throw bad(path, "tensor '" + name + "' has a bad shape " + shapeNode);
+                shape[i] = s.asInt();
+                numel *= shape[i];
+            }
+            long begin = offs.get(0).asLong(), end = offs.get(1).asLong();
+            if (begin < 0 || end < begin || end > dataSize) {
+                throw bad(path, "tensor '" + name + "' data_offsets [" + begin + ", " + end + "] lie outside the "
+                        + dataSize + " data bytes (file truncated?)");
+            }
+            if (end - begin != numel * dtype.bytes) {
+                throw bad(path, "tensor '" + name + "' has " + (end - begin) + " bytes but shape " + shapeNode
+                        + " of " + dtype + " needs " + numel * dtype.bytes);
+            }
+            out.put(name, new Info(name, dtype, shape, begin, end));
+        }
+        List<Info> sorted = new ArrayList<>(out.values());
+        sorted.sort(Comparator.comparingLong(Info::begin));
+        for (int i = 1; i < sorted.size(); i++) {
+            if (sorted.get(i).begin() < sorted.get(i - 1).end()) {
+                throw bad(path, "tensors '" + sorted.get(i - 1).name() + "' and '" + sorted.get(i).name() + "' overlap");
+            }
+        }
+        return Collections.unmodifiableMap(out);
+    }
+
+    public Path path() { return path; }
+
+    /** Tensors in header order. */
+    public Map<String, Info> tensors() { return tensors; }
+
+    public Map<String, String> metadata() { return metadata; }
+
+    /** The named tensor's entry; IOException naming the file when it is absent. */
+    public Info info(String name) throws IOException {
+        Info i = tensors.get(name);
+        if (i == null) throw new IOException(path + ": has no tensor '" + name + "'");
+        return i;
+    }
+
+    /** The raw little-endian bytes of a tensor, mapped (valid until {@link #close()}). */
+    public MemorySegment segment(String name) throws IOException {
+        Info i = info(name);
+        return data.asSlice(i.begin(), i.end() - i.begin());
+    }
+
+    /** Copies the named tensor into {@code dst[off..]} as fp32, checking its shape. */
+    public void readFloats(String name, int[] expectedShape, float[] dst, int off) throws IOException {
+        Info i = info(name);
+        if (!java.util.Arrays.equals(i.shape(), expectedShape)) {
+            throw new IOException(path + ": tensor '" + name + "' has shape " + java.util.Arrays.toString(i.shape())
+                    + ", the model expects " + java.util.Arrays.toString(expectedShape));
+        }
+        int n = Math.toIntExact(i.numel());
+        MemorySegment s = data.asSlice(i.begin(), i.end() - i.begin());
+        switch (i.dtype()) {
+            case F32 -> MemorySegment.copy(s, F32_LE, 0, dst, off, n);
+            case BF16 -> { for (int k = 0; k < n; k++) dst[off + k] = Bf16.toFloat(s.getAtIndex(I16_LE, k)); }
+            case F16 -> { for (int k = 0; k < n; k++) dst[off + k] = Float.float16ToFloat(s.getAtIndex(I16_LE, k)); }
+        }
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+
+    // ------------------------------------------------------------------ writing
+
+    /** Collects tensors (views into float arrays) and writes them as one safetensors file. */
+    public static final class Writer {
+        private record Pending(String name, DType dtype, int[] shape, float[] src, int off) {}
+
+        private final List<Pending> pending = new ArrayList<>();
+        private final Map<String, String> metadata = new LinkedHashMap<>();
+
+        /** Adds {@code src[off .. off+numel(shape))} as {@code name}, stored as {@code dtype}. */
+        public Writer add(String name, DType dtype, int[] shape, float[] src, int off) {
+            if (dtype == DType.F16) throw new IllegalArgumentException("writing F16 is not supported; use F32 or BF16");
+            long n = 1;
+            for (int s : shape) n *= s;
+            if (off < 0 || off + n > src.length) throw new IllegalArgumentException(name + ": source range out of bounds");
+            pending.add(new Pending(name, dtype, shape.clone(), src, off));
+            return this;
+        }
+
+        public Writer metadata(String key, String value) {
+            metadata.put(key, value);
+            return this;
+        }
+
+        private byte[] header() throws IOException {
+            ObjectNode root = JSON.createObjectNode();
+            if (!metadata.isEmpty()) {
+                ObjectNode m = root.putObject("__metadata__");
+                metadata.forEach(m::put);
+            }
+            long pos = 0;
+            for (Pending p : pending) {
+                ObjectNode t = root.putObject(p.name());
+                t.put("dtype", p.dtype().name());
+                var shape = t.putArray("shape");
+                long n = 1;
+                for (int s : p.shape()) {
+                    shape.add(s);
+                    n *= s;
+                }
+                var offs = t.putArray("data_offsets");
+                offs.add(pos);
+                pos += n * p.dtype().bytes;
+                offs.add(pos);
+            }
+            byte[] json = JSON.writeValueAsBytes(root);
+            int padded = (json.length + 7) / 8 * 8;
+            byte[] h = java.util.Arrays.copyOf(json, padded);
+            java.util.Arrays.fill(h, json.length, padded, (byte) ' ');
+            return h;
+        }
+
+        /** Writes the file to its temporary name, forced to disk; {@link AtomicFiles#commit} renames it. */
+        public Path writeTemp(Path target) throws IOException {
+            byte[] header = header();
+            return AtomicFiles.writeTemp(target, ch -> {
+                ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
+                buf.putLong(header.length);
+                for (byte b : header) {
+                    if (!buf.hasRemaining()) drain(ch, buf);
+                    buf.put(b);
+                }
+                for (Pending p : pending) {
+                    long n = 1;
+                    for (int s : p.shape()) n *= s;
+                    for (long k = 0; k < n; k++) {
+                        if (buf.remaining() < 4) drain(ch, buf);
+                        float f = p.src()[(int) (p.off() + k)];
+                        if (p.dtype() == DType.F32) buf.putFloat(f);
+                        else buf.putShort(Bf16.fromFloat(f));
+                    }
+                }
+                drain(ch, buf);
+            });
+        }
+
+        /** Writes the file atomically. */
+        public void write(Path target) throws IOException {
+            AtomicFiles.commit(writeTemp(target), target);
+        }
+
+        private static void drain(FileChannel ch, ByteBuffer buf) throws IOException {
+            buf.flip();
+            while (buf.hasRemaining()) ch.write(buf);
+            buf.clear();
+        }
+    }
+}

@@ -1,0 +1,96 @@
+package dev.dsmoe.io;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.dsmoe.kernels.Bf16;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class SafeTensorsTest {
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void writeThenReadRoundTripsF32AndBf16WithMetadata() throws IOException {
+        float[] a = new float[2 * 3 + 5];
+        for (int i = 0; i < a.length; i++) a[i] = (float) Math.sin(i) * 10;
+        Path f = dir.resolve("model.safetensors");
+        new SafeTensors.Writer()
+                .add("w", SafeTensors.DType.F32, new int[] {2, 3}, a, 0)
+                .add("b", SafeTensors.DType.BF16, new int[] {5}, a, 6)
+                .metadata("format", "pt")
+                .write(f);
+        assertEquals(8 + headerLength(f) + 6 * 4 + 5 * 2, Files.size(f), "header, then exactly the data");
+        assertEquals(0, headerLength(f) % 8, "header padded to 8 bytes");
+        assertTrue(Files.notExists(AtomicFiles.tempFor(f)), "temporary file renamed away");
+        try (SafeTensors st = SafeTensors.open(f)) {
+            assertEquals("pt", st.metadata().get("format"));
+            float[] w = new float[6];
+            st.readFloats("w", new int[] {2, 3}, w, 0);
+            for (int i = 0; i < 6; i++) assertEquals(a[i], w[i]);
+            float[] b = new float[5];
+            st.readFloats("b", new int[] {5}, b, 0);
+            for (int i = 0; i < 5; i++) assertEquals(Bf16.toFloat(Bf16.fromFloat(a[6 + i])), b[i]);
+            IOException e = assertThrows(IOException.class, () -> st.readFloats("w", new int[] {3, 2}, w, 0));
+            assertTrue(e.getMessage().contains("has shape [2, 3], the model expects [3, 2]"), e.getMessage());
+            assertThrows(IOException.class, () -> st.info("missing"));
+        }
+    }
+
+    private static long headerLength(Path f) throws IOException {
+        return ByteBuffer.wrap(Files.readAllBytes(f), 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+    }
+
+    private Path raw(String header, int dataBytes) throws IOException {
+        byte[] h = header.getBytes(StandardCharsets.UTF_8);
+        ByteBuffer b = ByteBuffer.allocate(8 + h.length + dataBytes).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(h.length).put(h);
+        Path f = dir.resolve("bad.safetensors");
+        Files.write(f, b.array());
+        return f;
+    }
+
+    private void rejected(Path f, String expected) {
+        IOException e = assertThrows(IOException.class, () -> SafeTensors.open(f).close());
+        assertTrue(e.getMessage().contains(expected), e.getMessage());
+        assertTrue(e.getMessage().contains(f.toString()), "names the file: " + e.getMessage());
+    }
+
+    @Test
+    void rejectsMalformedFilesWithAClearReason() throws IOException {
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4), "outside the 4 data bytes");
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8), "needs 12");
+        rejected(raw("{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8), "dtype 'I64'");
+        rejected(raw("not json", 0), "header is not JSON");
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                + "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 8), "overlap");
+        Path tiny = dir.resolve("tiny.safetensors");
+        Files.write(tiny, new byte[] {1, 2, 3});
+        rejected(tiny, "shorter than the 8-byte header length");
+        Path huge = dir.resolve("huge.safetensors");
+        Files.write(huge, ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(1L << 40).array());
+        rejected(huge, "header length");
+        assertThrows(java.nio.file.NoSuchFileException.class, () -> SafeTensors.open(dir.resolve("none")));
+    }
+
+    @Test
+    void aFailedWriteLeavesTheOldFileIntact() throws IOException {
+        Path f = dir.resolve("m.safetensors");
+        float[] a = {1, 2, 3};
+        new SafeTensors.Writer().add("x", SafeTensors.DType.F32, new int[] {3}, a, 0).write(f);
+        byte[] before = Files.readAllBytes(f);
+        assertThrows(IllegalArgumentException.class, () ->
+                new SafeTensors.Writer().add("x", SafeTensors.DType.F32, new int[] {4}, a, 0).write(f));
+        assertArrayEquals(before, Files.readAllBytes(f));
+    }
+}
