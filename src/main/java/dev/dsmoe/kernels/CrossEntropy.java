@@ -81,17 +81,17 @@ public final class CrossEntropy {
         }
         float max = Simd.max(x, xo, V);
         float sum = Simd.sumExp(x, xo, V, max);
-        float loss = (max - x[xo + target]) + (float) Math.log(sum);
+        float loss = (max - x[xo + target]) + (float) StrictMath.log(sum);
         if (d != null) {
             float c = scale / sum;
             int i = 0;
             FloatVector mv = FloatVector.broadcast(Simd.S, max);
             FloatVector cv = FloatVector.broadcast(Simd.S, c);
             for (int bound = Simd.S.loopBound(V); i < bound; i += Simd.L) {
-                FloatVector.fromArray(Simd.S, x, xo + i).sub(mv).lanewise(VectorOperators.EXP).mul(cv)
+                Simd.exp(FloatVector.fromArray(Simd.S, x, xo + i).sub(mv)).mul(cv)
                         .intoArray(d, dOff + i);
             }
-            for (; i < V; i++) d[dOff + i] = (float) Math.exp(x[xo + i] - max) * c;
+            for (; i < V; i++) d[dOff + i] = Simd.exp(x[xo + i] - max) * c;
             d[dOff + target] -= scale;
         }
         return loss;

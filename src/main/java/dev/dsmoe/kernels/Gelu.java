@@ -31,12 +31,12 @@ public final class Gelu {
         for (int bound = Simd.S.loopBound(n); i < bound; i += Simd.L) {
             FloatVector v = FloatVector.fromArray(Simd.S, x, xo + i);
             FloatVector u = v.mul(v).mul(c).mul(v).add(v).mul(k);
-            FloatVector t = u.lanewise(VectorOperators.TANH);
+            FloatVector t = Simd.tanh(u);
             v.mul(half).mul(t.add(1f)).intoArray(y, yo + i);
         }
         for (; i < n; i++) {
             float v = x[xo + i];
-            float t = (float) Math.tanh(K * (v + C * v * v * v));
+            float t = Simd.tanh((float) (K * (v + C * v * v * v)));
             y[yo + i] = 0.5f * v * (1f + t);
         }
     }
@@ -65,7 +65,7 @@ public final class Gelu {
         for (int bound = Simd.S.loopBound(n); i < bound; i += Simd.L) {
             FloatVector v = FloatVector.fromArray(Simd.S, x, xo + i);
             FloatVector v2 = v.mul(v);
-            FloatVector t = v2.mul(c).mul(v).add(v).mul(k).lanewise(VectorOperators.TANH);
+            FloatVector t = Simd.tanh(v2.mul(c).mul(v).add(v).mul(k));
             // 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 C x^2)
             FloatVector sech2 = t.mul(t).neg().add(1f);
             FloatVector inner = v2.fma(c3, FloatVector.broadcast(Simd.S, 1f)).mul(k);
@@ -76,7 +76,7 @@ public final class Gelu {
         }
         for (; i < n; i++) {
             float v = x[xo + i];
-            float t = (float) Math.tanh(K * (v + C * v * v * v));
+            float t = Simd.tanh((float) (K * (v + C * v * v * v)));
             float grad = 0.5f * (1f + t) + 0.5f * v * (1f - t * t) * K * (1f + 3f * C * v * v);
             float r = grad * dy[go + i];
             dx[o + i] = accumulate ? dx[o + i] + r : r;

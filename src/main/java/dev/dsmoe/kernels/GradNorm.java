@@ -82,7 +82,8 @@ public final class GradNorm {
                         .convertShape(VectorOperators.F2D, DS, 0);
                 acc = x.fma(x, acc);
             }
-            total = acc.reduceLanes(VectorOperators.ADD);
+            // Lanes summed in index order: reduceLanes' order differs between compiled and interpreted code.
+            for (double lane : acc.toArray()) total += lane;
         }
         for (; i < n; i++) {
             double x = g[off + i];

@@ -102,10 +102,10 @@ public final class MatVec {
             if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
             if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
         }
-        float t0 = s0.reduceLanes(VectorOperators.ADD), t1 = 0, t2 = 0, t3 = 0;
-        if (mb > 1) t1 = s1.reduceLanes(VectorOperators.ADD);
-        if (mb > 2) t2 = s2.reduceLanes(VectorOperators.ADD);
-        if (mb > 3) t3 = s3.reduceLanes(VectorOperators.ADD);
+        float t0 = Simd.addLanes(s0), t1 = 0, t2 = 0, t3 = 0;
+        if (mb > 1) t1 = Simd.addLanes(s1);
+        if (mb > 2) t2 = Simd.addLanes(s2);
+        if (mb > 3) t3 = Simd.addLanes(s3);
         for (; c < cols; c++) {
             float wv = w.get(F32, off + 4L * c);
             t0 += wv * x[xo + c];
@@ -130,10 +130,10 @@ public final class MatVec {
             if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
             if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
         }
-        float t0 = s0.reduceLanes(VectorOperators.ADD), t1 = 0, t2 = 0, t3 = 0;
-        if (mb > 1) t1 = s1.reduceLanes(VectorOperators.ADD);
-        if (mb > 2) t2 = s2.reduceLanes(VectorOperators.ADD);
-        if (mb > 3) t3 = s3.reduceLanes(VectorOperators.ADD);
+        float t0 = Simd.addLanes(s0), t1 = 0, t2 = 0, t3 = 0;
+        if (mb > 1) t1 = Simd.addLanes(s1);
+        if (mb > 2) t2 = Simd.addLanes(s2);
+        if (mb > 3) t3 = Simd.addLanes(s3);
         for (; c < cols; c++) {
             float wv = Bf16.toFloat(w.get(BF16, off + 2L * c));
             t0 += wv * x[xo + c];

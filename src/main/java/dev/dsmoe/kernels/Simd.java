@@ -1,6 +1,8 @@
 package dev.dsmoe.kernels;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -8,11 +10,93 @@ import jdk.incubator.vector.VectorSpecies;
  * Small Vector API building blocks shared by the non-GEMM kernels: reductions and elementwise
  * loops over one contiguous float segment, each with a scalar tail for lengths that are not a
  * multiple of the vector length. Package-private: callers use the kernel classes.
+ *
+ * <p><b>Determinism.</b> The Vector API's {@code reduceLanes(ADD)} and its {@code EXP}/{@code TANH}
+ * operators give different roundings when compiled (tree reduction, SVML) than when interpreted
+ * (sequential lanes, {@code Math.exp}), so a result would depend on how warm the JIT is. Every
+ * kernel therefore reduces with {@link #addLanes} (a fixed pairwise order built from lane
+ * shuffles) and computes exp and tanh with {@link #exp}/{@link #tanh} (Cephes-style polynomials
+ * in plain IEEE arithmetic), which round identically in every mode.
  */
 final class Simd {
 
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
+
+    /** SHIFT[k] moves lane i+2^k to lane i: the steps of a fixed pairwise reduction. */
+    @SuppressWarnings("unchecked")
+    private static final VectorShuffle<Float>[] SHIFT = new VectorShuffle[Integer.numberOfTrailingZeros(L)];
+
+    static {
+        for (int k = 0; k < SHIFT.length; k++) {
+            int w = 1 << k;
+            SHIFT[k] = VectorShuffle.fromOp(S, i -> (i + w) % L);
+        }
+    }
+
+    /** Sum of the lanes in a fixed pairwise order (same rounding compiled or interpreted). */
+    static float addLanes(FloatVector v) {
+        for (int k = SHIFT.length - 1; k >= 0; k--) v = v.add(v.rearrange(SHIFT[k]));
+        return v.lane(0);
+    }
+
+    private static final float LOG2E = 1.44269504088896341f, EXP_C1 = 0.693359375f, EXP_C2 = -2.12194440e-4f;
+    private static final float EXP_HI = 88.3762626647949f, EXP_LO = -87.3365447504f, ROUND = 12582912f; // 1.5·2^23
+
+    /** e^x lane by lane, relative error about 1e-7; 0 below -87.3, +Inf above 88.4; NaN stays NaN. */
+    static FloatVector exp(FloatVector x) {
+        var under = x.compare(VectorOperators.LT, EXP_LO);
+        var over = x.compare(VectorOperators.GT, EXP_HI);
+        FloatVector xc = x.max(EXP_LO).min(EXP_HI);
+        FloatVector n = xc.mul(LOG2E).add(ROUND).sub(ROUND); // round to nearest integer
+        FloatVector r = n.mul(-EXP_C1).add(xc);
+        r = n.mul(-EXP_C2).add(r);
+        FloatVector z = r.mul(r);
+        FloatVector p = r.mul(1.9875691500E-4f).add(1.3981999507E-3f).mul(r).add(8.3334519073E-3f).mul(r)
+                .add(4.1665795894E-2f).mul(r).add(1.6666665459E-1f).mul(r).add(5.0000001201E-1f)
+                .mul(z).add(r).add(1f);
+        IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
+        FloatVector y = p.mul(bits.reinterpretAsFloats());
+        return y.blend(0f, under).blend(Float.POSITIVE_INFINITY, over);
+    }
+
+    /** Scalar twin of {@link #exp(FloatVector)} (same formula, same rounding). */
+    static float exp(float x) {
+        if (x < EXP_LO) return 0f;
+        if (x > EXP_HI) return Float.POSITIVE_INFINITY;
+        if (x != x) return x;
+        float n = x * LOG2E + ROUND - ROUND;
+        float r = n * -EXP_C1 + x;
+        r = n * -EXP_C2 + r;
+        float z = r * r;
+        float p = ((((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r
+                + 4.1665795894E-2f) * r + 1.6666665459E-1f) * r + 5.0000001201E-1f) * z + r) + 1f;
+        return p * Float.intBitsToFloat(((int) n + 127) << 23);
+    }
+
+    /** tanh lane by lane: an odd polynomial below 0.625, else 1 - 2/(e^{2|x|}+1), sign restored. */
+    static FloatVector tanh(FloatVector x) {
+        FloatVector a = x.abs();
+        FloatVector z = x.mul(x);
+        FloatVector small = z.mul(-5.70498872745E-3f).add(2.06390887954E-2f).mul(z).add(-5.37397155531E-2f).mul(z)
+                .add(1.33314422036E-1f).mul(z).add(-3.33332819422E-1f).mul(z).mul(x).add(x);
+        FloatVector e = exp(a.mul(2f));
+        FloatVector big = FloatVector.broadcast(S, 1f).sub(FloatVector.broadcast(S, 2f).div(e.add(1f)));
+        big = big.blend(big.neg(), x.compare(VectorOperators.LT, 0f));
+        return big.blend(small, a.compare(VectorOperators.LT, 0.625f));
+    }
+
+    /** Scalar twin of {@link #tanh(FloatVector)}. */
+    static float tanh(float x) {
+        float a = Math.abs(x);
+        if (a < 0.625f) {
+            float z = x * x;
+            return ((((-5.70498872745E-3f * z + 2.06390887954E-2f) * z + -5.37397155531E-2f) * z
+                    + 1.33314422036E-1f) * z + -3.33332819422E-1f) * z * x + x;
+        }
+        float big = 1f - 2f / (exp(a * 2f) + 1f);
+        return x < 0 ? -big : big;
+    }
 
     /**
      * Minimum elements of work per parallel chunk for cheap elementwise kernels: below this a
@@ -37,7 +121,7 @@ final class Simd {
             for (; i < bound; i += L) {
                 acc = FloatVector.fromArray(S, a, ao + i).fma(FloatVector.fromArray(S, b, bo + i), acc);
             }
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = addLanes(acc);
         }
         for (; i < n; i++) s += a[ao + i] * b[bo + i];
         return s;
@@ -54,7 +138,7 @@ final class Simd {
                 FloatVector ab = FloatVector.fromArray(S, a, ao + i).mul(FloatVector.fromArray(S, b, bo + i));
                 acc = ab.fma(FloatVector.fromArray(S, c, co + i), acc);
             }
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = addLanes(acc);
         }
         for (; i < n; i++) s += a[ao + i] * b[bo + i] * c[co + i];
         return s;
@@ -73,7 +157,7 @@ final class Simd {
         if (bound > 0) {
             FloatVector acc = FloatVector.zero(S);
             for (; i < bound; i += L) acc = acc.add(FloatVector.fromArray(S, a, o + i));
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = addLanes(acc);
         }
         for (; i < n; i++) s += a[o + i];
         return s;
@@ -102,11 +186,11 @@ final class Simd {
             FloatVector sh = FloatVector.broadcast(S, shift);
             FloatVector acc = FloatVector.zero(S);
             for (; i < bound; i += L) {
-                acc = acc.add(FloatVector.fromArray(S, x, xo + i).sub(sh).lanewise(VectorOperators.EXP));
+                acc = acc.add(exp(FloatVector.fromArray(S, x, xo + i).sub(sh)));
             }
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = addLanes(acc);
         }
-        for (; i < n; i++) s += (float) Math.exp(x[xo + i] - shift);
+        for (; i < n; i++) s += exp(x[xo + i] - shift);
         return s;
     }
 
@@ -119,14 +203,14 @@ final class Simd {
             FloatVector sh = FloatVector.broadcast(S, shift);
             FloatVector acc = FloatVector.zero(S);
             for (; i < bound; i += L) {
-                FloatVector e = FloatVector.fromArray(S, x, xo + i).sub(sh).lanewise(VectorOperators.EXP);
+                FloatVector e = exp(FloatVector.fromArray(S, x, xo + i).sub(sh));
                 e.intoArray(y, yo + i);
                 acc = acc.add(e);
             }
-            s = acc.reduceLanes(VectorOperators.ADD);
+            s = addLanes(acc);
         }
         for (; i < n; i++) {
-            float e = (float) Math.exp(x[xo + i] - shift);
+            float e = exp(x[xo + i] - shift);
             y[yo + i] = e;
             s += e;
         }

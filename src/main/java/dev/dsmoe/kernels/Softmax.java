@@ -42,7 +42,7 @@ public final class Softmax {
     public static void logForwardRow(float[] x, int xo, float[] y, int yo, int n) {
         if (n == 0) return;
         float max = Simd.max(x, xo, n);
-        float logSum = (float) Math.log(Simd.sumExp(x, xo, n, max));
+        float logSum = (float) StrictMath.log(Simd.sumExp(x, xo, n, max));
         // (x - max) - logSum, not x - (max + logSum): keeps precision when |max| is large
         Simd.subTwice(x, xo, y, yo, n, max, logSum);
     }
@@ -93,12 +93,12 @@ public final class Softmax {
                 FloatVector sv = FloatVector.broadcast(Simd.S, s);
                 for (int bound = Simd.S.loopBound(n); i < bound; i += Simd.L) {
                     FloatVector d = FloatVector.fromArray(Simd.S, dy, go + i).sub(
-                            FloatVector.fromArray(Simd.S, y, yo + i).lanewise(VectorOperators.EXP).mul(sv));
+                            Simd.exp(FloatVector.fromArray(Simd.S, y, yo + i)).mul(sv));
                     if (accumulate) d = d.add(FloatVector.fromArray(Simd.S, dx, xo + i));
                     d.intoArray(dx, xo + i);
                 }
                 for (; i < n; i++) {
-                    float d = dy[go + i] - (float) Math.exp(y[yo + i]) * s;
+                    float d = dy[go + i] - Simd.exp(y[yo + i]) * s;
                     dx[xo + i] = accumulate ? dx[xo + i] + d : d;
                 }
             }
