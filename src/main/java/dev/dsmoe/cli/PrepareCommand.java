@@ -98,7 +98,7 @@ final class PrepareCommand implements Callable<Integer> {
     }
 
     static String human(long n) {
-        if (n >= 10_000_000) return String.format(Locale.ROOT, "%.1f M", n / 1e6);
+        if (n >= 1_000_000) return String.format(Locale.ROOT, "%.1f M", n / 1e6);
         if (n >= 10_000) return String.format(Locale.ROOT, "%.1f k", n / 1e3);
         return Long.toString(n);
     }
@@ -125,6 +125,7 @@ final class PrepareCommand implements Callable<Integer> {
         @Override
         public void progress(long done, long total) {
             long now = System.nanoTime();
+            if (done == 0) start = now; // e.g. merging starts after counting pre-tokens
             if (now - lastDraw < 200_000_000L && done < total) return;
             lastDraw = now;
             double f = total <= 0 ? 0 : Math.min(1, done / (double) total);

@@ -22,7 +22,7 @@ import java.util.Map;
  */
 public final class BpeTrainer {
 
-    /** Reports progress: {@code done} of {@code total} merges. */
+    /** Reports progress: {@code done} of {@code total} merges (0 once counting is over and merging starts). */
     @FunctionalInterface
     public interface Progress {
         void merges(int done, int total);
@@ -143,6 +143,7 @@ public final class BpeTrainer {
                 }
             }
             for (int p = 0; p < pairs; p++) push(p);
+            if (progress != null) progress.merges(0, targetMerges);
             List<int[]> merges = new ArrayList<>();
             int nextId = 256;
             while (merges.size() < targetMerges && heapSize > 0) {

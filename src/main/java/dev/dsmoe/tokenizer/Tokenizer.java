@@ -47,7 +47,7 @@ public final class Tokenizer {
     private final int unkId;
     private final List<AddedToken> addedTokens;
     private final List<AddedToken> matchOrder;
-    private final ThreadLocal<HashMap<String, int[]>> cache = ThreadLocal.withInitial(HashMap::new);
+    private final ThreadLocal<PieceCache> cache = ThreadLocal.withInitial(() -> new PieceCache(CACHE_ENTRIES));
 
     /**
      * @param tokenBytes  the bytes of each id (added tokens: their content in UTF-8; null for unused ids)
@@ -238,22 +238,70 @@ public final class Tokenizer {
             from = 0;
             to = t.length();
         }
-        HashMap<String, int[]> c = cache.get();
+        PieceCache c = cache.get();
         String s = t;
         preTokenizer.split(s, from, to, (a, b) -> {
             if (b - a <= MAX_CACHED_CHARS) {
-                String key = s.substring(a, b);
-                int[] ids = c.get(key);
+                int h = 0;
+                for (int i = a; i < b; i++) h = 31 * h + s.charAt(i);
+                int[] ids = c.get(s, a, b, h);
                 if (ids == null) {
+                    String key = s.substring(a, b);
                     ids = bpe(key.getBytes(StandardCharsets.UTF_8));
-                    if (c.size() >= CACHE_ENTRIES) c.clear();
-                    c.put(key, ids);
+                    c.put(key, h, ids);
                 }
                 out.addAll(ids);
             } else {
                 out.addAll(bpe(s.substring(a, b).getBytes(StandardCharsets.UTF_8)));
             }
         });
+    }
+
+    /**
+     * Pre-token text -> ids, open addressing keyed by a char range of the text being encoded, so a
+     * hit allocates nothing. Cleared when half full (bounded memory).
+     */
+    static final class PieceCache {
+        private final String[] keys;
+        private final int[] hashes;
+        private final int[][] values;
+        private final int mask;
+        private int size;
+
+        PieceCache(int entries) {
+            int cap = Integer.highestOneBit(entries) * 2;
+            keys = new String[cap];
+            hashes = new int[cap];
+            values = new int[cap][];
+            mask = cap - 1;
+        }
+
+        private static int spread(int h) {
+            return (h ^ (h >>> 16)) * 0x9E3779B9;
+        }
+
+        int[] get(String s, int a, int b, int h) {
+            int len = b - a;
+            for (int i = spread(h) & mask; ; i = (i + 1) & mask) {
+                String k = keys[i];
+                if (k == null) return null;
+                if (hashes[i] == h && k.length() == len && k.regionMatches(0, s, a, len)) return values[i];
+            }
+        }
+
+        void put(String key, int h, int[] ids) {
+            if (size * 2 >= keys.length) {
+                java.util.Arrays.fill(keys, null);
+                java.util.Arrays.fill(values, null);
+                size = 0;
+            }
+            int i = spread(h) & mask;
+            while (keys[i] != null) i = (i + 1) & mask;
+            keys[i] = key;
+            hashes[i] = h;
+            values[i] = ids;
+            size++;
+        }
     }
 
     private int rank(int a, int b) {
