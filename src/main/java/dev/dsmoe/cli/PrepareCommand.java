@@ -13,11 +13,12 @@ import picocli.CommandLine.Option;
 
 /** {@code ./dsmoe prepare}: text to a byte-level BPE tokenizer and memory-mapped token shards. */
 @Command(name = "prepare", mixinStandardHelpOptions = true,
-        description = {"Train a byte-level BPE tokenizer on a sample of the corpus and encode the corpus into",
-                "memory-mapped token shards: train.bin, val.bin (uint16 ids, uint32 above 65536 ids), meta.json,",
-                "tokenizer.json (Hugging Face format). Default corpus: the running JDK's lib/src.zip.",
-                "One document per file, zip entry or JSONL line, each followed by <|endoftext|>;",
-                "documents go to validation by a hash of their text. Does nothing when the output is up to date."})
+        description = {"Train a byte-level BPE tokenizer on a sample of the corpus and encode the corpus into memory-mapped"
+                + " token shards: train.bin, val.bin (uint16 ids; uint32 above 65536 ids), meta.json and tokenizer.json"
+                + " (Hugging Face format).",
+                "Default corpus: the running JDK's lib/src.zip. One document per file, zip entry or JSONL line, each followed"
+                + " by <|endoftext|>; documents go to validation by a hash of their text.",
+                "Does nothing when the output is up to date (same inputs and options)."})
 final class PrepareCommand implements Callable<Integer> {
 
     @Option(names = "--input", paramLabel = "PATH",

@@ -80,6 +80,17 @@ class PrepareCommandTest {
     }
 
     @Test
+    void outputInsideTheInputDirectoryIsNotReadAsInput(@TempDir Path dir) throws IOException {
+        Path src = corpus(dir);
+        Path out = src.resolve("data");
+        Run first = run("prepare", "--input", src.toString(), "--out", out.toString(), "--vocab-size", "300");
+        assertEquals(0, first.status(), first.err());
+        assertTrue(first.out().contains("prepared 30 documents"), first.out());
+        Run second = run("prepare", "--input", src.toString(), "--out", out.toString(), "--vocab-size", "300");
+        assertTrue(second.out().contains("is up to date"), second.out());
+    }
+
+    @Test
     void nonUtf8FilesAreSkippedAndCountedInTheSummary(@TempDir Path dir) throws IOException {
         Path src = corpus(dir);
         Files.write(src.resolve("image.png"), new byte[] {(byte) 0x89, 'P', 'N', 'G', (byte) 0xff});
