@@ -9,7 +9,7 @@ import static picocli.CommandLine.ScopeType.INHERIT;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Dense training, sparse inference of Mixture-of-Experts language models (DS-MoE) on the JVM.",
-        subcommands = {QuickstartCommand.class, PrepareCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {QuickstartCommand.class, PrepareCommand.class, TrainCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
@@ -43,6 +43,8 @@ public final class Main implements Runnable {
     /** Runs the CLI and returns its exit status (tests call this instead of {@link #main}). */
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
+        cl.setOverwrittenOptionsAllowed(true); // a later --key value wins, so scripts can append overrides
+        TrainCommand.addConfigOptions(cl.getSubcommands().get("train").getCommandSpec());
         cl.setExecutionExceptionHandler(new Errors.Handler());
         cl.setParameterExceptionHandler(new Errors.ParameterHandler());
         return cl.execute(args);

@@ -30,7 +30,8 @@ import java.util.Locale;
 public final class Trainer {
 
     /**
-     * Settings of a run. {@code totalSteps} 0 means "decide from the time budget";
+     * Settings of a run. {@code totalSteps} 0 means "decide from the time budget" (or, when
+     * resuming, "the checkpoint's budget");
      * {@code stopAfter} &gt; 0 ends this invocation after that many steps (checkpointed), keeping
      * the schedule of the whole budget, so a later resume continues the same run.
      */
@@ -39,9 +40,7 @@ public final class Trainer {
                           long saveEvery, long evalEvery, int evalBatches, long stopAfter) {
         public Options {
             if (batch < 1 || seqLen < 1 || gradAccum < 1) throw new IllegalArgumentException("--batch, --seq and --grad-accum must be >= 1");
-            if (totalSteps < 0 || (totalSteps == 0 && !(minutes > 0))) {
-                throw new IllegalArgumentException("give a budget: --steps, --tokens or --minutes");
-            }
+            if (totalSteps < 0 || minutes < 0) throw new IllegalArgumentException("the budget must not be negative");
             if (weightDecay < 0 || clip < 0) throw new IllegalArgumentException("--weight-decay and --clip must be >= 0");
         }
 
@@ -104,6 +103,9 @@ public final class Trainer {
     /** A fresh run: weights initialised from the seed. */
     public static Trainer fresh(ModelConfig config, Options o, BatchSource train, BatchSource val, Path out,
                                 Path tokenizer, String dataDescription) {
+        if (o.totalSteps() == 0 && !(o.minutes() > 0)) {
+            throw new IllegalArgumentException("give a budget: --steps, --tokens or --minutes");
+        }
         ParamLayout layout = ParamLayout.of(config);
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, o.seed());
