@@ -89,6 +89,43 @@ public final class BlasGemm implements Gemm {
         }
     }
 
+    /**
+     * The same product over memory segments: heap arrays wrapped with
+     * {@code MemorySegment.ofArray}, or native memory such as a memory-mapped checkpoint tensor
+     * (read in place, no copy). Each segment starts at its matrix's first element; fp32,
+     * native byte order (little-endian on every platform this engine runs on).
+     */
+    public void sgemm(boolean transA, boolean transB, int m, int n, int k,
+                      float alpha, MemorySegment a, int lda, MemorySegment b, int ldb,
+                      float beta, MemorySegment c, int ldc) {
+        if (m < 0 || n < 0 || k < 0) {
+            throw new IllegalArgumentException("gemm sizes must be >= 0: m=" + m + " n=" + n + " k=" + k);
+        }
+        checkSegment("A", a, lda, transA ? k : m, transA ? m : k);
+        checkSegment("B", b, ldb, transB ? n : k, transB ? k : n);
+        checkSegment("C", c, ldc, m, n);
+        if (m == 0 || n == 0) return;
+        try {
+            sgemm.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS,
+                    m, n, k, alpha, a, Math.max(lda, 1), b, Math.max(ldb, 1), beta, c, ldc);
+        } catch (Throwable e) {
+            throw new IllegalStateException("cblas_sgemm failed", e);
+        }
+    }
+
+    private static void checkSegment(String name, MemorySegment s, int ld, int rows, int cols) {
+        if (rows == 0 || cols == 0) return;
+        if (ld < cols) {
+            throw new IllegalArgumentException("gemm: leading dimension of " + name + " (" + ld
+                    + ") is smaller than its column count (" + cols + ")");
+        }
+        long bytes = 4L * ((long) (rows - 1) * ld + cols);
+        if (bytes > s.byteSize()) {
+            throw new IllegalArgumentException("gemm: " + name + " [" + rows + " x " + cols + ", ld " + ld
+                    + "] needs " + bytes + " bytes, its segment has " + s.byteSize());
+        }
+    }
+
     @Override
     public String name() {
         return "blas";

@@ -90,6 +90,76 @@ public final class MatVec {
         mul(DType.BF16, MemorySegment.ofArray(w), 2L * wOff, rows, cols, x, xOff, m, y, yOff, ldy, accumulate);
     }
 
+    /**
+     * Selected experts' products against one shared input, for decode: for {@code i < count},
+     * {@code y[yOff + i*rows + r] = Σ_c x[xOff + c] · W_e[r, c]} with {@code e = experts[eOff + i]}
+     * and {@code W_e} the {@code [rows, cols]} matrix at byte {@code wOff + e*expertStride}. Only
+     * the selected experts' weights are read, all of them in one parallel pass over
+     * {@code count*rows} rows.
+     */
+    public static void mulSelected(DType dtype, MemorySegment w, long wOff, long expertStride, int[] experts,
+                                   int eOff, int count, int rows, int cols, float[] x, int xOff, float[] y, int yOff) {
+        checkSelected(dtype, w, wOff, expertStride, experts, eOff, count, rows, cols);
+        if (xOff + (long) cols > x.length || yOff + (long) count * rows > y.length) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for " + count + " experts");
+        }
+        Parallel.forRange(count * rows, ROW_GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                int e = experts[eOff + i / rows], r = i % rows;
+                long rowOff = wOff + e * expertStride + (long) r * cols * dtype.bytes;
+                if (dtype == DType.F32) rowF32(w, rowOff, cols, x, xOff, 1, y, yOff + i, 0, false);
+                else rowBf16(w, rowOff, cols, x, xOff, 1, y, yOff + i, 0, false);
+            }
+        });
+    }
+
+    /**
+     * Sum of selected experts' products, each with its own input, for decode:
+     * {@code y[yOff + r] (+)= Σ_i Σ_c x[xOff + i*cols + c] · W_e[r, c]} with
+     * {@code e = experts[eOff + i]}, {@code i < count} (e.g. the gate-scaled hidden rows of the
+     * selected experts through their output projections). Rows are split across threads; each
+     * output is summed over the experts in list order.
+     */
+    public static void mulSelectedSum(DType dtype, MemorySegment w, long wOff, long expertStride, int[] experts,
+                                      int eOff, int count, int rows, int cols, float[] x, int xOff, float[] y,
+                                      int yOff, boolean accumulate) {
+        checkSelected(dtype, w, wOff, expertStride, experts, eOff, count, rows, cols);
+        if (xOff + (long) count * cols > x.length || yOff + (long) rows > y.length) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for " + count + " experts");
+        }
+        if (count == 0) {
+            if (!accumulate) java.util.Arrays.fill(y, yOff, yOff + rows, 0f);
+            return;
+        }
+        Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
+            for (int i = 0; i < count; i++) {
+                long base = wOff + experts[eOff + i] * expertStride;
+                boolean acc = accumulate || i > 0;
+                for (int r = r0; r < r1; r++) {
+                    long rowOff = base + (long) r * cols * dtype.bytes;
+                    if (dtype == DType.F32) rowF32(w, rowOff, cols, x, xOff + i * cols, 1, y, yOff + r, 0, acc);
+                    else rowBf16(w, rowOff, cols, x, xOff + i * cols, 1, y, yOff + r, 0, acc);
+                }
+            }
+        });
+    }
+
+    private static void checkSelected(DType dtype, MemorySegment w, long wOff, long expertStride, int[] experts,
+                                      int eOff, int count, int rows, int cols) {
+        if (rows < 0 || cols < 0 || count < 0) throw new IllegalArgumentException("negative size");
+        if (expertStride < (long) rows * cols * dtype.bytes) {
+            throw new IllegalArgumentException("mat-vec: expert stride " + expertStride + " bytes is smaller than one ["
+                    + rows + " x " + cols + "] matrix");
+        }
+        for (int i = 0; i < count; i++) {
+            int e = experts[eOff + i];
+            if (e < 0 || wOff + e * expertStride + (long) rows * cols * dtype.bytes > w.byteSize()) {
+                throw new IllegalArgumentException("mat-vec: expert " + e + " lies outside the weight segment of "
+                        + w.byteSize() + " bytes");
+            }
+        }
+    }
+
     // One weight row against up to four input rows: the weight vector is loaded once per lane block.
     private static void rowF32(MemorySegment w, long off, int cols, float[] x, int xo, int mb,
                                float[] y, int yo, int ldy, boolean acc) {

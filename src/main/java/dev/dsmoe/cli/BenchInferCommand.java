@@ -1,0 +1,95 @@
+package dev.dsmoe.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.bench.InferenceBenchmarks;
+import dev.dsmoe.infer.ExpertSelection;
+import dev.dsmoe.infer.InferenceModel;
+import dev.dsmoe.kernels.Kernels;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Parallel;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code ./dsmoe bench infer}: prefill and decode tokens/s under expert selections, with weight bandwidth. */
+@Command(name = "infer", mixinStandardHelpOptions = true,
+        description = {"Inference throughput: prefill tokens/s and single-stream decode tokens/s of a model directory",
+                "or of presets with random weights, under each expert selection (medians over --repeats),",
+                "with the active experts, the weight bytes one decoded token reads and the GB/s that implies."})
+final class BenchInferCommand implements Callable<Integer> {
+
+    @Option(names = "--presets", split = ",", defaultValue = "dense-small,dsmoe-small",
+            description = "Comma-separated presets with random weights. Default: ${DEFAULT-VALUE}.")
+    List<String> presets;
+
+    @Option(names = "--model", description = "A model directory (config.json + model.safetensors) instead of presets.")
+    Path model;
+
+    @Option(names = "--strategies", split = ";", defaultValue = "default;top-k:4;top-k:att=2,mlp=4",
+            description = {"Semicolon-separated expert selections; the first is the speed-up reference.",
+                    "Forms: " + ExpertSelection.FORMS + ". Default: ${DEFAULT-VALUE}."})
+    List<String> strategies;
+
+    @Option(names = "--dtype", defaultValue = "f32", description = "Weight type: f32 or bf16. Default: ${DEFAULT-VALUE}.")
+    String dtype;
+
+    @Option(names = "--prompt", defaultValue = "128", description = "Prompt tokens. Default: ${DEFAULT-VALUE}.")
+    int prompt;
+
+    @Option(names = "--decode", defaultValue = "64", description = "Decoded tokens. Default: ${DEFAULT-VALUE}.")
+    int decode;
+
+    @Option(names = "--repeats", defaultValue = "3", description = "Timed repeats (median). Default: ${DEFAULT-VALUE}.")
+    int repeats;
+
+    @Option(names = "--warmup", defaultValue = "3", description = "Untimed repeats first. Default: ${DEFAULT-VALUE}.")
+    int warmup;
+
+    @Option(names = "--json", description = "One JSON object per row instead of the table.")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+        MatVec.DType dt = switch (dtype.toLowerCase(Locale.ROOT)) {
+            case "f32", "fp32", "float32" -> MatVec.DType.F32;
+            case "bf16", "bfloat16" -> MatVec.DType.BF16;
+            default -> throw new IllegalArgumentException("--dtype '" + dtype + "': use f32 or bf16");
+        };
+        InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
+                json ? s -> { } : s -> Terminal.status("inference " + s));
+        List<InferenceBenchmarks.Row> rows = new ArrayList<>();
+        if (model != null) {
+            try (InferenceModel m = InferenceModel.load(model, dt)) {
+                rows.addAll(b.run(model.getFileName().toString(), m, strategies));
+            }
+        } else {
+            for (String p : presets) {
+                try (InferenceModel m = InferenceBenchmarks.randomModel(p, dt)) {
+                    rows.addAll(b.run(p, m, strategies));
+                }
+            }
+        }
+        Terminal.clearStatus();
+        if (json) {
+            ObjectMapper om = new ObjectMapper();
+            for (InferenceBenchmarks.Row r : rows) System.out.println(om.writeValueAsString(r));
+            return 0;
+        }
+        System.out.printf(Locale.ROOT, "prompt %d, decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, decode,
+                dt.name().toLowerCase(Locale.ROOT), Parallel.threads(), Kernels.gemm().name());
+        System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
+                + "| active hidden % | MB read / token | decode GB/s |");
+        System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (InferenceBenchmarks.Row r : rows) {
+            System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.1f | %.2f | %.2f | %.2f | %.1f | %.1f | %.2f |%n",
+                    r.model(), r.selection(), r.prefillTokensPerSecond(), r.decodeTokensPerSecond(),
+                    r.decodeSpeedupToFirst(), r.meanActiveAttention(), r.meanActiveMlp(), r.activeHiddenPercent(),
+                    r.weightBytesPerToken() / 1e6, r.decodeGBPerSecond());
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,462 @@
+package dev.dsmoe.infer;
+
+import dev.dsmoe.kernels.CachedAttention;
+import dev.dsmoe.kernels.ExpertGroups;
+import dev.dsmoe.kernels.Gelu;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.kernels.RmsNorm;
+import dev.dsmoe.kernels.Rope;
+import dev.dsmoe.kernels.Softmax;
+import dev.dsmoe.model.ModelConfig;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * Sparse inference over one sequence: batched prefill, token-by-token decode with a
+ * {@link KvCache}, whole-sequence scoring, with the experts of every router chosen by an
+ * {@link ExpertSelection}.
+ *
+ * <p>Per layer, for the {@code m} tokens of a step (a prefill chunk, or one decoded token) at
+ * positions {@code p0 .. p0+m-1}:
+ * <pre>
+ *   h        = RMSNorm(x)
+ *   K, V     = h·Wkᵀ, h·Wvᵀ  -> cache rows p0.., K rotated (RoPE)      shared by all experts
+ *   S        = softmax(router(h)); A = selected experts (per token)
+ *   x       += Σ_{i∈A} S_i · Attn(RoPE(h·Wq_iᵀ), cache) · Wo_iᵀ
+ *   h        = RMSNorm(x)
+ *   x       += Σ_{i∈A'} S'_i · GELU(h·W1_iᵀ) · W2_iᵀ
+ * </pre>
+ * and {@code logits = RMSNorm(x)·E_outᵀ}. Experts run grouped (ScatterMoE): the step's
+ * (token, expert) pairs are sorted once by expert, each expert does one product over its rows,
+ * and the outputs are scatter-added with their gates. A single token (decode) reads only the
+ * selected experts' weights: one pass over them for the input products and one for the output
+ * products, the gates applied to the inputs of the latter ({@code Σ W_i (S_i h_i) = Σ S_i W_i h_i}).
+ *
+ * <p>All working memory is sized at construction for {@code chunk} tokens; prefill longer than
+ * that runs chunk by chunk (threshold-top-k averages its count over each chunk). The decode step
+ * allocates no arrays. Not thread-safe: one engine per sequence (engines may share a model).
+ */
+public final class Engine {
+
+    /** Default prefill chunk (tokens per batched step). */
+    public static final int DEFAULT_CHUNK = 128;
+
+    private final InferenceModel model;
+    private final ModelConfig c;
+    private final KvCache cache;
+    private final Rope rope;
+    private final Linear linear = new Linear();
+    private final int chunk, d, nAtt, nHead, nKv, dAtt, headW, kvW, nFfd, dFfd, vocab, numLayers;
+    private final int[] kvHeadOf;
+    private final float eps;
+    private ExpertSelection selection;
+
+    // Working memory for up to `chunk` tokens.
+    private final float[] x, ln, routerHidden, routerLogits, probs, gates, in, q, att, out, hidden, lastLogits;
+    private float[] chunkLogits;
+    private final int[] chosen, rowOfSlot, rowExpert, rowPos;
+    private final ExpertGroups attGroups, mlpGroups;
+
+    // Statistics since the last reset.
+    private final long[] attActive, mlpActive;
+    private long routedTokens, prefillTokens, prefillNanos, decodeTokens, decodeNanos;
+
+    /** An engine with the model's default selection, the full context and the default chunk. */
+    public Engine(InferenceModel model) {
+        this(model, ExpertSelection.defaultFor(model.config()), model.config().maxPositions(), DEFAULT_CHUNK);
+    }
+
+    public Engine(InferenceModel model, ExpertSelection selection) {
+        this(model, selection, model.config().maxPositions(), DEFAULT_CHUNK);
+    }
+
+    /**
+     * @param contextLength positions the KV cache holds, at most {@code max_position_embeddings}
+     * @param chunk         tokens per batched prefill step
+     */
+    public Engine(InferenceModel model, ExpertSelection selection, int contextLength, int chunk) {
+        this.model = Objects.requireNonNull(model, "model");
+        this.c = model.config();
+        if (contextLength < 1 || contextLength > c.maxPositions()) {
+            throw new IllegalArgumentException("context length " + contextLength + " must be between 1 and max_position_embeddings ("
+                    + c.maxPositions() + ")");
+        }
+        if (chunk < 1) throw new IllegalArgumentException("prefill chunk must be >= 1, got " + chunk);
+        this.chunk = chunk;
+        d = c.dEmb();
+        nAtt = c.nAtt();
+        nHead = c.nHead();
+        nKv = c.nKv();
+        dAtt = c.dAtt();
+        headW = nHead * dAtt;
+        kvW = nKv * dAtt;
+        nFfd = c.nFfd();
+        dFfd = c.dFfd();
+        vocab = c.vocabSize();
+        numLayers = c.numLayers();
+        eps = (float) c.rmsNormEps();
+        kvHeadOf = new int[nHead];
+        for (int j = 0; j < nHead; j++) kvHeadOf[j] = j * nKv / nHead;
+        cache = new KvCache(numLayers, contextLength, kvW);
+        rope = new Rope(dAtt, c.maxPositions(), c.ropeTheta());
+        int nMax = Math.max(nAtt, nFfd);
+        int slots = Math.multiplyExact(chunk, nMax);
+        x = new float[chunk * d];
+        ln = new float[chunk * d];
+        boolean mlpRouter = c.router() == ModelConfig.RouterKind.MLP && nMax > 1;
+        routerHidden = new float[mlpRouter ? chunk * ModelConfig.ROUTER_MLP_HIDDEN : 0];
+        routerLogits = new float[slots];
+        probs = new float[slots];
+        gates = new float[slots];
+        chosen = new int[slots];
+        rowOfSlot = new int[slots];
+        rowExpert = new int[slots];
+        rowPos = new int[slots];
+        in = new float[Math.multiplyExact(slots, d)];
+        q = new float[Math.multiplyExact(chunk * nAtt, headW)];
+        att = new float[q.length];
+        out = new float[in.length];
+        hidden = new float[Math.multiplyExact(chunk * nFfd, dFfd)];
+        lastLogits = new float[vocab];
+        attGroups = new ExpertGroups(nAtt, chunk * nAtt);
+        mlpGroups = new ExpertGroups(nFfd, chunk * nFfd);
+        attActive = new long[numLayers];
+        mlpActive = new long[numLayers];
+        setSelection(selection);
+    }
+
+    public InferenceModel model() {
+        return model;
+    }
+
+    public ModelConfig config() {
+        return c;
+    }
+
+    public KvCache cache() {
+        return cache;
+    }
+
+    public ExpertSelection selection() {
+        return selection;
+    }
+
+    /** Changes the selection for later steps (checked against the model). */
+    public void setSelection(ExpertSelection selection) {
+        this.selection = Objects.requireNonNull(selection, "selection").check(c);
+    }
+
+    /** Positions the context holds. */
+    public int contextLength() {
+        return cache.capacity();
+    }
+
+    /** Tokens in the cache (the position the next token gets). */
+    public int position() {
+        return cache.length();
+    }
+
+    /** Starts a new sequence (empties the cache; statistics are kept). */
+    public void reset() {
+        cache.reset();
+    }
+
+    // ------------------------------------------------------------------ public steps
+
+    /**
+     * Starts a new sequence with {@code prompt} and returns the logits {@code [V]} of its last
+     * position (the engine's buffer: valid until the next step).
+     */
+    public float[] prefill(int[] prompt) {
+        checkTokens(prompt, 0);
+        reset();
+        return append(prompt);
+    }
+
+    /** Appends {@code tokens} to the current sequence; returns the logits of the last one. */
+    public float[] append(int[] tokens) {
+        checkTokens(tokens, cache.length());
+        long t0 = System.nanoTime();
+        for (int s = 0; s < tokens.length; s += chunk) {
+            int m = Math.min(chunk, tokens.length - s);
+            step(tokens, s, m, s + m == tokens.length ? Logits.LAST : Logits.NONE);
+        }
+        prefillNanos += System.nanoTime() - t0;
+        prefillTokens += tokens.length;
+        return lastLogits;
+    }
+
+    /** Feeds one token at the next position and returns the next-token logits {@code [V]} (engine's buffer). */
+    public float[] decode(int token) {
+        if (cache.length() >= cache.capacity()) {
+            throw new IllegalStateException("the context is full: " + cache.length() + " of " + cache.capacity()
+                    + " positions used");
+        }
+        checkToken(token, 0);
+        long t0 = System.nanoTime();
+        step1(token);
+        decodeNanos += System.nanoTime() - t0;
+        decodeTokens++;
+        return lastLogits;
+    }
+
+    /**
+     * Logits of every position of a new sequence, {@code [T, V]} row-major in a new array (for
+     * evaluation and tests). Leaves the sequence in the cache.
+     */
+    public float[] forwardAll(int[] tokens) {
+        checkTokens(tokens, 0);
+        reset();
+        float[] all = new float[Math.multiplyExact(tokens.length, vocab)];
+        long t0 = System.nanoTime();
+        for (int s = 0; s < tokens.length; s += chunk) {
+            int m = Math.min(chunk, tokens.length - s);
+            step(tokens, s, m, Logits.ALL);
+            System.arraycopy(chunkLogits, 0, all, s * vocab, m * vocab);
+        }
+        prefillNanos += System.nanoTime() - t0;
+        prefillTokens += tokens.length;
+        return all;
+    }
+
+    /**
+     * Scores a sequence under the current selection: {@code result[i] = log p(tokens[i+1] |
+     * tokens[0..i])} for {@code i < T-1} (natural log; perplexity is {@code exp(-mean)}).
+     * Starts a new sequence.
+     */
+    public double[] score(int[] tokens) {
+        checkTokens(tokens, 0);
+        reset();
+        double[] lp = new double[tokens.length - 1];
+        long t0 = System.nanoTime();
+        for (int s = 0; s < tokens.length; s += chunk) {
+            int m = Math.min(chunk, tokens.length - s);
+            step(tokens, s, m, Logits.ALL);
+            for (int t = 0; t < m && s + t + 1 < tokens.length; t++) {
+                lp[s + t] = logProb(chunkLogits, t * vocab, tokens[s + t + 1]);
+            }
+        }
+        prefillNanos += System.nanoTime() - t0;
+        prefillTokens += tokens.length;
+        return lp;
+    }
+
+    private double logProb(float[] logits, int off, int target) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int v = 0; v < vocab; v++) max = Math.max(max, logits[off + v]);
+        double sum = 0;
+        for (int v = 0; v < vocab; v++) sum += Math.exp(logits[off + v] - max);
+        return logits[off + target] - max - Math.log(sum);
+    }
+
+    private void checkTokens(int[] tokens, int cached) {
+        if (tokens == null || tokens.length == 0) throw new IllegalArgumentException("empty token sequence");
+        if ((long) cached + tokens.length > cache.capacity()) {
+            throw new IllegalArgumentException("a sequence of " + tokens.length + " tokens"
+                    + (cached > 0 ? " after " + cached + " cached positions" : "") + " is longer than the context of "
+                    + cache.capacity() + " positions (max_position_embeddings " + c.maxPositions() + ")");
+        }
+        for (int i = 0; i < tokens.length; i++) checkToken(tokens[i], i);
+    }
+
+    private void checkToken(int token, int at) {
+        if (token < 0 || token >= vocab) {
+            throw new IllegalArgumentException("token id " + token + " at position " + at
+                    + " is outside the vocabulary [0, " + vocab + ")");
+        }
+    }
+
+    // ------------------------------------------------------------------ the forward
+
+    private enum Logits { NONE, LAST, ALL }
+
+    private void step1(int token) {
+        model.embedRow(token, x, 0);
+        forwardLayers(1);
+        finalLogits(1, Logits.LAST);
+    }
+
+    private void step(int[] tokens, int off, int m, Logits logits) {
+        for (int t = 0; t < m; t++) model.embedRow(tokens[off + t], x, t * d);
+        forwardLayers(m);
+        finalLogits(m, logits);
+    }
+
+    private void forwardLayers(int m) {
+        int p0 = cache.length();
+        for (int l = 0; l < numLayers; l++) layer(l, m, p0);
+        cache.advance(m);
+        routedTokens += m;
+    }
+
+    private void finalLogits(int m, Logits logits) {
+        InferenceModel.Weight e = model.output();
+        switch (logits) {
+            case NONE -> { }
+            case LAST -> {
+                RmsNorm.forward(x, (m - 1) * d, model.finalNorm(), 0, ln, 0, null, 0, 1, d, eps);
+                linear.mul(e, 0, vocab, d, ln, 0, 1, lastLogits, 0, vocab, false);
+            }
+            case ALL -> {
+                if (chunkLogits == null) chunkLogits = new float[Math.multiplyExact(chunk, vocab)];
+                RmsNorm.forward(x, 0, model.finalNorm(), 0, ln, 0, null, 0, m, d, eps);
+                linear.mul(e, 0, vocab, d, ln, 0, m, chunkLogits, 0, vocab, false);
+                System.arraycopy(chunkLogits, (m - 1) * vocab, lastLogits, 0, vocab);
+            }
+        }
+    }
+
+    private void layer(int l, int m, int p0) {
+        InferenceModel.Layer w = model.layer(l);
+        float[] keys = cache.keys(l), values = cache.values(l);
+
+        // Mixture of attention heads over the shared, cached K/V heads.
+        RmsNorm.forward(x, 0, w.inputNorm(), 0, ln, 0, null, 0, m, d, eps);
+        linear.mul(w.k(), 0, kvW, d, ln, 0, m, keys, p0 * kvW, kvW, false);
+        linear.mul(w.v(), 0, kvW, d, ln, 0, m, values, p0 * kvW, kvW, false);
+        rope.forward(keys, p0 * kvW, kvW, 1, m, nKv, p0);
+        int width = route(w.attnRouter(), nAtt, selection.attention(), m, attGroups);
+        attActive[l] += attGroups.rows();
+        expertInputs(w.q(), attGroups, m, headW, q);
+        int rows = attGroups.rows();
+        for (int r = 0; r < rows; r++) rowPos[r] = p0 + attGroups.token(r);
+        rotateQueries(m, p0, rows);
+        CachedAttention.forward(q, 0, headW, rows, nHead, kvHeadOf, keys, values, 0, kvW, dAtt, rowPos, 0,
+                att, 0, headW);
+        expertOutputs(w.o(), attGroups, width, m, headW, att);
+
+        // Mixture of MLP experts.
+        RmsNorm.forward(x, 0, w.postAttnNorm(), 0, ln, 0, null, 0, m, d, eps);
+        width = route(w.mlpRouter(), nFfd, selection.mlp(), m, mlpGroups);
+        mlpActive[l] += mlpGroups.rows();
+        expertInputs(w.up(), mlpGroups, m, dFfd, hidden);
+        Gelu.forward(hidden, 0, hidden, 0, mlpGroups.rows() * dFfd);
+        expertOutputs(w.down(), mlpGroups, width, m, dFfd, hidden);
+    }
+
+    /** RoPE on the grouped query rows: one call per expert whose rows are all m tokens, else per row. */
+    private void rotateQueries(int m, int p0, int rows) {
+        if (m == 1) {
+            rope.forward(q, 0, headW, rows, 1, nHead, p0);
+            return;
+        }
+        for (int e = 0; e < nAtt; e++) {
+            int cnt = attGroups.count(e), r0 = attGroups.start(e);
+            if (cnt == m) {
+                rope.forward(q, r0 * headW, headW, 1, m, nHead, p0);
+            } else {
+                for (int r = r0; r < r0 + cnt; r++) rope.forward(q, r * headW, headW, 1, 1, nHead, rowPos[r]);
+            }
+        }
+    }
+
+    /**
+     * Router probabilities of the step's tokens (from {@code ln}), the selection, and the
+     * grouping by expert; returns the slot width. A layer type with one expert has no router:
+     * every token gets expert 0 with gate 1.
+     */
+    private int route(InferenceModel.Router router, int n, ExpertSelection.Rule rule, int m, ExpertGroups groups) {
+        int width;
+        if (router == null) {
+            Arrays.fill(chosen, 0, m, 0);
+            Arrays.fill(gates, 0, m, 1f);
+            width = 1;
+        } else {
+            if (router.isMlp()) {
+                int h = ModelConfig.ROUTER_MLP_HIDDEN;
+                linear.mul(router.hidden(), 0, h, d, ln, 0, m, routerHidden, 0, h, false);
+                Gelu.forward(routerHidden, 0, routerHidden, 0, m * h);
+                linear.mul(router.out(), 0, n, h, routerHidden, 0, m, routerLogits, 0, n, false);
+            } else {
+                linear.mul(router.out(), 0, n, d, ln, 0, m, routerLogits, 0, n, false);
+            }
+            Softmax.forward(routerLogits, 0, probs, 0, m, n);
+            width = rule.select(probs, m, n, chosen, gates);
+        }
+        groups.group(chosen, m, width);
+        for (int r = 0; r < groups.rows(); r++) {
+            int slot = groups.slot(r);
+            rowOfSlot[slot] = r;
+            rowExpert[r] = chosen[slot];
+        }
+        return width;
+    }
+
+    /** {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ} for every grouped row (width {@code outW}). */
+    private void expertInputs(InferenceModel.Weight w, ExpertGroups groups, int m, int outW, float[] dst) {
+        if (m == 1) {
+            MatVec.mulSelected(w.dtype(), w.segment(), 0, w.expertBytes(), rowExpert, 0, groups.rows(), outW, d,
+                    ln, 0, dst, 0);
+            return;
+        }
+        groups.gather(ln, d, in);
+        for (int e = 0; e < groups.experts(); e++) {
+            int cnt = groups.count(e), r0 = groups.start(e);
+            if (cnt > 0) linear.mul(w, w.offset(e), outW, d, in, r0 * d, cnt, dst, r0 * outW, outW, false);
+        }
+    }
+
+    /** {@code x[t] += Σ_slots gate · (src[row] · W_{expert(row)}ᵀ)}: the output products and the gated scatter. */
+    private void expertOutputs(InferenceModel.Weight w, ExpertGroups groups, int width, int m, int inW, float[] src) {
+        int rows = groups.rows();
+        if (m == 1) {
+            for (int r = 0; r < rows; r++) {
+                float g = gates[groups.slot(r)];
+                for (int i = r * inW; i < (r + 1) * inW; i++) src[i] *= g;
+            }
+            MatVec.mulSelectedSum(w.dtype(), w.segment(), 0, w.expertBytes(), rowExpert, 0, rows, d, inW,
+                    src, 0, x, 0, true);
+            return;
+        }
+        for (int e = 0; e < groups.experts(); e++) {
+            int cnt = groups.count(e), r0 = groups.start(e);
+            if (cnt > 0) linear.mul(w, w.offset(e), d, inW, src, r0 * inW, cnt, out, r0 * d, d, false);
+        }
+        Parallel.forRange(m, Math.max(1, 4096 / (d * width)), (t0, t1) -> {
+            for (int t = t0; t < t1; t++) {
+                for (int j = 0; j < width; j++) {
+                    int slot = t * width + j;
+                    if (chosen[slot] < 0) continue;
+                    float g = gates[slot];
+                    int ro = rowOfSlot[slot] * d, xo = t * d;
+                    for (int i = 0; i < d; i++) x[xo + i] += g * out[ro + i];
+                }
+            }
+        });
+    }
+
+    // ------------------------------------------------------------------ statistics
+
+    /** Statistics since construction or the last {@link #resetStats()}. */
+    public InferenceStats stats() {
+        double[] att = new double[numLayers], mlp = new double[numLayers];
+        double sumAtt = 0, sumMlp = 0;
+        for (int l = 0; l < numLayers; l++) {
+            att[l] = routedTokens > 0 ? (double) attActive[l] / routedTokens : Double.NaN;
+            mlp[l] = routedTokens > 0 ? (double) mlpActive[l] / routedTokens : Double.NaN;
+            sumAtt += attActive[l];
+            sumMlp += mlpActive[l];
+        }
+        double meanAtt = Double.NaN, meanMlp = Double.NaN, params = Double.NaN, frac = Double.NaN;
+        if (routedTokens > 0 && numLayers > 0) {
+            meanAtt = clamp(sumAtt / ((double) routedTokens * numLayers), nAtt);
+            meanMlp = clamp(sumMlp / ((double) routedTokens * numLayers), nFfd);
+            params = c.activeParamsPerToken(meanAtt, meanMlp);
+            frac = c.activeExpertFraction(meanAtt, meanMlp);
+        }
+        return new InferenceStats(selection.toString(), prefillTokens, prefillNanos / 1e9, decodeTokens,
+                decodeNanos / 1e9, meanAtt, meanMlp, att, mlp, params, frac);
+    }
+
+    private static double clamp(double v, int n) {
+        return Math.max(1, Math.min(n, v)); // guards rounding at the ends of [1, N]
+    }
+
+    /** Zeroes the statistics. */
+    public void resetStats() {
+        Arrays.fill(attActive, 0);
+        Arrays.fill(mlpActive, 0);
+        routedTokens = prefillTokens = prefillNanos = decodeTokens = decodeNanos = 0;
+    }
+}

@@ -1,0 +1,92 @@
+package dev.dsmoe.infer;
+
+import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.io.SafeTensors;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelConfig.Activation;
+import dev.dsmoe.model.ModelConfig.AuxLoss;
+import dev.dsmoe.model.ModelConfig.RouterKind;
+import dev.dsmoe.model.ModelConfig.TrainingRouting;
+import dev.dsmoe.model.ParamLayout;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.provider.Arguments;
+
+/** Tiny random models of the three families, written to a directory as a checkpoint. */
+final class TinyModels {
+
+    private TinyModels() {}
+
+    static final int CONTEXT = 48;
+
+    static ModelConfig tiny(int nAtt, int nHead, int nKv, int nFfd, int dFfd, RouterKind router,
+                            TrainingRouting routing, AuxLoss aux, boolean tied) {
+        return new ModelConfig(37, 16, 2, nAtt, nHead, nKv, 4, nFfd, dFfd, Activation.GELU_TANH, CONTEXT,
+                10000.0, 1e-5, tied, router, routing, 2, aux, nAtt > 1 ? 0.05 : 0.0, nFfd > 1 ? 0.05 : 0.0).validate();
+    }
+
+    static ModelConfig dense() {
+        return tiny(1, 4, 2, 1, 32, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.NONE, true);
+    }
+
+    static ModelConfig smoe() {
+        return tiny(1, 4, 2, 4, 8, RouterKind.LINEAR, TrainingRouting.TOP_K, AuxLoss.SWITCH, true);
+    }
+
+    static ModelConfig dsmoe() {
+        return tiny(4, 2, 1, 6, 8, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.MI, true);
+    }
+
+    static ModelConfig dsmoeMlpRouter() {
+        return tiny(3, 2, 2, 4, 8, RouterKind.MLP, TrainingRouting.DENSE, AuxLoss.MI, false);
+    }
+
+    /** Models whose default routing is dense (Dense and DS-MoE). */
+    static Stream<Arguments> denseRouted() {
+        return Stream.of(
+                Arguments.of("dense (N_kv<N_head)", dense()),
+                Arguments.of("ds-moe (N_kv<N_head)", dsmoe()),
+                Arguments.of("ds-moe MLP router, untied", dsmoeMlpRouter()));
+    }
+
+    /** All families. */
+    static Stream<Arguments> all() {
+        return Stream.concat(denseRouted(), Stream.of(Arguments.of("smoe top-2", smoe())));
+    }
+
+    /** Parameters with std 0.3 (norm gains 1 ± 0.2) so attention and routing are far from uniform. */
+    static float[] params(ParamLayout layout, long seed) {
+        float[] p = layout.newBuffer();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (ParamLayout.Tensor t : layout.tensors()) {
+            for (int i = t.off(); i < t.off() + t.numel(); i++) {
+                p[i] = t.role() == ParamLayout.Role.NORM ? (float) (1 + 0.2 * r.nextGaussian())
+                        : (float) (0.3 * r.nextGaussian());
+            }
+        }
+        return p;
+    }
+
+    static int[] tokens(int n, int vocab, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) t[i] = r.nextInt(vocab);
+        return t;
+    }
+
+    /** Writes config.json and model.safetensors (in {@code dtype}) of the params to {@code dir}. */
+    static Path write(Path dir, ModelConfig c, float[] params, SafeTensors.DType dtype) throws IOException {
+        Files.createDirectories(dir);
+        Files.writeString(dir.resolve(ModelFiles.CONFIG), c.toJson());
+        ModelFiles.modelTensors(ParamLayout.of(c), params, dtype).write(dir.resolve(ModelFiles.MODEL));
+        return dir;
+    }
+
+    static InferenceModel load(Path dir, ModelConfig c, float[] params) throws IOException {
+        return InferenceModel.load(write(dir, c, params, SafeTensors.DType.F32), MatVec.DType.F32);
+    }
+}

@@ -1,0 +1,46 @@
+package dev.dsmoe.kernels;
+
+import java.lang.foreign.MemorySegment;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The selected-expert mat-vecs against per-expert double products, fp32 and bf16 weights. */
+class MatVecSelectedTest {
+
+    @Test
+    void selectedExpertsMatchPerExpertProducts() {
+        SplittableRandom rnd = new SplittableRandom(3);
+        int experts = 5, rows = 70, cols = 37;
+        float[] w = TestArrays.uniform(rnd, experts * rows * cols, 1.0);
+        short[] wb = new short[w.length];
+        Bf16.fromFloats(w, 0, wb, 0, w.length);
+        int[] sel = {9, 3, 0, 4}; // experts 3, 0, 4 from offset 1
+        float[] x = TestArrays.uniform(rnd, 3 * cols, 1.0);
+        for (MatVec.DType dt : MatVec.DType.values()) {
+            MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : MemorySegment.ofArray(wb);
+            long stride = (long) rows * cols * dt.bytes;
+            float[] y = new float[3 * rows];
+            MatVec.mulSelected(dt, seg, 0, stride, sel, 1, 3, rows, cols, x, 0, y, 0);
+            float[] ySum = new float[rows + 2];
+            java.util.Arrays.fill(ySum, 0.5f);
+            MatVec.mulSelectedSum(dt, seg, 0, stride, sel, 1, 3, rows, cols, x, 0, ySum, 2, true);
+            double[] ref = new double[3 * rows], refSum = new double[rows];
+            for (int i = 0; i < 3; i++) {
+                int e = sel[1 + i];
+                for (int r = 0; r < rows; r++) {
+                    double a = 0, b = 0;
+                    for (int c = 0; c < cols; c++) {
+                        double wv = dt == MatVec.DType.F32 ? w[(e * rows + r) * cols + c] : Bf16.toFloat(wb[(e * rows + r) * cols + c]);
+                        a += wv * x[c];
+                        b += wv * x[i * cols + c];
+                    }
+                    ref[i * rows + r] = a;
+                    refSum[r] += b;
+                }
+            }
+            for (int r = 0; r < rows; r++) refSum[r] += 0.5;
+            TestArrays.assertClose(dt + " selected", ref, y, 0, 1e-5, 1e-5);
+            TestArrays.assertClose(dt + " selected sum", refSum, ySum, 2, 1e-4, 1e-5);
+        }
+    }
+}
