@@ -38,14 +38,25 @@ class TrainCommandTest {
 
     @BeforeAll
     static void prepare() throws IOException {
-        Path src = PrepareCommandTest.corpus(shared);
-        data = shared.resolve("data");
-        PrepareCommandTest.Run r = PrepareCommandTest.run("prepare", "--input", src.toString(), "--out", data.toString(),
+        data = prepareData(shared);
+    }
+
+    /** Prepares the tiny test corpus (vocabulary 300) under {@code dir}; returns the data directory. */
+    static Path prepareData(Path dir) throws IOException {
+        Path src = PrepareCommandTest.corpus(dir);
+        Path out = dir.resolve("data");
+        PrepareCommandTest.Run r = PrepareCommandTest.run("prepare", "--input", src.toString(), "--out", out.toString(),
                 "--vocab-size", "300", "--val-fraction", "0.3");
         assertEquals(0, r.status(), r.err());
+        return out;
     }
 
     static String[] args(String... extra) {
+        return argsFor(data, extra);
+    }
+
+    /** {@code train --data DATA} with the tiny model's options and {@code extra}. */
+    static String[] argsFor(Path data, String... extra) {
         List<String> a = new ArrayList<>(List.of("train", "--data", data.toString()));
         a.addAll(List.of(TINY));
         a.addAll(List.of(extra));
