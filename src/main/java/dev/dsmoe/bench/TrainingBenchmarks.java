@@ -37,6 +37,16 @@ public final class TrainingBenchmarks {
 
     public List<Row> run(List<String> presets) {
         List<Row> rows = new ArrayList<>();
+        // Untimed: one pass of every preset's warm-up first, so the JIT has compiled the shared
+        // kernels before the first preset is timed (otherwise the first row pays for it).
+        new TrainingBenchmarks(batch, seqLen, 0, Math.max(1, warmup), s -> progress.accept("JIT warm-up, " + s))
+                .measure(presets);
+        rows.addAll(measure(presets));
+        return rows;
+    }
+
+    private List<Row> measure(List<String> presets) {
+        List<Row> rows = new ArrayList<>();
         for (String name : presets) {
             ModelConfig c = ModelConfig.preset(name);
             ParamLayout layout = ParamLayout.of(c);
