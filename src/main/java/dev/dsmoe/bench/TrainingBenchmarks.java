@@ -39,7 +39,7 @@ public final class TrainingBenchmarks {
         List<Row> rows = new ArrayList<>();
         // Untimed: one pass of every preset's warm-up first, so the JIT has compiled the shared
         // kernels before the first preset is timed (otherwise the first row pays for it).
-        new TrainingBenchmarks(batch, seqLen, 0, Math.max(1, warmup), s -> progress.accept("JIT warm-up, " + s))
+        new TrainingBenchmarks(batch, seqLen, 0, Math.max(3, warmup), s -> progress.accept("JIT warm-up, " + s))
                 .measure(presets);
         rows.addAll(measure(presets));
         return rows;

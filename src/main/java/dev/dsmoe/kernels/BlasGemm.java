@@ -54,7 +54,7 @@ public final class BlasGemm implements Gemm {
                 .map(f -> linker.downcallHandle(f, FunctionDescriptor.ofVoid(ValueLayout.JAVA_INT)))
                 .orElse(null);
         BlasGemm g = new BlasGemm(sgemm, threads);
-        g.setThreads(Parallel.threads());
+        g.setThreads(1); // the engine's own pool splits the work: see sgemm
         return g;
     }
 
@@ -68,6 +68,9 @@ public final class BlasGemm implements Gemm {
         }
     }
 
+    /** Smallest m·n·k worth splitting across threads (a call costs a few microseconds). */
+    private static final long PARALLEL_WORK = 1L << 18;
+
     @Override
     public void sgemm(boolean transA, boolean transB, int m, int n, int k,
                       float alpha, float[] a, int aOff, int lda,
@@ -75,18 +78,8 @@ public final class BlasGemm implements Gemm {
                       float beta, float[] c, int cOff, int ldc) {
         Gemm.checkArgs(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
         if (m == 0 || n == 0) return;
-        // BLAS leading dimensions must be >= 1 even for empty operands.
-        lda = Math.max(lda, 1);
-        ldb = Math.max(ldb, 1);
-        try {
-            sgemm.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS,
-                    m, n, k, alpha,
-                    MemorySegment.ofArray(a).asSlice(4L * aOff), lda,
-                    MemorySegment.ofArray(b).asSlice(4L * bOff), ldb,
-                    beta, MemorySegment.ofArray(c).asSlice(4L * cOff), ldc);
-        } catch (Throwable e) {
-            throw new IllegalStateException("cblas_sgemm failed", e);
-        }
+        product(transA, transB, m, n, k, alpha, MemorySegment.ofArray(a), 4L * aOff, lda,
+                MemorySegment.ofArray(b), 4L * bOff, ldb, beta, MemorySegment.ofArray(c), 4L * cOff, ldc);
     }
 
     /**
@@ -105,12 +98,7 @@ public final class BlasGemm implements Gemm {
         checkSegment("B", b, ldb, transB ? n : k, transB ? k : n);
         checkSegment("C", c, ldc, m, n);
         if (m == 0 || n == 0) return;
-        try {
-            sgemm.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS,
-                    m, n, k, alpha, a, Math.max(lda, 1), b, Math.max(ldb, 1), beta, c, ldc);
-        } catch (Throwable e) {
-            throw new IllegalStateException("cblas_sgemm failed", e);
-        }
+        product(transA, transB, m, n, k, alpha, a, 0, lda, b, 0, ldb, beta, c, 0, ldc);
     }
 
     private static void checkSegment(String name, MemorySegment s, int ld, int rows, int cols) {
@@ -123,6 +111,55 @@ public final class BlasGemm implements Gemm {
         if (bytes > s.byteSize()) {
             throw new IllegalArgumentException("gemm: " + name + " [" + rows + " x " + cols + ", ld " + ld
                     + "] needs " + bytes + " bytes, its segment has " + s.byteSize());
+        }
+    }
+
+    /**
+     * OpenBLAS runs single-threaded; the product is split across {@link Parallel}'s threads by
+     * blocks of C's rows or columns, whichever dimension is larger. OpenBLAS's own threads spin
+     * after each call and then compete with the engine's pool for the cores (measured: training
+     * steps several times slower on 2 cores); one pool for everything avoids that, and a fixed
+     * split keeps results identical run to run. Offsets are in bytes.
+     */
+    private void product(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                         MemorySegment a, long aOff, int lda, MemorySegment b, long bOff, int ldb,
+                         float beta, MemorySegment c, long cOff, int ldc) {
+        int threads = Parallel.threads();
+        if (threads == 1 || (long) m * n * k < PARALLEL_WORK || Math.max(m, n) < 32) {
+            call(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
+        boolean byRows = m >= n;
+        int dim = byRows ? m : n;
+        int blocks = Math.min(threads, dim / 16);
+        Parallel.forRange(blocks, (b0, b1) -> {
+            for (int blk = b0; blk < b1; blk++) {
+                int s0 = (int) ((long) dim * blk / blocks) & ~15;
+                int s1 = blk + 1 == blocks ? dim : (int) ((long) dim * (blk + 1) / blocks) & ~15;
+                if (s1 <= s0) continue;
+                if (byRows) {
+                    long aStart = transA ? s0 : (long) s0 * lda;
+                    call(transA, transB, s1 - s0, n, k, alpha, a, aOff + 4 * aStart, lda, b, bOff, ldb,
+                            beta, c, cOff + 4L * s0 * ldc, ldc);
+                } else {
+                    long bStart = transB ? (long) s0 * ldb : s0;
+                    call(transA, transB, m, s1 - s0, k, alpha, a, aOff, lda, b, bOff + 4 * bStart, ldb,
+                            beta, c, cOff + 4L * s0, ldc);
+                }
+            }
+        });
+    }
+
+    private void call(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                      MemorySegment a, long aByte, int lda, MemorySegment b, long bByte, int ldb,
+                      float beta, MemorySegment c, long cByte, int ldc) {
+        try {
+            // BLAS leading dimensions must be >= 1 even for empty operands.
+            sgemm.invokeExact(ROW_MAJOR, transA ? TRANS : NO_TRANS, transB ? TRANS : NO_TRANS,
+                    m, n, k, alpha, a.asSlice(aByte), Math.max(lda, 1), b.asSlice(bByte), Math.max(ldb, 1),
+                    beta, c.asSlice(cByte), ldc);
+        } catch (Throwable e) {
+            throw new IllegalStateException("cblas_sgemm failed", e);
         }
     }
 
