@@ -9,7 +9,8 @@ import static picocli.CommandLine.ScopeType.INHERIT;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Dense training, sparse inference of Mixture-of-Experts language models (DS-MoE) on the JVM.",
-        subcommands = {QuickstartCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {QuickstartCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class,
+                EvalCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
