@@ -36,13 +36,14 @@ import picocli.CommandLine.Option;
  * progress and prints.
  */
 @Command(name = "eval", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Evaluate a model directory: validation loss and perplexity (windows of --seq tokens over the whole",
-                "validation shard; the first token of each window is context only) under each expert selection, with",
-                "the mean active MoA and MLP experts per token, active parameters per token and active hidden %.",
-                "Without --strategy: dense for a Dense model; the training top-k and dense for an SMoE; dense,",
-                "top-k:N_ffd/4, threshold:0.48 and threshold-top-k:0.48 (MLP; MoA dense) for a DS-MoE.",
+        description = {"Evaluate a model directory: validation loss and perplexity (windows of --seq tokens over the whole"
+                + " validation shard; the first token of each window is context only) under each expert selection, with the"
+                + " mean active MoA and MLP experts per token, active parameters per token and active hidden %%.",
+                "Without --strategy: dense for a Dense model; the training top-k and dense for an SMoE; dense, top-k:N_ffd/4,"
+                + " threshold:0.48 and threshold-top-k:0.48 (MLP; MoA dense) for a DS-MoE.",
                 "--sweep: perplexity against active parameters over threshold ε (table, CSV, JSON and PNG in --out).",
-                "--choices FILE / --code-task: zero-shot multiple choice by log-likelihood, acc and acc_norm."})
+                "--choices FILE / --code-task: zero-shot multiple choice by log-likelihood: acc, and acc_norm (log-likelihood"
+                + " per UTF-8 byte of the choice)."})
 final class EvalCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, paramLabel = "DIR",
@@ -71,7 +72,7 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--sweep", description = "Threshold sweep: perplexity against active parameters per token for each --eps.")
     boolean sweep;
 
-    @Option(names = "--eps", split = ",", paramLabel = "E1,E2,...",
+    @Option(names = "--eps", split = ",", paramLabel = "EPS",
             description = "Threshold ε values of the sweep. Default: 0,0.1,0.2,0.3,0.48,0.6,0.8,1.0,1.5,2.0.")
     double[] eps;
 
@@ -101,7 +102,7 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--code-task-seed", defaultValue = "1234", paramLabel = "N", description = "Seed of the code task's choice of snippets. Default: ${DEFAULT-VALUE}.")
     long codeTaskSeed;
 
-    @Option(names = "--dtype", defaultValue = "f32", description = "Weight type at inference: f32 or bf16. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16", description = "Weight type at inference: f32 or bf16. Default: ${DEFAULT-VALUE}.")
     String dtype;
 
     @Option(names = "--json", description = "One JSON object per result (strategy, sweep point, task) on stdout instead of tables.")
@@ -240,6 +241,7 @@ final class EvalCommand implements Callable<Integer> {
 
         try (InferenceModel m = InferenceModel.load(model, dt)) {
             Engine engine = new Engine(m, selections.getFirst(), config.maxPositions(), Engine.DEFAULT_CHUNK);
+            if (ds != null && ds.val().size() >= 2) Perplexity.warmUp(engine, ds.val(), window, 64, 3.0); // tok/s without JIT time
             Map<String, Perplexity.Result> cache = new HashMap<>();
             java.util.function.Function<ExpertSelection, Perplexity.Result> ppl = sel -> cache.computeIfAbsent(sel.toString(), k -> {
                 engine.setSelection(sel);

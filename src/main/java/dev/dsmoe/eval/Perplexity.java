@@ -98,6 +98,26 @@ public final class Perplexity {
     }
 
     /**
+     * Scores up to {@code maxWindows} windows of the shard, for at most {@code maxSeconds}, and
+     * throws the result away: lets the JIT compile the hot paths so that the throughput of the
+     * first real evaluation is not mostly compilation. Resets the engine's statistics.
+     */
+    public static void warmUp(Engine engine, TokenShard shard, int seq, int maxWindows, double maxSeconds) {
+        checkSeq(seq);
+        int len = (int) Math.min(Math.min(seq, engine.contextLength()), shard.size());
+        if (len < 2) return;
+        int[] w = new int[len];
+        long t0 = System.nanoTime();
+        for (int i = 0; i < maxWindows && (System.nanoTime() - t0) / 1e9 < maxSeconds; i++) {
+            long start = (long) i * len;
+            if (start + len > shard.size()) start = 0;
+            shard.read(start, w, 0, len);
+            engine.score(w);
+        }
+        engine.resetStats();
+    }
+
+    /**
      * Evaluates {@code shard} (its first {@code limit} tokens; {@code limit < 0}: all) under the
      * engine's selection. The engine's statistics are reset first, so {@link Result#stats()}
      * covers exactly this evaluation. The engine's context must hold {@code seq} tokens.
