@@ -61,7 +61,7 @@ public final class EndToEndBenchmarks {
                 System.getenv("OPENBLAS_CORETYPE") == null ? "OPENBLAS_CORETYPE unset"
                         : "OPENBLAS_CORETYPE=" + System.getenv("OPENBLAS_CORETYPE"), o.repeats());
         p("");
-        KernelBenchmarks k = new KernelBenchmarks(2, o.repeats(), o.quick(), progress);
+        KernelBenchmarks k = new KernelBenchmarks(5, Math.max(5, o.repeats()), o.quick(), progress);
         KernelBenchmarks.Row fma = k.fmaPeak();
         KernelBenchmarks.Row read = k.memoryRead();
         KernelBenchmarks.Row blas = k.gemm(BlasGemm.load(), new KernelBenchmarks.GemmShape("A*B", 2048, 256, 1024), Double.NaN);

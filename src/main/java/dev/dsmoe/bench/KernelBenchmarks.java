@@ -73,6 +73,15 @@ public final class KernelBenchmarks {
             progress.accept("OpenBLAS unavailable, BLAS rows skipped: " + e.getMessage());
         }
         backends.add(new JavaGemm());
+        // Both backends' code paths are JIT-compiled in the background while the first cases
+        // run; a per-case warm-up of a few calls is not enough on 2 cores, so spend two seconds
+        // on every backend before timing anything (without this the first case read 2x low).
+        progress.accept("JIT warm-up");
+        GemmShape w = trainingShapes(true).getFirst();
+        for (Gemm g : backends) {
+            long until = System.nanoTime() + (quick ? 500_000_000L : 2_000_000_000L);
+            while (System.nanoTime() < until) gemm(g, w, Double.NaN, 0, 1);
+        }
         for (GemmShape s : trainingShapes(quick)) {
             double blasValue = Double.NaN;
             for (Gemm g : backends) {
@@ -93,6 +102,10 @@ public final class KernelBenchmarks {
     }
 
     public Row gemm(Gemm g, GemmShape s, double blasValue) {
+        return gemm(g, s, blasValue, warmup, repeats);
+    }
+
+    private Row gemm(Gemm g, GemmShape s, double blasValue, int warmup, int repeats) {
         progress.accept("gemm " + g.name() + " " + s.label());
         SplittableRandom r = new SplittableRandom(1);
         float[] a = fill(r, (long) s.m() * s.k());
