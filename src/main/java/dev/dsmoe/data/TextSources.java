@@ -128,16 +128,19 @@ public final class TextSources {
         }
     }
 
-    static final class TextFile implements TextSource {
+    /** A source that is one plain file: its size is the total, its fingerprint the file's. */
+    private abstract static class SingleFile implements TextSource {
         final Path path;
+        private final String kind;
 
-        TextFile(Path path) {
+        SingleFile(String kind, Path path) {
+            this.kind = kind;
             this.path = path;
         }
 
         @Override
         public String description() {
-            return "file " + path;
+            return kind + " " + path;
         }
 
         @Override
@@ -152,6 +155,12 @@ public final class TextSources {
         @Override
         public String fingerprint() throws IOException {
             return fileFingerprint(path);
+        }
+    }
+
+    static final class TextFile extends SingleFile {
+        TextFile(Path path) {
+            super("file", path);
         }
 
         @Override
@@ -298,30 +307,9 @@ public final class TextSources {
     }
 
     /** One document per line: a JSON object with a string field {@code text}. */
-    static final class Jsonl implements TextSource {
-        final Path path;
-
+    static final class Jsonl extends SingleFile {
         Jsonl(Path path) {
-            this.path = path;
-        }
-
-        @Override
-        public String description() {
-            return "jsonl " + path;
-        }
-
-        @Override
-        public long totalBytes() {
-            try {
-                return Files.size(path);
-            } catch (IOException e) {
-                return 0;
-            }
-        }
-
-        @Override
-        public String fingerprint() throws IOException {
-            return fileFingerprint(path);
+            super("jsonl", path);
         }
 
         @Override

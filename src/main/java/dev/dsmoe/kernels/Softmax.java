@@ -16,10 +16,7 @@ public final class Softmax {
 
     /** {@code y[r] = softmax(x[r])} for each of {@code rows} rows of width {@code n}. */
     public static void forward(float[] x, int xOff, float[] y, int yOff, int rows, int n) {
-        check(x, xOff, y, yOff, rows, n);
-        Parallel.forRange(rows, Simd.rowGrain(n), (r0, r1) -> {
-            for (int r = r0; r < r1; r++) forwardRow(x, xOff + r * n, y, yOff + r * n, n);
-        });
+        eachRow(x, xOff, y, yOff, rows, n, Softmax::forwardRow);
     }
 
     /** One row: {@code y = softmax(x)} over {@code n} elements (serial; y may be x). */
@@ -32,10 +29,7 @@ public final class Softmax {
 
     /** {@code y[r] = log_softmax(x[r]) = x - max - log(sum(exp(x - max)))} per row. */
     public static void logForward(float[] x, int xOff, float[] y, int yOff, int rows, int n) {
-        check(x, xOff, y, yOff, rows, n);
-        Parallel.forRange(rows, Simd.rowGrain(n), (r0, r1) -> {
-            for (int r = r0; r < r1; r++) logForwardRow(x, xOff + r * n, y, yOff + r * n, n);
-        });
+        eachRow(x, xOff, y, yOff, rows, n, Softmax::logForwardRow);
     }
 
     /** One row of {@link #logForward} (serial; y may be x). */
@@ -102,6 +96,19 @@ public final class Softmax {
                     dx[xo + i] = accumulate ? dx[xo + i] + d : d;
                 }
             }
+        });
+    }
+
+    /** A serial one-row kernel: {@code y[yo, n] = f(x[xo, n])}. */
+    private interface RowKernel {
+        void apply(float[] x, int xo, float[] y, int yo, int n);
+    }
+
+    /** Checks the ranges, then runs {@code kernel} on each of {@code rows} rows, split across threads. */
+    private static void eachRow(float[] x, int xOff, float[] y, int yOff, int rows, int n, RowKernel kernel) {
+        check(x, xOff, y, yOff, rows, n);
+        Parallel.forRange(rows, Simd.rowGrain(n), (r0, r1) -> {
+            for (int r = r0; r < r1; r++) kernel.apply(x, xOff + r * n, y, yOff + r * n, n);
         });
     }
 

@@ -9,10 +9,10 @@ import dev.dsmoe.model.ModelConfig.AuxLoss;
 import dev.dsmoe.model.ModelConfig.RouterKind;
 import dev.dsmoe.model.ModelConfig.TrainingRouting;
 import dev.dsmoe.model.ParamLayout;
+import dev.dsmoe.model.RandomParams;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.provider.Arguments;
 
@@ -58,24 +58,13 @@ final class TinyModels {
         return Stream.concat(denseRouted(), Stream.of(Arguments.of("smoe top-2", smoe())));
     }
 
-    /** Parameters with std 0.3 (norm gains 1 ± 0.2) so attention and routing are far from uniform. */
+    /** Parameters with std 0.3 (norm gains 1 ± 0.2): {@link RandomParams#params}. */
     static float[] params(ParamLayout layout, long seed) {
-        float[] p = layout.newBuffer();
-        SplittableRandom r = new SplittableRandom(seed);
-        for (ParamLayout.Tensor t : layout.tensors()) {
-            for (int i = t.off(); i < t.off() + t.numel(); i++) {
-                p[i] = t.role() == ParamLayout.Role.NORM ? (float) (1 + 0.2 * r.nextGaussian())
-                        : (float) (0.3 * r.nextGaussian());
-            }
-        }
-        return p;
+        return RandomParams.params(layout, seed);
     }
 
     static int[] tokens(int n, int vocab, long seed) {
-        SplittableRandom r = new SplittableRandom(seed);
-        int[] t = new int[n];
-        for (int i = 0; i < n; i++) t[i] = r.nextInt(vocab);
-        return t;
+        return RandomParams.tokens(n, vocab, seed);
     }
 
     /** Writes config.json and model.safetensors (in {@code dtype}) of the params to {@code dir}. */

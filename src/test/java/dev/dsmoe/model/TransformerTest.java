@@ -42,35 +42,15 @@ class TransformerTest {
                         tiny(1, 4, 2, 4, 4, RouterKind.LINEAR, TrainingRouting.TOP_K, AuxLoss.SWITCH)));
     }
 
-    /** Parameters large enough (std 0.3) that attention and routing are far from uniform. */
-    static float[] params(ParamLayout layout, long seed) {
-        float[] p = layout.newBuffer();
-        SplittableRandom r = new SplittableRandom(seed);
-        for (ParamLayout.Tensor t : layout.tensors()) {
-            for (int i = t.off(); i < t.off() + t.numel(); i++) {
-                p[i] = t.role() == ParamLayout.Role.NORM ? (float) (1 + 0.2 * r.nextGaussian())
-                        : (float) (0.3 * r.nextGaussian());
-            }
-        }
-        return p;
-    }
-
-    static int[] randomTokens(int n, int vocab, long seed) {
-        SplittableRandom r = new SplittableRandom(seed);
-        int[] t = new int[n];
-        for (int i = 0; i < n; i++) t[i] = r.nextInt(vocab);
-        return t;
-    }
-
     @ParameterizedTest(name = "{0}")
     @MethodSource("families")
     void forwardMatchesTheExpertByExpertDoubleReference(String name, ModelConfig c) {
         ParamLayout layout = ParamLayout.of(c);
-        float[] p = params(layout, 1);
+        float[] p = RandomParams.params(layout, 1);
         Transformer model = new Transformer(layout, p, layout.newBuffer());
         int batch = 2, seqLen = 5;
-        int[] in = randomTokens(batch * seqLen, c.vocabSize(), 2);
-        int[] tgt = randomTokens(batch * seqLen, c.vocabSize(), 3);
+        int[] in = RandomParams.tokens(batch * seqLen, c.vocabSize(), 2);
+        int[] tgt = RandomParams.tokens(batch * seqLen, c.vocabSize(), 3);
         Transformer.Loss loss = model.forward(in, tgt, batch, seqLen);
         double[] refLoss = new double[1];
         double[][] ref = new ReferenceModel(layout, ReferenceModel.toDouble(p)).forward(in, tgt, batch, seqLen, refLoss);
@@ -92,12 +72,12 @@ class TransformerTest {
     @MethodSource("families")
     void backwardMatchesFiniteDifferences(String name, ModelConfig c) {
         ParamLayout layout = ParamLayout.of(c);
-        float[] p = params(layout, 11);
+        float[] p = RandomParams.params(layout, 11);
         float[] grads = layout.newBuffer();
         Transformer model = new Transformer(layout, p, grads);
         int batch = 2, seqLen = 4;
-        int[] in = randomTokens(batch * seqLen, c.vocabSize(), 12);
-        int[] tgt = randomTokens(batch * seqLen, c.vocabSize(), 13);
+        int[] in = RandomParams.tokens(batch * seqLen, c.vocabSize(), 12);
+        int[] tgt = RandomParams.tokens(batch * seqLen, c.vocabSize(), 13);
         tgt[3] = dev.dsmoe.kernels.CrossEntropy.IGNORE; // an ignored position must not contribute
         model.forwardBackward(in, tgt, batch, seqLen, 1f);
 
@@ -135,8 +115,8 @@ class TransformerTest {
         ModelConfig dense = tiny(1, 2, 2, 1, 8, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.NONE);
         ModelConfig moe = tiny(3, 2, 2, 4, 8, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.NONE);
         ParamLayout dl = ParamLayout.of(dense), ml = ParamLayout.of(moe);
-        float[] dp = params(dl, 21);
-        float[] mp = params(ml, 22); // routers stay random: the gates sum to 1 whatever they are
+        float[] dp = RandomParams.params(dl, 21);
+        float[] mp = RandomParams.params(ml, 22); // routers stay random: the gates sum to 1 whatever they are
         for (ParamLayout.Tensor t : dl.tensors()) {
             ParamLayout.Tensor m = ml.tensor(t.name());
             for (int copy = 0; copy < m.numel() / t.numel(); copy++) {
@@ -144,7 +124,7 @@ class TransformerTest {
             }
         }
         int batch = 2, seqLen = 6;
-        int[] in = randomTokens(batch * seqLen, dense.vocabSize(), 23);
+        int[] in = RandomParams.tokens(batch * seqLen, dense.vocabSize(), 23);
         Transformer d = new Transformer(dl, dp, dl.newBuffer());
         Transformer m = new Transformer(ml, mp, ml.newBuffer());
         d.forward(in, null, batch, seqLen);
@@ -163,8 +143,8 @@ class TransformerTest {
         float[] g = layout.newBuffer(), m = layout.newBuffer(), v = layout.newBuffer();
         Transformer model = new Transformer(layout, p, g);
         int batch = 2, seqLen = 8;
-        int[] in = randomTokens(batch * seqLen, c.vocabSize(), 6);
-        int[] tgt = randomTokens(batch * seqLen, c.vocabSize(), 7);
+        int[] in = RandomParams.tokens(batch * seqLen, c.vocabSize(), 6);
+        int[] tgt = RandomParams.tokens(batch * seqLen, c.vocabSize(), 7);
         double lm = Double.NaN;
         for (int step = 1; step <= 300; step++) {
             java.util.Arrays.fill(g, 0f);
