@@ -2,8 +2,6 @@ package dev.dsmoe.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.dsmoe.infer.InferenceModel;
-import dev.dsmoe.io.ModelFiles;
-import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.BlasGemm;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
@@ -12,8 +10,6 @@ import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.LocalDate;
@@ -143,25 +139,10 @@ public final class EndToEndBenchmarks {
             for (int i = 0; i < in.length; i++) in[i] = r.nextInt(c.vocabSize());
             for (int i = 0; i < in.length; i++) tgt[i] = i % t == t - 1 ? -1 : in[i + 1];
             double ours = new Transformer(layout, params, layout.newBuffer()).forward(in, tgt, b, t).total();
-            Path dir = Files.createTempDirectory("dsmoe-peer-check");
-            try {
-                Files.writeString(dir.resolve(ModelFiles.CONFIG), c.toJson());
-                ModelFiles.modelTensors(layout, params, SafeTensors.DType.F32).write(dir.resolve(ModelFiles.MODEL));
-                ByteBuffer buf = ByteBuffer.allocate(8 * b * t).order(ByteOrder.LITTLE_ENDIAN);
-                for (int v : in) buf.putInt(v);
-                for (int v : tgt) buf.putInt(v);
-                Files.write(dir.resolve("tokens.bin"), buf.array());
-                JsonNode j = peer.run(List.of("loss", "--model", dir.toString(), "--tokens", dir.resolve("tokens.bin").toString(),
-                        "--batch", Integer.toString(b)), 600);
-                double theirs = j.path("loss_total").asDouble();
-                rows.add(j);
-                p("| %s | %.6f | %.6f | %.1e |", preset, ours, theirs, Math.abs(ours - theirs) / Math.abs(theirs));
-            } finally {
-                try (var s = Files.list(dir)) {
-                    for (Path f : s.toList()) Files.deleteIfExists(f);
-                }
-                Files.deleteIfExists(dir);
-            }
+            JsonNode j = peer.loss(layout, params, in, tgt, b);
+            double theirs = j.path("loss_total").asDouble();
+            rows.add(j);
+            p("| %s | %.6f | %.6f | %.1e |", preset, ours, theirs, Math.abs(ours - theirs) / Math.abs(theirs));
         }
     }
 

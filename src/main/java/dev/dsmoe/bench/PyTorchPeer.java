@@ -50,6 +50,34 @@ public final class PyTorchPeer {
         return missing == null;
     }
 
+    /**
+     * The peer's losses (float64) for the given weights on the given tokens: writes a temporary
+     * model directory (config.json, model.safetensors) and token file, runs {@code loss}, cleans up.
+     *
+     * @param targets next-token ids, -1 to ignore a position
+     */
+    public JsonNode loss(dev.dsmoe.model.ParamLayout layout, float[] params, int[] inputs, int[] targets, int batch)
+            throws IOException {
+        Path dir = Files.createTempDirectory("dsmoe-peer-check");
+        try {
+            Files.writeString(dir.resolve(dev.dsmoe.io.ModelFiles.CONFIG), layout.config().toJson());
+            dev.dsmoe.io.ModelFiles.modelTensors(layout, params, dev.dsmoe.io.SafeTensors.DType.F32)
+                    .write(dir.resolve(dev.dsmoe.io.ModelFiles.MODEL));
+            java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(4 * (inputs.length + targets.length))
+                    .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int v : inputs) buf.putInt(v);
+            for (int v : targets) buf.putInt(v);
+            Files.write(dir.resolve("tokens.bin"), buf.array());
+            return run(List.of("loss", "--model", dir.toString(), "--tokens", dir.resolve("tokens.bin").toString(),
+                    "--batch", Integer.toString(batch)), 600);
+        } finally {
+            try (var s = Files.list(dir)) {
+                for (Path f : s.toList()) Files.deleteIfExists(f);
+            }
+            Files.deleteIfExists(dir);
+        }
+    }
+
     /** Runs the script with {@code args}; returns its last stdout line parsed as JSON. */
     public JsonNode run(List<String> args, long timeoutSeconds) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(python, script.toString()));
