@@ -88,16 +88,26 @@ final class QuickstartCommand implements Callable<Integer> {
         return tiny ? 2 : 8;
     }
 
-    /** The presets, shrunk for --tiny (same families and size matching, 1/8 of the width). */
+    /** A preset as the quickstart trains it: for --tiny, the same families and size matching at 1/8 of the width. */
+    private ModelConfig config(String preset) {
+        ModelConfig c = ModelConfig.preset(preset);
+        if (!tiny) return c;
+        return c.withDEmb(32).withNumLayers(1).withAttention(c.nAtt(), c.nHead(), c.nKv(), 8)
+                .withMlp(c.nFfd(), c.dFfd() / 8).withMaxPositions(64);
+    }
+
+    /** The train verb's model options for {@link #config}. */
     private List<String> modelOptions(String preset) {
-        List<String> o = new ArrayList<>(List.of("--preset", preset, "--batch", Integer.toString(batch()),
-                "--seq", Integer.toString(seq())));
-        if (tiny) {
-            ModelConfig c = ModelConfig.preset(preset);
-            o.addAll(List.of("--hidden-size", "32", "--num-hidden-layers", "1", "--head-dim", "8",
-                    "--expert-intermediate-size", Integer.toString(c.dFfd() / 8), "--max-position-embeddings", "64"));
-        }
-        return o;
+        ModelConfig c = config(preset);
+        return List.of("--preset", preset, "--batch", Integer.toString(batch()), "--seq", Integer.toString(seq()),
+                "--hidden-size", Integer.toString(c.dEmb()), "--num-hidden-layers", Integer.toString(c.numLayers()),
+                "--head-dim", Integer.toString(c.dAtt()), "--expert-intermediate-size", Integer.toString(c.dFfd()),
+                "--max-position-embeddings", Integer.toString(c.maxPositions()));
+    }
+
+    /** Prompt and decoded tokens of the speed measurement. */
+    private InferenceBenchmarks speedBenchmark(int warmup, int repeats, String label) {
+        return new InferenceBenchmarks(tiny ? 16 : 128, tiny ? 8 : 64, warmup, repeats, msg -> Terminal.status(label + msg));
     }
 
     private void say(String fmt, Object... args) {
@@ -213,10 +223,7 @@ final class QuickstartCommand implements Callable<Integer> {
 
     /** Seconds of one forward + backward of a preset at the quickstart's batch (after one warm-up pass). */
     private double stepSeconds(String preset, int vocab) {
-        ModelConfig c = ModelConfig.preset(preset).withVocabSize(vocab);
-        if (tiny) c = c.withDEmb(32).withNumLayers(1).withAttention(c.nAtt(), c.nHead(), c.nKv(), 8).withMlp(c.nFfd(), c.dFfd() / 8)
-                .withMaxPositions(64);
-        ParamLayout layout = ParamLayout.of(c.validate());
+        ParamLayout layout = ParamLayout.of(config(preset).withVocabSize(vocab).validate());
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, 1);
         Transformer t = new Transformer(layout, p, layout.newBuffer());
@@ -282,8 +289,7 @@ final class QuickstartCommand implements Callable<Integer> {
                                 preset, sel, done, total)));
                 MultipleChoice.Result mc = code.isEmpty() ? null : MultipleChoice.evaluate("code", e, CodeTask.tokenItems(code),
                         (done, total, sec) -> Terminal.status(String.format(Locale.ROOT, "%s %s: code task %d/%d", preset, sel, done, total)));
-                InferenceBenchmarks.Row speed = new InferenceBenchmarks(tiny ? 16 : 128, tiny ? 8 : 64, 3, 3,
-                        msg -> Terminal.status(preset + " " + msg)).run(preset, m, List.of(s)).getFirst();
+                InferenceBenchmarks.Row speed = speedBenchmark(3, 3, preset + " ").run(preset, m, List.of(s)).getFirst();
                 Map<String, Object> r = new LinkedHashMap<>();
                 r.put("model", preset);
                 r.put("strategy", sel.toString());
@@ -320,8 +326,7 @@ final class QuickstartCommand implements Callable<Integer> {
     private void warmUp() throws IOException {
         for (String p : PRESETS) {
             try (InferenceModel m = InferenceModel.load(dir.resolve(p), MatVec.DType.F32)) {
-                new InferenceBenchmarks(tiny ? 16 : 128, tiny ? 8 : 64, 2, 1, msg -> Terminal.status("JIT warm-up " + msg))
-                        .run(p, m, strategies(p));
+                speedBenchmark(2, 1, "JIT warm-up ").run(p, m, strategies(p));
             }
         }
     }

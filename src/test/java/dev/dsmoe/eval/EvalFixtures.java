@@ -10,12 +10,12 @@ import dev.dsmoe.model.ModelConfig.AuxLoss;
 import dev.dsmoe.model.ModelConfig.RouterKind;
 import dev.dsmoe.model.ModelConfig.TrainingRouting;
 import dev.dsmoe.model.ParamLayout;
+import dev.dsmoe.model.RandomParams;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.SplittableRandom;
 
 /** Tiny random models and hand-made token shards for the eval tests. */
 final class EvalFixtures {
@@ -43,21 +43,11 @@ final class EvalFixtures {
     /** Random weights with std 0.3 (norm gains 1 ± 0.2), so routing is far from uniform. */
     static InferenceModel model(ModelConfig c, long seed) {
         ParamLayout layout = ParamLayout.of(c);
-        float[] p = layout.newBuffer();
-        SplittableRandom r = new SplittableRandom(seed);
-        for (ParamLayout.Tensor t : layout.tensors()) {
-            for (int i = t.off(); i < t.off() + t.numel(); i++) {
-                p[i] = t.role() == ParamLayout.Role.NORM ? (float) (1 + 0.2 * r.nextGaussian()) : (float) (0.3 * r.nextGaussian());
-            }
-        }
-        return InferenceModel.fromParams(layout, p, MatVec.DType.F32);
+        return InferenceModel.fromParams(layout, RandomParams.params(layout, seed), MatVec.DType.F32);
     }
 
     static int[] randomTokens(int n, int vocab, long seed) {
-        SplittableRandom r = new SplittableRandom(seed);
-        int[] t = new int[n];
-        for (int i = 0; i < n; i++) t[i] = r.nextInt(vocab);
-        return t;
+        return RandomParams.tokens(n, vocab, seed);
     }
 
     /** Writes {@code tokens} as a uint16 shard and maps it. */
