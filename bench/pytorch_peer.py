@@ -88,6 +88,7 @@ CONFIG_KEYS = [
     ("rms_norm_eps", float, False, 1e-5),
     ("tie_word_embeddings", bool, False, True),
     ("router", str, False, "linear"),
+    ("router_hidden_size", int, False, 256),
     ("training_routing", str, False, "dense"),
     ("training_top_k", int, False, 2),
     ("aux_loss", str, False, "mi"),
@@ -96,7 +97,6 @@ CONFIG_KEYS = [
 ]
 CHOICES = {"hidden_act": ("gelu_tanh", "gelu"), "router": ("linear", "mlp"),
            "training_routing": ("dense", "top_k"), "aux_loss": ("mi", "switch", "none")}
-ROUTER_MLP_HIDDEN = 256  # ModelConfig.ROUTER_MLP_HIDDEN
 MI_EPS = 1e-8  # RouterLoss.EPS
 
 
@@ -139,7 +139,7 @@ def parse_config(obj):
     errs = []
     for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_experts",
               "num_heads_per_expert", "num_key_value_heads", "head_dim", "num_mlp_experts",
-              "expert_intermediate_size", "max_position_embeddings"):
+              "expert_intermediate_size", "max_position_embeddings", "router_hidden_size"):
         if c[k] <= 0:
             errs.append(f"{k} ({c[k]}) must be positive")
     if c["head_dim"] % 2:
@@ -188,7 +188,7 @@ def _dense(vocab, d, layers, heads, nkv, datt, width, context):
         "num_attention_experts": 1, "num_heads_per_expert": heads, "num_key_value_heads": nkv,
         "head_dim": datt, "num_mlp_experts": 1, "expert_intermediate_size": width,
         "hidden_act": "gelu_tanh", "max_position_embeddings": context, "rope_theta": 10000.0,
-        "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "router": "linear",
+        "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "router": "linear", "router_hidden_size": 256,
         "training_routing": "dense", "training_top_k": 2, "aux_loss": "none",
         "aux_loss_weight_attention": 0.0, "aux_loss_weight_mlp": 0.0})
 
@@ -238,7 +238,8 @@ def expected_tensors(c):
             return []
         if c["router"] == "linear":
             return [(p + ".weight", (n, d))]
-        return [(p + ".0.weight", (ROUTER_MLP_HIDDEN, d)), (p + ".2.weight", (n, ROUTER_MLP_HIDDEN))]
+        h = c["router_hidden_size"]
+        return [(p + ".0.weight", (h, d)), (p + ".2.weight", (n, h))]
 
     for l in range(c["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -285,8 +286,8 @@ def make_router(c, n):
     d = c["hidden_size"]
     if c["router"] == "linear":
         return nn.Linear(d, n, bias=False)
-    return nn.Sequential(nn.Linear(d, ROUTER_MLP_HIDDEN, bias=False), activation(c),
-                         nn.Linear(ROUTER_MLP_HIDDEN, n, bias=False))
+    h = c["router_hidden_size"]
+    return nn.Sequential(nn.Linear(d, h, bias=False), activation(c), nn.Linear(h, n, bias=False))
 
 
 class Rope:

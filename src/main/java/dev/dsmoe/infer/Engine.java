@@ -105,7 +105,7 @@ public final class Engine {
         x = new float[chunk * d];
         ln = new float[chunk * d];
         boolean mlpRouter = c.router() == ModelConfig.RouterKind.MLP && nMax > 1;
-        routerHidden = new float[mlpRouter ? chunk * ModelConfig.ROUTER_MLP_HIDDEN : 0];
+        routerHidden = new float[mlpRouter ? chunk * c.routerHiddenSize() : 0];
         routerLogits = new float[slots];
         probs = new float[slots];
         gates = new float[slots];
@@ -364,7 +364,7 @@ public final class Engine {
             width = 1;
         } else {
             if (router.isMlp()) {
-                int h = ModelConfig.ROUTER_MLP_HIDDEN;
+                int h = c.routerHiddenSize();
                 linear.mul(router.hidden(), 0, h, d, ln, 0, m, routerHidden, 0, h, false);
                 Gelu.forward(routerHidden, 0, routerHidden, 0, m * h);
                 linear.mul(router.out(), 0, n, h, routerHidden, 0, m, routerLogits, 0, n, false);

@@ -72,8 +72,8 @@ public final class Activations {
             probs = new float[n * experts];
             logProbs = new float[n * experts];
             boolean mlp = c.router() == ModelConfig.RouterKind.MLP;
-            hiddenPre = mlp ? new float[n * ModelConfig.ROUTER_MLP_HIDDEN] : null;
-            hiddenAct = mlp ? new float[n * ModelConfig.ROUTER_MLP_HIDDEN] : null;
+            hiddenPre = mlp ? new float[n * c.routerHiddenSize()] : null;
+            hiddenAct = mlp ? new float[n * c.routerHiddenSize()] : null;
             pBar = new double[experts];
         }
     }
@@ -125,8 +125,8 @@ public final class Activations {
             dRouterProbs = new float[n * e];
             dRouterLogits = new float[n * e];
             boolean mlp = c.router() == ModelConfig.RouterKind.MLP;
-            dRouterHidden = mlp ? new float[n * ModelConfig.ROUTER_MLP_HIDDEN] : null;
-            dRouterHiddenPre = mlp ? new float[n * ModelConfig.ROUTER_MLP_HIDDEN] : null;
+            dRouterHidden = mlp ? new float[n * c.routerHiddenSize()] : null;
+            dRouterHiddenPre = mlp ? new float[n * c.routerHiddenSize()] : null;
             attention = new float[Math.max(Attention.backwardScratchSize(b, t, c.nKv(), c.dAtt()),
                     Attention.forwardScratchSize(b, t, c.nKv(), c.dAtt()))];
             boolean sparse = c.trainingRouting() == ModelConfig.TrainingRouting.TOP_K;

@@ -39,6 +39,7 @@ import java.util.stream.Collectors;
  * rmsNormEps         rms_norm_eps                [1e-5]
  * tieWordEmbeddings  tie_word_embeddings         [true]
  * router             router                      ["linear"] | "mlp"
+ * routerHiddenSize   router_hidden_size          [256] (hidden width of the MLP router)
  * trainingRouting    training_routing            ["dense"] | "top_k"
  * trainingTopK       training_top_k              [2]
  * auxLoss            aux_loss                    ["mi"] | "switch" | "none"
@@ -64,10 +65,16 @@ import java.util.stream.Collectors;
  * </ul>
  * An aux weight for a layer type without a router (N = 1) is allowed and simply unused.
  *
- * <p>The MLP router ({@code router "mlp"}) is ModuleFormer's {@code Linear(d, 256) -> act ->
- * Linear(256, N)}, no biases, the activation being {@code hidden_act}; its tensors are
- * {@code ...router.0.weight [256, d]} and {@code ...router.2.weight [N, 256]} (PyTorch
- * {@code nn.Sequential} indices). See {@link ParamLayout}.
+ * <p>The MLP router ({@code router "mlp"}) is ModuleFormer's {@code Linear(d, H) -> act ->
+ * Linear(H, N)} with {@code H = router_hidden_size} (ModuleFormer's 256 by default), no biases,
+ * the activation being {@code hidden_act}; its tensors are {@code ...router.0.weight [H, d]} and
+ * {@code ...router.2.weight [N, H]} (PyTorch {@code nn.Sequential} indices). See
+ * {@link ParamLayout}. {@code router_hidden_size} is unused by the linear router.
+ *
+ * <p>The paper's MoE presets ({@code smoe-1b}, {@code dsmoe-1b/3b/6b}) use MLP routers of width
+ * 512 (1B, 6B) and 768 (3B): the paper does not state its router, but its totals (METHOD 2.5)
+ * exceed the dense model's by far more than linear routers hold (DS-MoE-1B: +50M against
+ * +2.4M), and MLP routers of those widths reproduce all four MoE totals within 0.3%.
  */
 public record ModelConfig(
         int vocabSize,
@@ -85,6 +92,7 @@ public record ModelConfig(
         double rmsNormEps,
         boolean tieWordEmbeddings,
         RouterKind router,
+        int routerHiddenSize,
         TrainingRouting trainingRouting,
         int trainingTopK,
         AuxLoss auxLoss,
@@ -94,8 +102,8 @@ public record ModelConfig(
     /** The {@code model_type} of every config this engine reads or writes. */
     public static final String MODEL_TYPE = "dsmoe";
 
-    /** Hidden width of the MLP router ({@code router "mlp"}), as in ModuleFormer. */
-    public static final int ROUTER_MLP_HIDDEN = 256;
+    /** Default {@code router_hidden_size}: the MLP router's hidden width in ModuleFormer. */
+    public static final int DEFAULT_ROUTER_HIDDEN_SIZE = 256;
 
     /** Default {@code rope_theta}. */
     public static final double DEFAULT_ROPE_THETA = 10000.0;
@@ -133,7 +141,7 @@ public record ModelConfig(
     public enum RouterKind {
         /** One bias-free {@code Linear(d, N)} (project default). */
         LINEAR("linear"),
-        /** ModuleFormer's {@code Linear(d, 256) -> act -> Linear(256, N)}, bias-free. */
+        /** ModuleFormer's {@code Linear(d, H) -> act -> Linear(H, N)}, bias-free, H = router_hidden_size. */
         MLP("mlp");
 
         private final String json;
@@ -222,6 +230,7 @@ public record ModelConfig(
         positive(e, "num_mlp_experts", nFfd);
         positive(e, "expert_intermediate_size", dFfd);
         positive(e, "max_position_embeddings", maxPositions);
+        positive(e, "router_hidden_size", routerHiddenSize);
         if (dAtt > 0 && dAtt % 2 != 0) {
             e.add("head_dim (" + dAtt + ") must be even: RoPE rotates pairs of dimensions");
         }
@@ -309,6 +318,7 @@ public record ModelConfig(
         RMS_NORM_EPS("rms_norm_eps", Type.DOUBLE, false),
         TIE_WORD_EMBEDDINGS("tie_word_embeddings", Type.BOOLEAN, false),
         ROUTER("router", Type.STRING, false),
+        ROUTER_HIDDEN_SIZE("router_hidden_size", Type.INT, false),
         TRAINING_ROUTING("training_routing", Type.STRING, false),
         TRAINING_TOP_K("training_top_k", Type.INT, false),
         AUX_LOSS("aux_loss", Type.STRING, false),
@@ -360,6 +370,7 @@ public record ModelConfig(
         o.put("rms_norm_eps", rmsNormEps);
         o.put("tie_word_embeddings", tieWordEmbeddings);
         o.put("router", router.json());
+        o.put("router_hidden_size", routerHiddenSize);
         o.put("training_routing", trainingRouting.json());
         o.put("training_top_k", trainingTopK);
         o.put("aux_loss", auxLoss.json());
@@ -430,6 +441,7 @@ public record ModelConfig(
                 dbl(o, Key.RMS_NORM_EPS, DEFAULT_RMS_NORM_EPS),
                 bool(o, Key.TIE_WORD_EMBEDDINGS, true),
                 choice(Key.ROUTER, str(o, Key.ROUTER, RouterKind.LINEAR.json()), RouterKind.values()),
+                integer(o, Key.ROUTER_HIDDEN_SIZE, DEFAULT_ROUTER_HIDDEN_SIZE),
                 choice(Key.TRAINING_ROUTING, str(o, Key.TRAINING_ROUTING, TrainingRouting.DENSE.json()),
                         TrainingRouting.values()),
                 integer(o, Key.TRAINING_TOP_K, DEFAULT_TRAINING_TOP_K),
@@ -536,83 +548,90 @@ public record ModelConfig(
 
     public ModelConfig withVocabSize(int v) {
         return new ModelConfig(v, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withDEmb(int v) {
         return new ModelConfig(vocabSize, v, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withNumLayers(int v) {
         return new ModelConfig(vocabSize, dEmb, v, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     /** Attention shape in one step: N_att experts of N_head query heads over N_kv KV heads of D_att. */
     public ModelConfig withAttention(int nAtt, int nHead, int nKv, int dAtt) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK,
+                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK,
                 auxLoss, auxWeightAtt, auxWeightFfd);
     }
 
     /** MLP shape in one step: N_ffd experts of width D_ffd. */
     public ModelConfig withMlp(int nFfd, int dFfd) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK,
+                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK,
                 auxLoss, auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withHiddenAct(Activation v) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, v, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withMaxPositions(int v) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, v,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withRopeTheta(double v) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, v, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                maxPositions, v, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withRmsNormEps(double v) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, v, tieWordEmbeddings, router, trainingRouting, trainingTopK, auxLoss,
+                maxPositions, ropeTheta, v, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withTieWordEmbeddings(boolean v) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, v, router, trainingRouting, trainingTopK, auxLoss,
+                maxPositions, ropeTheta, rmsNormEps, v, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     public ModelConfig withRouter(RouterKind v) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, v, trainingRouting, trainingTopK, auxLoss,
+                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, v, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
+    }
+
+    /** The MLP router's hidden width ({@code router_hidden_size}); unused by the linear router. */
+    public ModelConfig withRouterHiddenSize(int v) {
+        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
+                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, v, trainingRouting, trainingTopK,
+                auxLoss, auxWeightAtt, auxWeightFfd);
     }
 
     /** Training routing and its K in one step (K is ignored by dense routing). */
     public ModelConfig withTrainingRouting(TrainingRouting v, int topK) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, v, topK, auxLoss,
+                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, v, topK, auxLoss,
                 auxWeightAtt, auxWeightFfd);
     }
 
     /** Aux loss and its two weights (alpha_att, alpha_ffd) in one step. */
     public ModelConfig withAuxLoss(AuxLoss v, double weightAtt, double weightFfd) {
         return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, trainingRouting, trainingTopK, v,
+                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, v,
                 weightAtt, weightFfd);
     }
 
@@ -633,7 +652,7 @@ public record ModelConfig(
         if (n == 1) return 0;
         return switch (router) {
             case LINEAR -> (long) n * dEmb;
-            case MLP -> (long) ROUTER_MLP_HIDDEN * dEmb + (long) n * ROUTER_MLP_HIDDEN;
+            case MLP -> (long) routerHiddenSize * dEmb + (long) n * routerHiddenSize;
         };
     }
 
@@ -794,7 +813,8 @@ public record ModelConfig(
     private static ModelConfig dense(int vocab, int d, int layers, int heads, int nKv, int dAtt, int width,
             int context) {
         return new ModelConfig(vocab, d, layers, 1, heads, nKv, dAtt, 1, width, Activation.GELU_TANH, context,
-                DEFAULT_ROPE_THETA, DEFAULT_RMS_NORM_EPS, true, RouterKind.LINEAR, TrainingRouting.DENSE,
+                DEFAULT_ROPE_THETA, DEFAULT_RMS_NORM_EPS, true, RouterKind.LINEAR, DEFAULT_ROUTER_HIDDEN_SIZE,
+                TrainingRouting.DENSE,
                 DEFAULT_TRAINING_TOP_K, AuxLoss.NONE, 0.0, 0.0).validate();
     }
 
@@ -808,15 +828,23 @@ public record ModelConfig(
         // METHOD 2.5 paper shapes, vocabulary 32000, context 2048.
         ModelConfig b1 = dense(32000, 2048, 24, 32, 2, 64, 8192, 2048);
         p.put("dense-1b", b1);
-        p.put("smoe-1b", sizeMatched(b1, Family.SMOE, 1, 8));
-        p.put("dsmoe-1b", sizeMatched(b1, Family.DSMOE, 16, 32));
+        p.put("smoe-1b", paperRouter(sizeMatched(b1, Family.SMOE, 1, 8), 512));
+        p.put("dsmoe-1b", paperRouter(sizeMatched(b1, Family.DSMOE, 16, 32), 512));
         ModelConfig b3 = dense(32000, 3072, 28, 32, 4, 96, 12288, 2048);
         p.put("dense-3b", b3);
-        p.put("dsmoe-3b", sizeMatched(b3, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 4e-4).validate());
+        p.put("dsmoe-3b", paperRouter(sizeMatched(b3, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 4e-4), 768));
         ModelConfig b6 = dense(32000, 4096, 36, 32, 4, 128, 16384, 2048);
         p.put("dense-6b", b6);
-        p.put("dsmoe-6b", sizeMatched(b6, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 2e-4).validate());
+        p.put("dsmoe-6b", paperRouter(sizeMatched(b6, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 2e-4), 512));
         return p;
+    }
+
+    /**
+     * The paper's MoE models carry MLP routers: their totals (METHOD 2.5) are only reached with
+     * a hidden layer of this width in every router (see the class comment).
+     */
+    private static ModelConfig paperRouter(ModelConfig c, int hidden) {
+        return c.withRouter(RouterKind.MLP).withRouterHiddenSize(hidden).validate();
     }
 
     /** The preset names, in a stable order (small first, then by size). */

@@ -17,8 +17,8 @@ import java.util.Map;
  * for each layer L:
  *   model.layers.L.input_layernorm.weight         [d]
  *   model.layers.L.attn.router.weight             [N_att, d]                (linear router, N_att &gt; 1)
- *   model.layers.L.attn.router.0.weight           [256, d]                  (mlp router, N_att &gt; 1)
- *   model.layers.L.attn.router.2.weight           [N_att, 256]              (mlp router, N_att &gt; 1)
+ *   model.layers.L.attn.router.0.weight           [H, d]                    (mlp router, N_att &gt; 1)
+ *   model.layers.L.attn.router.2.weight           [N_att, H]                (mlp router, N_att &gt; 1)
  *   model.layers.L.attn.q_proj.weight             [N_att, N_head*D_att, d]
  *   model.layers.L.attn.k_proj.weight             [N_kv*D_att, d]
  *   model.layers.L.attn.v_proj.weight             [N_kv*D_att, d]
@@ -112,8 +112,8 @@ public final class ParamLayout {
 
     /**
      * A router's tensors. Linear router: {@code hidden == null}, {@code out} is
-     * {@code router.weight [N, d]}. MLP router: {@code hidden} is {@code router.0.weight [256, d]}
-     * and {@code out} is {@code router.2.weight [N, 256]}.
+     * {@code router.weight [N, d]}. MLP router: {@code hidden} is {@code router.0.weight [H, d]}
+     * and {@code out} is {@code router.2.weight [N, H]}, H = {@code router_hidden_size}.
      */
     public record Router(Tensor hidden, Tensor out) {
         public boolean isMlp() {
@@ -173,7 +173,7 @@ public final class ParamLayout {
         return switch (config.router()) {
             case LINEAR -> new Router(null, b.add(prefix + ".weight", Role.ROUTER, layer, n, d));
             case MLP -> {
-                int h = ModelConfig.ROUTER_MLP_HIDDEN;
+                int h = config.routerHiddenSize();
                 Tensor hidden = b.add(prefix + ".0.weight", Role.ROUTER, layer, h, d);
                 yield new Router(hidden, b.add(prefix + ".2.weight", Role.ROUTER, layer, n, h));
             }

@@ -263,7 +263,7 @@ public final class Transformer {
         Gemm g = gemm();
         int e = r.experts;
         if (R.isMlp()) {
-            int h = ModelConfig.ROUTER_MLP_HIDDEN;
+            int h = c.routerHiddenSize();
             g.sgemm(false, true, n, h, d, 1f, ln, 0, d, params, R.hidden().off(), d, 0f, r.hiddenPre, 0, h);
             Gelu.forward(r.hiddenPre, 0, r.hiddenAct, 0, n * h);
             g.sgemm(false, true, n, e, h, 1f, r.hiddenAct, 0, h, params, R.out().off(), h, 0f, r.logits, 0, e);
@@ -455,7 +455,7 @@ public final class Transformer {
         Softmax.backward(r.probs, 0, s.dRouterProbs, 0, s.dRouterLogits, 0, n, e, false);
         Gemm g = gemm();
         if (R.isMlp()) {
-            int h = ModelConfig.ROUTER_MLP_HIDDEN;
+            int h = c.routerHiddenSize();
             g.sgemm(true, false, e, h, n, 1f, s.dRouterLogits, 0, e, r.hiddenAct, 0, h, 1f, grads, R.out().off(), h);
             g.sgemm(false, false, n, h, e, 1f, s.dRouterLogits, 0, e, params, R.out().off(), h, 0f, s.dRouterHidden, 0, h);
             Gelu.backward(r.hiddenPre, 0, s.dRouterHidden, 0, s.dRouterHiddenPre, 0, n * h, false);

@@ -27,17 +27,17 @@ final class EvalFixtures {
     /** A tiny DS-MoE: 2 attention experts, 4 MLP experts, 2 layers. */
     static ModelConfig dsmoe() {
         return new ModelConfig(VOCAB, 16, 2, 2, 2, 1, 4, 4, 8, Activation.GELU_TANH, CONTEXT, 10000.0, 1e-5, true,
-                RouterKind.LINEAR, TrainingRouting.DENSE, 2, AuxLoss.MI, 0.05, 0.05).validate();
+                RouterKind.LINEAR, 256, TrainingRouting.DENSE, 2, AuxLoss.MI, 0.05, 0.05).validate();
     }
 
     static ModelConfig dense() {
         return new ModelConfig(VOCAB, 16, 1, 1, 4, 2, 4, 1, 32, Activation.GELU_TANH, CONTEXT, 10000.0, 1e-5, true,
-                RouterKind.LINEAR, TrainingRouting.DENSE, 2, AuxLoss.NONE, 0.0, 0.0).validate();
+                RouterKind.LINEAR, 256, TrainingRouting.DENSE, 2, AuxLoss.NONE, 0.0, 0.0).validate();
     }
 
     static ModelConfig smoe() {
         return new ModelConfig(VOCAB, 16, 1, 1, 4, 2, 4, 4, 8, Activation.GELU_TANH, CONTEXT, 10000.0, 1e-5, true,
-                RouterKind.LINEAR, TrainingRouting.TOP_K, 2, AuxLoss.SWITCH, 0.0, 0.05).validate();
+                RouterKind.LINEAR, 256, TrainingRouting.TOP_K, 2, AuxLoss.SWITCH, 0.0, 0.05).validate();
     }
 
     /** Random weights with std 0.3 (norm gains 1 ± 0.2), so routing is far from uniform. */

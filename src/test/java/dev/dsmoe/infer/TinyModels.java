@@ -22,11 +22,13 @@ final class TinyModels {
     private TinyModels() {}
 
     static final int CONTEXT = 48;
+    /** The MLP router's hidden width (not ModuleFormer's 256, to test that the key is read). */
+    static final int ROUTER_HIDDEN = 24;
 
     static ModelConfig tiny(int nAtt, int nHead, int nKv, int nFfd, int dFfd, RouterKind router,
                             TrainingRouting routing, AuxLoss aux, boolean tied) {
         return new ModelConfig(37, 16, 2, nAtt, nHead, nKv, 4, nFfd, dFfd, Activation.GELU_TANH, CONTEXT,
-                10000.0, 1e-5, tied, router, routing, 2, aux, nAtt > 1 ? 0.05 : 0.0, nFfd > 1 ? 0.05 : 0.0).validate();
+                10000.0, 1e-5, tied, router, ROUTER_HIDDEN, routing, 2, aux, nAtt > 1 ? 0.05 : 0.0, nFfd > 1 ? 0.05 : 0.0).validate();
     }
 
     static ModelConfig dense() {

@@ -94,6 +94,10 @@ class ParamLayoutTest {
         assertSame(p.tensor("model.layers.1.mlp.router.0.weight"), r.hidden());
         assertSame(p.tensor("model.layers.1.mlp.router.2.weight"), r.out());
         assertEquals(p.config().totalParams(), p.totalSize());
+        ParamLayout narrow = ParamLayout.of(ModelConfigTest.tiny().withRouter(RouterKind.MLP).withRouterHiddenSize(7));
+        assertArrayEquals(new int[] {7, 16}, narrow.tensor("model.layers.0.attn.router.0.weight").shape());
+        assertArrayEquals(new int[] {3, 7}, narrow.tensor("model.layers.1.mlp.router.2.weight").shape());
+        assertEquals(narrow.config().totalParams(), narrow.totalSize());
     }
 
     @Test

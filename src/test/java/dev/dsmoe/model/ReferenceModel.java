@@ -87,7 +87,7 @@ final class ReferenceModel {
     private double[][] router(double[][] x, String prefix, int experts) {
         double[][] z;
         if (c.router() == ModelConfig.RouterKind.MLP) {
-            int h = ModelConfig.ROUTER_MLP_HIDDEN;
+            int h = c.routerHiddenSize();
             double[][] hid = linear(x, prefix + ".0.weight", h, c.dEmb());
             for (double[] row : hid) for (int i = 0; i < h; i++) row[i] = gelu(row[i]);
             z = linear(hid, prefix + ".2.weight", experts, h);

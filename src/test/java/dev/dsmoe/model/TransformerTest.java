@@ -17,10 +17,13 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 class TransformerTest {
 
+    /** The MLP router's hidden width: unlike every other dimension, so a shape mix-up fails. */
+    static final int ROUTER_HIDDEN = 6;
+
     static ModelConfig tiny(int nAtt, int nHead, int nKv, int nFfd, int dFfd, RouterKind router,
                             TrainingRouting routing, AuxLoss aux) {
         return new ModelConfig(13, 8, 2, nAtt, nHead, nKv, 4, nFfd, dFfd, Activation.GELU_TANH, 16,
-                10000.0, 1e-5, true, router, routing, 2, aux,
+                10000.0, 1e-5, true, router, ROUTER_HIDDEN, routing, 2, aux,
                 nAtt > 1 ? 0.05 : 0.0, nFfd > 1 ? 0.05 : 0.0).validate();
     }
 
