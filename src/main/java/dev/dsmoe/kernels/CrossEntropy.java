@@ -1,7 +1,5 @@
 package dev.dsmoe.kernels;
 
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Softmax cross-entropy over logits, fused with the softmax so that the gradient is written in
@@ -80,18 +78,12 @@ public final class CrossEntropy {
             return 0f;
         }
         float max = Simd.max(x, xo, V);
-        float sum = Simd.sumExp(x, xo, V, max);
-        float loss = (max - x[xo + target]) + (float) StrictMath.log(sum);
+        float xt = x[xo + target]; // read first: d may be x itself
+        // exp(x - max) goes straight into d when there is one, so each logit's exp is computed once
+        float sum = d != null ? Simd.expShiftStore(x, xo, d, dOff, V, max) : Simd.sumExp(x, xo, V, max);
+        float loss = (max - xt) + (float) StrictMath.log(sum);
         if (d != null) {
-            float c = scale / sum;
-            int i = 0;
-            FloatVector mv = FloatVector.broadcast(Simd.S, max);
-            FloatVector cv = FloatVector.broadcast(Simd.S, c);
-            for (int bound = Simd.S.loopBound(V); i < bound; i += Simd.L) {
-                Simd.exp(FloatVector.fromArray(Simd.S, x, xo + i).sub(mv)).mul(cv)
-                        .intoArray(d, dOff + i);
-            }
-            for (; i < V; i++) d[dOff + i] = Simd.exp(x[xo + i] - max) * c;
+            Simd.scale(d, dOff, d, dOff, V, scale / sum);
             d[dOff + target] -= scale;
         }
         return loss;

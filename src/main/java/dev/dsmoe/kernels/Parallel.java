@@ -1,8 +1,9 @@
 package dev.dsmoe.kernels;
 
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * The one thread pool of the engine: a fixed set of workers sized to the cores, used by every
@@ -51,7 +52,9 @@ public final class Parallel {
 
     /**
      * Runs {@code body} over {@code [0, n)} split into at most {@link #threads()} contiguous
-     * chunks of at least {@code grain} indices each; returns when all chunks are done.
+     * chunks of at least {@code grain} indices each; returns when all chunks are done. The caller
+     * runs chunk 0; worker i runs chunk i. One region runs at a time: a second thread that opens
+     * one waits for the first to finish.
      */
     public static void forRange(int n, int grain, RangeBody body) {
         if (n <= 0) return;
@@ -61,37 +64,51 @@ public final class Parallel {
             body.run(0, n);
             return;
         }
-        Worker[] pool = pool(chunks - 1);
-        CountDownLatch done = new CountDownLatch(chunks - 1);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        for (int c = 1; c < chunks; c++) {
-            int start = (int) ((long) n * c / chunks);
-            int end = (int) ((long) n * (c + 1) / chunks);
-            pool[c - 1].queue.add(() -> {
-                try {
-                    body.run(start, end);
-                } catch (Throwable e) {
-                    failure.compareAndSet(null, e);
-                } finally {
-                    done.countDown();
-                }
-            });
+        REGION.lock();
+        try {
+            runRegion(n, chunks, body);
+        } finally {
+            REGION.unlock();
         }
+    }
+
+    /*
+     * The region's state lives in static fields, published to each worker by the volatile write of
+     * its ticket, so a region allocates nothing (no latch, queue node or task object): the
+     * training step's parallel kernels run thousands of regions per second.
+     */
+    private static final ReentrantLock REGION = new ReentrantLock();
+    private static RangeBody regionBody;
+    private static int regionN, regionChunks;
+    private static volatile Thread regionCaller;
+    private static final AtomicInteger PENDING = new AtomicInteger();
+    private static final AtomicReference<Throwable> FAILURE = new AtomicReference<>();
+    /** Spins before parking: a region is often only tens of microseconds long. */
+    private static final int SPINS = 1 << 12;
+
+    private static void runRegion(int n, int chunks, RangeBody body) {
+        Worker[] pool = pool(chunks - 1);
+        regionBody = body;
+        regionN = n;
+        regionChunks = chunks;
+        regionCaller = Thread.currentThread();
+        FAILURE.set(null);
+        PENDING.set(chunks - 1);
+        for (int c = 1; c < chunks; c++) pool[c - 1].assign();
         INSIDE.set(Boolean.TRUE);
         try {
             body.run(0, (int) ((long) n / chunks));
         } catch (Throwable e) {
-            failure.compareAndSet(null, e);
+            FAILURE.compareAndSet(null, e);
         } finally {
             INSIDE.set(Boolean.FALSE);
         }
-        try {
-            done.await();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while waiting for parallel work", e);
+        for (int spin = 0; PENDING.get() != 0; spin++) {
+            if (spin < SPINS) Thread.onSpinWait();
+            else LockSupport.park(Parallel.class);
         }
-        Throwable f = failure.get();
+        regionBody = null; // do not keep the body's captured arrays alive
+        Throwable f = FAILURE.getAndSet(null);
         if (f instanceof RuntimeException r) throw r;
         if (f instanceof Error err) throw err;
         if (f != null) throw new IllegalStateException(f);
@@ -114,22 +131,40 @@ public final class Parallel {
     }
 
     private static final class Worker {
-        final LinkedBlockingQueue<Runnable> queue = new LinkedBlockingQueue<>();
+        /** Worker i runs chunk i of a region. */
+        private final int index;
+        private final Thread thread;
+        /** Regions assigned so far; the worker runs one chunk for each increment. */
+        private volatile long ticket;
 
         Worker(int index) {
-            Thread thread = new Thread(this::loop, "dsmoe-worker-" + index);
+            this.index = index;
+            thread = new Thread(this::loop, "dsmoe-worker-" + index);
             thread.setDaemon(true);
             thread.start();
         }
 
+        void assign() {
+            ticket = ticket + 1; // only the region's caller writes, under REGION
+            LockSupport.unpark(thread);
+        }
+
         private void loop() {
             INSIDE.set(Boolean.TRUE);
+            long done = 0;
             while (true) {
-                try {
-                    queue.take().run();
-                } catch (InterruptedException e) {
-                    return;
+                for (int spin = 0; ticket == done; spin++) {
+                    if (spin < SPINS) Thread.onSpinWait();
+                    else LockSupport.park(this);
                 }
+                done++;
+                int n = regionN, chunks = regionChunks;
+                try {
+                    regionBody.run((int) ((long) n * index / chunks), (int) ((long) n * (index + 1) / chunks));
+                } catch (Throwable e) {
+                    FAILURE.compareAndSet(null, e);
+                }
+                if (PENDING.decrementAndGet() == 0) LockSupport.unpark(regionCaller);
             }
         }
     }

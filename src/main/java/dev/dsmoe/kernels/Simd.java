@@ -17,31 +17,43 @@ import jdk.incubator.vector.VectorSpecies;
  * kernel therefore reduces with {@link #addLanes} (a fixed pairwise order built from lane
  * shuffles) and computes exp and tanh with {@link #exp}/{@link #tanh} (Cephes-style polynomials
  * in plain IEEE arithmetic), which round identically in every mode.
+ *
+ * <p><b>No vector crosses a call that may not be inlined.</b> C2 boxes a vector passed to or
+ * returned from a method it did not inline, which allocates per call; it stops inlining in large
+ * methods and declines callees that already have a big compiled copy. So the hot loops that need
+ * exp ({@link #sumExp}, {@link #expShiftStore}, GELU) have its body written out, and only small
+ * helpers such as {@link #addLanes} take vectors.
  */
 final class Simd {
 
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
 
-    /** SHIFT[k] moves lane i+2^k to lane i: the steps of a fixed pairwise reduction. */
-    @SuppressWarnings("unchecked")
-    private static final VectorShuffle<Float>[] SHIFT = new VectorShuffle[Integer.numberOfTrailingZeros(L)];
+    /*
+     * SHIFT_W moves lane i+W to lane i: the steps of a fixed pairwise reduction. Each is its own
+     * static final field, not an array element: C2 only intrinsifies rearrange when it knows the
+     * shuffle's exact class, and an array load hides it (the vectors were then boxed on the heap).
+     */
+    private static final VectorShuffle<Float> SHIFT_32 = shift(32), SHIFT_16 = shift(16), SHIFT_8 = shift(8),
+            SHIFT_4 = shift(4), SHIFT_2 = shift(2), SHIFT_1 = shift(1);
 
-    static {
-        for (int k = 0; k < SHIFT.length; k++) {
-            int w = 1 << k;
-            SHIFT[k] = VectorShuffle.fromOp(S, i -> (i + w) % L);
-        }
+    private static VectorShuffle<Float> shift(int w) {
+        return VectorShuffle.fromOp(S, i -> (i + w) % L);
     }
 
     /** Sum of the lanes in a fixed pairwise order (same rounding compiled or interpreted). */
     static float addLanes(FloatVector v) {
-        for (int k = SHIFT.length - 1; k >= 0; k--) v = v.add(v.rearrange(SHIFT[k]));
+        if (L > 32) v = v.add(v.rearrange(SHIFT_32)); // up to 64 lanes (2048-bit SVE)
+        if (L > 16) v = v.add(v.rearrange(SHIFT_16));
+        if (L > 8) v = v.add(v.rearrange(SHIFT_8));
+        if (L > 4) v = v.add(v.rearrange(SHIFT_4));
+        if (L > 2) v = v.add(v.rearrange(SHIFT_2));
+        if (L > 1) v = v.add(v.rearrange(SHIFT_1));
         return v.lane(0);
     }
 
-    private static final float LOG2E = 1.44269504088896341f, EXP_C1 = 0.693359375f, EXP_C2 = -2.12194440e-4f;
-    private static final float EXP_HI = 88.3762626647949f, EXP_LO = -87.3365447504f, ROUND = 12582912f; // 1.5·2^23
+    static final float LOG2E = 1.44269504088896341f, EXP_C1 = 0.693359375f, EXP_C2 = -2.12194440e-4f;
+    static final float EXP_HI = 88.3762626647949f, EXP_LO = -87.3365447504f, ROUND = 12582912f; // 1.5·2^23
 
     /** e^x lane by lane, relative error about 1e-7; 0 below -87.3, +Inf above 88.4; NaN stays NaN. */
     static FloatVector exp(FloatVector x) {
@@ -74,19 +86,10 @@ final class Simd {
         return p * Float.intBitsToFloat(((int) n + 127) << 23);
     }
 
-    /** tanh lane by lane: an odd polynomial below 0.625, else 1 - 2/(e^{2|x|}+1), sign restored. */
-    static FloatVector tanh(FloatVector x) {
-        FloatVector a = x.abs();
-        FloatVector z = x.mul(x);
-        FloatVector small = z.mul(-5.70498872745E-3f).add(2.06390887954E-2f).mul(z).add(-5.37397155531E-2f).mul(z)
-                .add(1.33314422036E-1f).mul(z).add(-3.33332819422E-1f).mul(z).mul(x).add(x);
-        FloatVector e = exp(a.mul(2f));
-        FloatVector big = FloatVector.broadcast(S, 1f).sub(FloatVector.broadcast(S, 2f).div(e.add(1f)));
-        big = big.blend(big.neg(), x.compare(VectorOperators.LT, 0f));
-        return big.blend(small, a.compare(VectorOperators.LT, 0.625f));
-    }
-
-    /** Scalar twin of {@link #tanh(FloatVector)}. */
+    /**
+     * tanh: an odd polynomial below 0.625, else 1 - 2/(e^{2|x|}+1), sign restored. The vector
+     * form is written out in {@link Gelu}'s loop (see there why).
+     */
     static float tanh(float x) {
         float a = Math.abs(x);
         if (a < 0.625f) {
@@ -179,23 +182,23 @@ final class Simd {
 
     /** {@code sum_i exp(x[xo+i] - shift)}, writing nothing. */
     static float sumExp(float[] x, int xo, int n, float shift) {
-        int i = 0;
-        float s = 0f;
-        int bound = S.loopBound(n);
-        if (bound > 0) {
-            FloatVector sh = FloatVector.broadcast(S, shift);
-            FloatVector acc = FloatVector.zero(S);
-            for (; i < bound; i += L) {
-                acc = acc.add(exp(FloatVector.fromArray(S, x, xo + i).sub(sh)));
-            }
-            s = addLanes(acc);
-        }
-        for (; i < n; i++) s += exp(x[xo + i] - shift);
-        return s;
+        return expShift(x, xo, null, 0, n, shift);
     }
 
     /** {@code y[yo+i] = exp(x[xo+i] - shift)}, returning the sum; y may be x (same offset). */
     static float expShiftStore(float[] x, int xo, float[] y, int yo, int n, float shift) {
+        if (y == null) throw new IllegalArgumentException("y is null");
+        return expShift(x, xo, y, yo, n, shift);
+    }
+
+    /**
+     * The loop behind {@link #sumExp} and {@link #expShiftStore} (y null: store nothing). The body
+     * of {@link #exp(FloatVector)} is written out here instead of called: once exp has a compiled
+     * copy of its own, C2 declines to inline it into a large caller, and every vector passed to a
+     * call that is not inlined is boxed on the heap (measured: megabytes per training step from
+     * the attention softmax). Same formula and rounding as exp(FloatVector) and addLanes.
+     */
+    private static float expShift(float[] x, int xo, float[] y, int yo, int n, float shift) {
         int i = 0;
         float s = 0f;
         int bound = S.loopBound(n);
@@ -203,15 +206,37 @@ final class Simd {
             FloatVector sh = FloatVector.broadcast(S, shift);
             FloatVector acc = FloatVector.zero(S);
             for (; i < bound; i += L) {
-                FloatVector e = exp(FloatVector.fromArray(S, x, xo + i).sub(sh));
-                e.intoArray(y, yo + i);
+                FloatVector v = FloatVector.fromArray(S, x, xo + i).sub(sh);
+                var under = v.compare(VectorOperators.LT, EXP_LO);
+                var over = v.compare(VectorOperators.GT, EXP_HI);
+                FloatVector xc = v.max(EXP_LO).min(EXP_HI);
+                FloatVector nv = xc.mul(LOG2E).add(ROUND).sub(ROUND);
+                FloatVector r = nv.mul(-EXP_C1).add(xc);
+                r = nv.mul(-EXP_C2).add(r);
+                FloatVector z = r.mul(r);
+                FloatVector p = r.mul(1.9875691500E-4f).add(1.3981999507E-3f).mul(r).add(8.3334519073E-3f).mul(r)
+                        .add(4.1665795894E-2f).mul(r).add(1.6666665459E-1f).mul(r).add(5.0000001201E-1f)
+                        .mul(z).add(r).add(1f);
+                IntVector bits = ((IntVector) nv.convert(VectorOperators.F2I, 0)).add(127)
+                        .lanewise(VectorOperators.LSHL, 23);
+                FloatVector e = p.mul(bits.reinterpretAsFloats()).blend(0f, under)
+                        .blend(Float.POSITIVE_INFINITY, over);
+                if (y != null) e.intoArray(y, yo + i);
                 acc = acc.add(e);
             }
-            s = addLanes(acc);
+            // addLanes(acc) written out too: this method is large enough that C2 stops inlining
+            // calls in it (NodeCountInliningCutoff), which would box acc
+            if (L > 32) acc = acc.add(acc.rearrange(SHIFT_32));
+            if (L > 16) acc = acc.add(acc.rearrange(SHIFT_16));
+            if (L > 8) acc = acc.add(acc.rearrange(SHIFT_8));
+            if (L > 4) acc = acc.add(acc.rearrange(SHIFT_4));
+            if (L > 2) acc = acc.add(acc.rearrange(SHIFT_2));
+            if (L > 1) acc = acc.add(acc.rearrange(SHIFT_1));
+            s = acc.lane(0);
         }
         for (; i < n; i++) {
             float e = exp(x[xo + i] - shift);
-            y[yo + i] = e;
+            if (y != null) y[yo + i] = e;
             s += e;
         }
         return s;

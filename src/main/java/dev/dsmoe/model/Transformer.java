@@ -107,6 +107,14 @@ public final class Transformer {
      * @param targets next-token ids, {@link CrossEntropy#IGNORE} to skip a position, or null
      */
     public Loss forward(int[] input, int[] targets, int batch, int seqLen) {
+        return forward(input, targets, batch, seqLen, Float.NaN);
+    }
+
+    /**
+     * The forward; with a finite {@code lossScale} (and targets) the cross-entropy also writes
+     * its gradient over the logits, so that backward does not run the softmax a second time.
+     */
+    private Loss forward(int[] input, int[] targets, int batch, int seqLen, float lossScale) {
         Activations a = activations(batch, seqLen);
         int n = a.tokens;
         if (input.length < n || (targets != null && targets.length < n)) {
@@ -154,7 +162,10 @@ public final class Transformer {
                 0f, a.logits, 0, vocab);
         double lm = Double.NaN;
         if (targets != null) {
-            lm = CrossEntropy.forward(a.logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, a.losses, 0);
+            lm = Float.isNaN(lossScale)
+                    ? CrossEntropy.forward(a.logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, a.losses, 0)
+                    : CrossEntropy.forwardBackward(a.logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, lossScale,
+                            a.logits, 0, a.losses, 0);
         }
         double total = lm + c.auxWeightAtt() * auxAtt + c.auxWeightFfd() * auxMlp;
         return new Loss(total, lm, auxAtt, auxMlp,
@@ -320,7 +331,9 @@ public final class Transformer {
      * losses.
      */
     public Loss forwardBackward(int[] input, int[] targets, int batch, int seqLen, float lossScale) {
-        Loss loss = forward(input, targets, batch, seqLen);
+        if (targets == null) throw new IllegalArgumentException("forwardBackward needs targets");
+        if (!Float.isFinite(lossScale)) throw new IllegalArgumentException("lossScale must be finite, got " + lossScale);
+        Loss loss = forward(input, targets, batch, seqLen, lossScale);
         backward(targets, lossScale);
         return loss;
     }
@@ -331,9 +344,7 @@ public final class Transformer {
         Gemm g = gemm();
         int n = a.tokens, vocab = c.vocabSize();
 
-        // Cross-entropy fused with the softmax: dlogits written over the logits.
-        CrossEntropy.forwardBackward(a.logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, lossScale,
-                a.logits, 0, a.losses, 0);
+        // dlogits: written over the logits by the forward's cross-entropy (fused with the softmax)
         int out = layout.outputProjection().off();
         // dlnf = dlogits · E ; dE += dlogitsᵀ · lnf
         g.sgemm(false, false, n, d, vocab, 1f, a.logits, 0, vocab, params, out, d, 0f, s.dLnf, 0, d);

@@ -10,7 +10,7 @@ import org.junit.jupiter.api.Test;
 class SimdTest {
 
     @Test
-    void expAndTanhMatchDoublePrecisionAndTheirScalarTwins() {
+    void expAndTanhMatchDoublePrecisionAndTheVectorLoopsMatchTheScalarTwins() {
         SplittableRandom r = new SplittableRandom(1);
         float[] x = new float[Simd.L];
         float[] y = new float[Simd.L];
@@ -25,10 +25,31 @@ class SimdTest {
                 else assertEquals(want, y[i], 3e-7 * want + 1e-37, "exp(" + x[i] + ")");
                 assertEquals(Float.floatToIntBits(Simd.exp(x[i])), Float.floatToIntBits(y[i]), "scalar twin of exp");
             }
-            Simd.tanh(FloatVector.fromArray(Simd.S, x, 0)).intoArray(y, 0);
             for (int i = 0; i < x.length; i++) {
-                assertEquals(Math.tanh(x[i]), y[i], 3e-7 * Math.abs(Math.tanh(x[i])) + 1e-9, "tanh(" + x[i] + ")");
-                assertEquals(Float.floatToIntBits(Simd.tanh(x[i])), Float.floatToIntBits(y[i]), "scalar twin of tanh");
+                float t = Simd.tanh(x[i]);
+                assertEquals(Math.tanh(x[i]), t, 3e-7 * Math.abs(Math.tanh(x[i])) + 1e-9, "tanh(" + x[i] + ")");
+            }
+            // the loops with exp written out give the scalar twin's bits
+            float shift = x[0];
+            float sum = Simd.expShiftStore(x, 0, y, 0, x.length, shift);
+            float want = 0;
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(Float.floatToIntBits(Simd.exp(x[i] - shift)), Float.floatToIntBits(y[i]), "expShiftStore");
+            }
+            assertEquals(Float.floatToIntBits(Simd.addLanes(FloatVector.fromArray(Simd.S, y, 0))), Float.floatToIntBits(sum));
+            assertEquals(Float.floatToIntBits(sum), Float.floatToIntBits(Simd.sumExp(x, 0, x.length, shift)), "sumExp");
+            // GELU's vector loop (tanh and exp written out) against its scalar tail, element by element
+            float[] g = new float[x.length];
+            float[] one = new float[1];
+            Gelu.forward(x, 0, g, 0, x.length);
+            for (int i = 0; i < x.length; i++) {
+                Gelu.forward(x, i, one, 0, 1);
+                assertEquals(Float.floatToIntBits(one[0]), Float.floatToIntBits(g[i]), "gelu vector vs scalar at " + x[i]);
+            }
+            Gelu.backward(x, 0, y, 0, g, 0, x.length, false);
+            for (int i = 0; i < x.length; i++) {
+                Gelu.backward(x, i, y, i, one, 0, 1, false);
+                assertEquals(Float.floatToIntBits(one[0]), Float.floatToIntBits(g[i]), "gelu' vector vs scalar at " + x[i]);
             }
         }
         assertTrue(Float.isNaN(Simd.exp(Float.NaN)));

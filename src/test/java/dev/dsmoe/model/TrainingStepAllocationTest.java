@@ -1,0 +1,98 @@
+package dev.dsmoe.model;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.dsmoe.model.ModelConfig.AuxLoss;
+import dev.dsmoe.model.ModelConfig.RouterKind;
+import dev.dsmoe.model.ModelConfig.TrainingRouting;
+import dev.dsmoe.kernels.Gemm;
+import dev.dsmoe.kernels.JavaGemm;
+import dev.dsmoe.kernels.Kernels;
+import dev.dsmoe.kernels.Parallel;
+import java.lang.management.ManagementFactory;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A training step (forward, backward) allocates no arrays: the activations live in the arena
+ * sized once from (config, batch, sequence length). With the Java kernels a step allocates only
+ * the parallel regions' small lambda objects, the same number whatever the tokens; OpenBLAS calls
+ * add MemorySegment wrappers of the heap arrays (a few per call). Measured on all threads, so the
+ * kernel workers count too. Boxed vectors (a Vector API value passed to a call C2 did not
+ * inline) showed up here as megabytes per step before the kernels were written to avoid them.
+ */
+class TrainingStepAllocationTest {
+
+    /** Bytes allocated by every live Java thread (the caller and the kernel workers). */
+    private static long allocatedBytes() {
+        var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        long sum = 0;
+        for (long b : bean.getThreadAllocatedBytes(bean.getAllThreadIds())) {
+            if (b > 0) sum += b;
+        }
+        return sum;
+    }
+
+    /**
+     * Bytes allocated per forward+backward once warm: the least over blocks of steps, because
+     * code that the JIT has not compiled yet boxes its vectors and would count here.
+     */
+    private static double bytesPerStep(ModelConfig c, int batch, int seq) {
+        ParamLayout layout = ParamLayout.of(c);
+        Transformer model = new Transformer(layout, RandomParams.params(layout, 1), layout.newBuffer());
+        int[] in = RandomParams.tokens(batch * seq, c.vocabSize(), 2);
+        int[] tgt = RandomParams.tokens(batch * seq, c.vocabSize(), 3);
+        for (int i = 0; i < 100; i++) model.forwardBackward(in, tgt, batch, seq, 1f);
+        double best = Double.MAX_VALUE;
+        for (int block = 0; block < 15; block++) {
+            int steps = 20;
+            long before = allocatedBytes();
+            for (int i = 0; i < steps; i++) model.forwardBackward(in, tgt, batch, seq, 1f);
+            best = Math.min(best, (allocatedBytes() - before) / (double) steps);
+        }
+        return best;
+    }
+
+    @Test
+    void aStepAllocatesNoArraysForAnyFamily() {
+        assertTrue(((com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean()).isThreadAllocatedMemoryEnabled());
+        // big enough that kernels split their work over the thread pool
+        ModelConfig base = TransformerTest.tiny(1, 4, 2, 1, 16, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.NONE)
+                .withVocabSize(211).withDEmb(64).withMaxPositions(64);
+        ModelConfig[] configs = {
+                base.withAttention(1, 4, 2, 16).withMlp(1, 256).validate(),
+                base.withAttention(1, 4, 2, 16).withMlp(4, 64).withTrainingRouting(TrainingRouting.TOP_K, 2)
+                        .withAuxLoss(AuxLoss.SWITCH, 0, 0.01).validate(),
+                base.withAttention(2, 2, 2, 16).withMlp(8, 32).withRouter(RouterKind.MLP).withRouterHiddenSize(32)
+                        .withAuxLoss(AuxLoss.MI, 0.01, 0.01).validate()};
+        Gemm before = Kernels.gemm();
+        try {
+            for (Kernels.Backend backend : new Kernels.Backend[] {Kernels.Backend.JAVA, Kernels.Backend.BLAS}) {
+                try {
+                    Kernels.select(backend);
+                } catch (UnsupportedOperationException | LinkageError e) {
+                    continue; // no OpenBLAS here: the Java backend was measured
+                }
+                for (ModelConfig c : configs) {
+                    double small = bytesPerStep(c, 2, 32);
+                    double large = bytesPerStep(c, 4, 64); // 4x the tokens
+                    String what = backend + " " + c.trainingRouting() + "/" + c.auxLoss() + " with " + Parallel.threads()
+                            + " threads: " + Math.round(small) + " B/step at 64 tokens, " + Math.round(large)
+                            + " B/step at 256 tokens";
+                    System.out.println("allocation per training step, " + what);
+                    if (backend == Kernels.Backend.JAVA) {
+                        // only the parallel regions' small body objects, a fixed number per step
+                        assertTrue(Math.abs(large - small) < 256, "allocation grows with the tokens: " + what);
+                        assertTrue(large < 32 * 1024, "a step allocates too much: " + what);
+                    } else {
+                        // plus a few MemorySegment wrappers per OpenBLAS call, and attention calls
+                        // it per (sequence, head): growth, but far below one d-wide float row per token
+                        double perToken = (large - small) / (4 * 64 - 2 * 32);
+                        assertTrue(perToken < 4.0 * c.dEmb(), "allocation grows by " + perToken + " B/token: " + what);
+                    }
+                }
+            }
+        } finally {
+            Kernels.select(before instanceof JavaGemm ? Kernels.Backend.JAVA : Kernels.Backend.BLAS);
+        }
+    }
+}
