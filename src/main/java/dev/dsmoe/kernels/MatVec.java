@@ -172,7 +172,10 @@ public final class MatVec {
             if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
             if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
         }
-        finish(false, w, off, c, cols, x, xo, mb, y, yo, ldy, acc, s0, s1, s2, s3);
+        // lane sums here, not in finish: a vector passed to a call C2 does not inline is boxed
+        float t0 = Simd.addLanes(s0), t1 = mb > 1 ? Simd.addLanes(s1) : 0f, t2 = mb > 2 ? Simd.addLanes(s2) : 0f,
+                t3 = mb > 3 ? Simd.addLanes(s3) : 0f;
+        finish(false, w, off, c, cols, x, xo, mb, y, yo, ldy, acc, t0, t1, t2, t3);
     }
 
     private static void rowBf16(MemorySegment w, long off, int cols, float[] x, int xo, int mb,
@@ -189,18 +192,17 @@ public final class MatVec {
             if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
             if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
         }
-        finish(true, w, off, c, cols, x, xo, mb, y, yo, ldy, acc, s0, s1, s2, s3);
+        // lane sums here, not in finish: a vector passed to a call C2 does not inline is boxed
+        float t0 = Simd.addLanes(s0), t1 = mb > 1 ? Simd.addLanes(s1) : 0f, t2 = mb > 2 ? Simd.addLanes(s2) : 0f,
+                t3 = mb > 3 ? Simd.addLanes(s3) : 0f;
+        finish(true, w, off, c, cols, x, xo, mb, y, yo, ldy, acc, t0, t1, t2, t3);
     }
 
-    // The end of a row kernel, shared by both: the lane sums of s0..s(mb-1), the scalar tail from
-    // column c on (weights bf16 or fp32), and the store. Called once per row, outside the vector loop.
+    // The end of a row kernel, shared by both: the scalar tail from column c on (weights bf16 or
+    // fp32) added to the lane sums t0..t(mb-1), and the store. Called once per row.
     private static void finish(boolean bf16, MemorySegment w, long off, int c, int cols, float[] x, int xo,
                                int mb, float[] y, int yo, int ldy, boolean acc,
-                               FloatVector s0, FloatVector s1, FloatVector s2, FloatVector s3) {
-        float t0 = Simd.addLanes(s0), t1 = 0, t2 = 0, t3 = 0;
-        if (mb > 1) t1 = Simd.addLanes(s1);
-        if (mb > 2) t2 = Simd.addLanes(s2);
-        if (mb > 3) t3 = Simd.addLanes(s3);
+                               float t0, float t1, float t2, float t3) {
         for (; c < cols; c++) {
             float wv = bf16 ? Bf16.toFloat(w.get(BF16, off + 2L * c)) : w.get(F32, off + 4L * c);
             t0 += wv * x[xo + c];
