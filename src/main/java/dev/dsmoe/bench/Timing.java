@@ -6,9 +6,23 @@ import java.util.Arrays;
 public final class Timing {
     private Timing() {}
 
-    /** Runs {@code body} {@code warmup} times untimed, then {@code repeats} times; returns the median seconds. */
+    /**
+     * Untimed warm-up, at least this long as well as at least {@code warmup} runs: C2 compiles a
+     * Vector API kernel only after its first calls, and until then the kernel runs its boxing
+     * fallback, several times slower (a mat-vec measured 9 or 19 GB/s from one run to the next
+     * with three short warm-up runs).
+     */
+    static final double MIN_WARMUP_SECONDS = 1.0;
+
+    /**
+     * Runs {@code body} untimed {@code warmup} times and for at least {@link #MIN_WARMUP_SECONDS}
+     * (at most 1000 runs), then {@code repeats} times; returns the median seconds.
+     */
     public static double medianSeconds(int warmup, int repeats, Runnable body) {
-        for (int i = 0; i < warmup; i++) body.run();
+        long start = System.nanoTime();
+        for (int i = 0; i < 1000 && (i < warmup || System.nanoTime() - start < MIN_WARMUP_SECONDS * 1e9); i++) {
+            body.run();
+        }
         double[] t = new double[Math.max(1, repeats)];
         for (int i = 0; i < t.length; i++) {
             long s = System.nanoTime();

@@ -65,17 +65,27 @@ public final class MatVec {
         if (xOff + (long) m * cols > x.length || (m > 0 && yOff + (long) (m - 1) * ldy + rows > y.length)) {
             throw new IllegalArgumentException("mat-vec: x or y too small for m=" + m);
         }
-        Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
-            for (int i0 = 0; i0 < m; i0 += 4) {
-                int mb = Math.min(4, m - i0);
-                for (int r = r0; r < r1; r++) {
-                    long rowOff = wOff + (long) r * cols * dtype.bytes;
-                    int xo = xOff + i0 * cols;
-                    if (dtype == DType.F32) rowF32(w, rowOff, cols, x, xo, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
-                    else rowBf16(w, rowOff, cols, x, xo, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
+        // One lambda per weight type: a shared one mixes both types' profiles and C2 then
+        // recompiles it (uncommon traps) whenever the other type shows up.
+        if (dtype == DType.F32) {
+            Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
+                for (int i0 = 0; i0 < m; i0 += 4) {
+                    int mb = Math.min(4, m - i0);
+                    for (int r = r0; r < r1; r++) {
+                        rowF32(w, wOff + 4L * r * cols, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
+                    }
                 }
-            }
-        });
+            });
+        } else {
+            Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
+                for (int i0 = 0; i0 < m; i0 += 4) {
+                    int mb = Math.min(4, m - i0);
+                    for (int r = r0; r < r1; r++) {
+                        rowBf16(w, wOff + 2L * r * cols, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
+                    }
+                }
+            });
+        }
     }
 
     /** Heap fp32 convenience form: W is {@code float[]} at element offset {@code wOff}. */

@@ -41,8 +41,34 @@ final class Simd {
         return VectorShuffle.fromOp(S, i -> (i + w) % L);
     }
 
-    /** Sum of the lanes in a fixed pairwise order (same rounding compiled or interpreted). */
+    /**
+     * Sum of the lanes in a fixed pairwise order (same rounding compiled or interpreted): lane i
+     * plus lane i+L/2, then i+L/4, ... . Written as a chain of methods of a few bytecodes each so
+     * that both JIT tiers always inline it: a larger body got a compiled copy of its own, which
+     * C2 then declined to inline ("callee is too large"), and every vector passed to it was boxed.
+     */
     static float addLanes(FloatVector v) {
+        return L == 16 ? fold16(v) : L == 8 ? fold8(v) : foldAnyLength(v);
+    }
+
+    private static float fold16(FloatVector v) {
+        return fold8(v.add(v.rearrange(SHIFT_8)));
+    }
+
+    private static float fold8(FloatVector v) {
+        return fold4(v.add(v.rearrange(SHIFT_4)));
+    }
+
+    private static float fold4(FloatVector v) {
+        return fold2(v.add(v.rearrange(SHIFT_2)));
+    }
+
+    private static float fold2(FloatVector v) {
+        return v.add(v.rearrange(SHIFT_1)).lane(0);
+    }
+
+    /** {@link #addLanes} for vector lengths other than 8 and 16 (same order). */
+    private static float foldAnyLength(FloatVector v) {
         if (L > 32) v = v.add(v.rearrange(SHIFT_32)); // up to 64 lanes (2048-bit SVE)
         if (L > 16) v = v.add(v.rearrange(SHIFT_16));
         if (L > 8) v = v.add(v.rearrange(SHIFT_8));
