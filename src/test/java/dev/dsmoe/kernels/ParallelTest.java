@@ -52,6 +52,45 @@ class ParallelTest {
     }
 
     @Test
+    void regionsFromSeveralThreadsAtOnceEachSeeEveryIndexOnce() throws Exception {
+        int before = Parallel.threads();
+        Parallel.setThreads(4); // more workers than cores: chunks wait for a core
+        try {
+            int callers = 3, regions = 2000;
+            Thread[] threads = new Thread[callers];
+            Throwable[] failure = new Throwable[callers];
+            for (int t = 0; t < callers; t++) {
+                int id = t;
+                threads[t] = new Thread(() -> {
+                    try {
+                        for (int r = 0; r < regions; r++) {
+                            int n = 1 + (r * 7 + id) % 97;
+                            int[] hits = new int[n];
+                            Parallel.forRange(n, (s, e) -> {
+                                for (int i = s; i < e; i++) hits[i]++;
+                            });
+                            for (int i = 0; i < n; i++) {
+                                if (hits[i] != 1) throw new AssertionError("caller " + id + " region " + r + " index " + i + ": " + hits[i]);
+                            }
+                        }
+                    } catch (Throwable e) {
+                        failure[id] = e;
+                    }
+                });
+                threads[t].setDaemon(true); // a hang fails the test instead of blocking the JVM's exit
+                threads[t].start();
+            }
+            for (Thread t : threads) t.join(30_000);
+            for (int t = 0; t < callers; t++) {
+                if (failure[t] != null) throw new AssertionError("caller " + t, failure[t]);
+                assertTrue(!threads[t].isAlive(), "caller " + t + " did not finish");
+            }
+        } finally {
+            Parallel.setThreads(before);
+        }
+    }
+
+    @Test
     void grainKeepsSmallWorkOnOneThread() {
         Thread caller = Thread.currentThread();
         Parallel.forRange(10, 64, (s, e) -> {
