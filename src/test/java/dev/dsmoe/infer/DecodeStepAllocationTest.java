@@ -1,0 +1,54 @@
+package dev.dsmoe.infer;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.dsmoe.bench.InferenceBenchmarks;
+import dev.dsmoe.kernels.MatVec;
+import java.lang.management.ManagementFactory;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A decode step allocates no arrays and no boxed vectors: only the parallel regions' small lambda
+ * objects, a fixed number per token, whatever the position or the expert selection. Measured on
+ * every thread (the caller and the kernel workers), once warm.
+ */
+class DecodeStepAllocationTest {
+
+    private static long allocatedBytes() {
+        var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        long sum = 0;
+        for (long b : bean.getThreadAllocatedBytes(bean.getAllThreadIds())) {
+            if (b > 0) sum += b;
+        }
+        return sum;
+    }
+
+    /** Least bytes per decoded token over repeats, decoding 32 tokens after a prompt of {@code at}. */
+    private static double bytesPerToken(Engine e, int at) {
+        int[] prompt = new int[at];
+        for (int i = 0; i < at; i++) prompt[i] = (i * 7) % 1000;
+        double best = Double.MAX_VALUE;
+        for (int rep = 0; rep < 12; rep++) {
+            e.prefill(prompt);
+            long before = allocatedBytes();
+            for (int t = 0; t < 32; t++) e.decode((t * 13) % 1000);
+            best = Math.min(best, (allocatedBytes() - before) / 32.0);
+        }
+        return best;
+    }
+
+    @Test
+    void decodeAllocatesAFixedFewKilobytesPerTokenForEverySelection() throws Exception {
+        try (InferenceModel m = InferenceBenchmarks.randomModel("dsmoe-small", MatVec.DType.F32)) {
+            for (String s : new String[] {"dense", "top-k:4", "top-k:att=1,mlp=2", "threshold:0.48"}) {
+                Engine e = new Engine(m, ExpertSelection.parse(s, m.config()), 256, Engine.DEFAULT_CHUNK);
+                bytesPerToken(e, 16); // warm-up
+                double early = bytesPerToken(e, 16), late = bytesPerToken(e, 200);
+                String what = s + ": " + Math.round(early) + " B/token at position 16, " + Math.round(late) + " at 200";
+                System.out.println("allocation per decoded token, " + what);
+                assertTrue(Math.abs(late - early) < 256, "allocation grows with the position: " + what);
+                assertTrue(late < 16 * 1024, "a decode step allocates too much: " + what);
+            }
+        }
+    }
+}
