@@ -65,9 +65,14 @@ public final class MatVec {
         if (xOff + (long) m * cols > x.length || (m > 0 && yOff + (long) (m - 1) * ldy + rows > y.length)) {
             throw new IllegalArgumentException("mat-vec: x or y too small for m=" + m);
         }
-        // One lambda per weight type: a shared one mixes both types' profiles and C2 then
-        // recompiles it (uncommon traps) whenever the other type shows up.
-        if (dtype == DType.F32) {
+        // One lambda per weight type and for one input row (decode) apart: a shared one mixes their
+        // profiles, and C2 then recompiles it (uncommon traps) whenever the other case shows up.
+        // With the row count a literal 1, C2 folds the row kernels' multi-row branches away.
+        if (dtype == DType.F32 && m == 1) {
+            Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
+                for (int r = r0; r < r1; r++) rowF32(w, wOff + 4L * r * cols, cols, x, xOff, 1, y, yOff + r, ldy, accumulate);
+            });
+        } else if (dtype == DType.F32) {
             Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
                 for (int i0 = 0; i0 < m; i0 += 4) {
                     int mb = Math.min(4, m - i0);
@@ -75,6 +80,10 @@ public final class MatVec {
                         rowF32(w, wOff + 4L * r * cols, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
                     }
                 }
+            });
+        } else if (m == 1) {
+            Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
+                for (int r = r0; r < r1; r++) rowBf16(w, wOff + 2L * r * cols, cols, x, xOff, 1, y, yOff + r, ldy, accumulate);
             });
         } else {
             Parallel.forRange(rows, ROW_GRAIN, (r0, r1) -> {
