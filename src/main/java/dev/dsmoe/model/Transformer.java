@@ -334,11 +334,11 @@ public final class Transformer {
         if (targets == null) throw new IllegalArgumentException("forwardBackward needs targets");
         if (!Float.isFinite(lossScale)) throw new IllegalArgumentException("lossScale must be finite, got " + lossScale);
         Loss loss = forward(input, targets, batch, seqLen, lossScale);
-        backward(targets, lossScale);
+        backward(lossScale);
         return loss;
     }
 
-    private void backward(int[] targets, float lossScale) {
+    private void backward(float lossScale) {
         Activations a = acts;
         Activations.Scratch s = a.scratch;
         Gemm g = gemm();

@@ -46,12 +46,7 @@ public final class CodePreTokenizer implements PreTokenizer {
 
     @Override
     public void split(String text, int from, int to, SpanSink sink) {
-        int i = from;
-        while (i < to) {
-            int j = next(text, i, to);
-            sink.accept(i, j);
-            i = j;
-        }
+        PreTokenizer.scan(text, from, to, CodePreTokenizer::next, sink);
     }
 
     private static final byte WORD = 10, PUNCT = 11, NL = 12, HSPACE = 13;

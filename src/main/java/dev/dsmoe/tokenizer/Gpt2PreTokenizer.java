@@ -24,12 +24,7 @@ public final class Gpt2PreTokenizer implements PreTokenizer {
 
     @Override
     public void split(String text, int from, int to, SpanSink sink) {
-        int i = from;
-        while (i < to) {
-            int j = next(text, i, to);
-            sink.accept(i, j);
-            i = j;
-        }
+        PreTokenizer.scan(text, from, to, Gpt2PreTokenizer::next, sink);
     }
 
     /** Letters, numbers, white, or other (marks count as other in GPT-2's pattern). */

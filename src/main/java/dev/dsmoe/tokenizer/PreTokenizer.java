@@ -15,6 +15,22 @@ public sealed interface PreTokenizer permits CodePreTokenizer, Gpt2PreTokenizer,
     /** Calls {@code sink} for each pre-token of {@code text[from, to)}, in order, covering the range. */
     void split(String text, int from, int to, SpanSink sink);
 
+    /** A hand-written splitter's scanner: the end of the pre-token that starts at {@code i}. */
+    @FunctionalInterface
+    interface Scanner {
+        int next(String text, int i, int end);
+    }
+
+    /** {@link #split} for a hand-written splitter: pre-tokens end to end, each ended by {@code scanner}. */
+    static void scan(String text, int from, int to, Scanner scanner, SpanSink sink) {
+        int i = from;
+        while (i < to) {
+            int j = scanner.next(text, i, to);
+            sink.accept(i, j);
+            i = j;
+        }
+    }
+
     /** The regex (Oniguruma / Hugging Face syntax) this pre-tokenizer implements. */
     String pattern();
 

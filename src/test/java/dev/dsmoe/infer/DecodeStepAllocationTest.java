@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.dsmoe.bench.InferenceBenchmarks;
 import dev.dsmoe.kernels.MatVec;
-import java.lang.management.ManagementFactory;
+import dev.dsmoe.model.ThreadAllocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -14,14 +14,6 @@ import org.junit.jupiter.api.Test;
  */
 class DecodeStepAllocationTest {
 
-    private static long allocatedBytes() {
-        var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        long sum = 0;
-        for (long b : bean.getThreadAllocatedBytes(bean.getAllThreadIds())) {
-            if (b > 0) sum += b;
-        }
-        return sum;
-    }
 
     /** Least bytes per decoded token over repeats, decoding 32 tokens after a prompt of {@code at}. */
     private static double bytesPerToken(Engine e, int at) {
@@ -30,9 +22,9 @@ class DecodeStepAllocationTest {
         double best = Double.MAX_VALUE;
         for (int rep = 0; rep < 12; rep++) {
             e.prefill(prompt);
-            long before = allocatedBytes();
+            long before = ThreadAllocation.allThreads();
             for (int t = 0; t < 32; t++) e.decode((t * 13) % 1000);
-            best = Math.min(best, (allocatedBytes() - before) / 32.0);
+            best = Math.min(best, (ThreadAllocation.allThreads() - before) / 32.0);
         }
         return best;
     }

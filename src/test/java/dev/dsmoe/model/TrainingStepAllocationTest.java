@@ -9,7 +9,6 @@ import dev.dsmoe.kernels.Gemm;
 import dev.dsmoe.kernels.JavaGemm;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
-import java.lang.management.ManagementFactory;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -23,15 +22,6 @@ import org.junit.jupiter.api.Test;
  */
 class TrainingStepAllocationTest {
 
-    /** Bytes allocated by every live Java thread (the caller and the kernel workers). */
-    private static long allocatedBytes() {
-        var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        long sum = 0;
-        for (long b : bean.getThreadAllocatedBytes(bean.getAllThreadIds())) {
-            if (b > 0) sum += b;
-        }
-        return sum;
-    }
 
     /**
      * Bytes allocated per forward+backward once warm: the least over blocks of steps, because
@@ -46,16 +36,16 @@ class TrainingStepAllocationTest {
         double best = Double.MAX_VALUE;
         for (int block = 0; block < 15; block++) {
             int steps = 20;
-            long before = allocatedBytes();
+            long before = ThreadAllocation.allThreads();
             for (int i = 0; i < steps; i++) model.forwardBackward(in, tgt, batch, seq, 1f);
-            best = Math.min(best, (allocatedBytes() - before) / (double) steps);
+            best = Math.min(best, (ThreadAllocation.allThreads() - before) / (double) steps);
         }
         return best;
     }
 
     @Test
     void aStepAllocatesNoArraysForAnyFamily() {
-        assertTrue(((com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean()).isThreadAllocatedMemoryEnabled());
+        assertTrue(ThreadAllocation.supported());
         // big enough that kernels split their work over the thread pool
         ModelConfig base = TransformerTest.tiny(1, 4, 2, 1, 16, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.NONE)
                 .withVocabSize(211).withDEmb(64).withMaxPositions(64);
