@@ -10,6 +10,10 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -73,13 +77,10 @@ final class GenerateCommand implements Callable<Integer> {
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
-        Tokenizer tok = Tokenizer.load(tokFile);
+        // ids at or above the model's vocab_size are refused while the file is read, before any table is sized by them
+        Tokenizer tok = Tokenizer.load(tokFile, ModelFiles.readConfig(model).vocabSize());
         try (InferenceModel m = InferenceModel.load(model, dt)) {
-            if (tok.vocabSize() > m.config().vocabSize()) {
-                throw new IllegalArgumentException(tokFile + " has " + tok.vocabSize() + " tokens, more than the model's vocab_size "
-                        + m.config().vocabSize());
-            }
-            ExpertSelection sel = strategy == null ? ExpertSelection.defaultFor(m.config()) : ExpertSelection.parse(strategy);
+            ExpertSelection sel = strategy == null ? ExpertSelection.defaultFor(m.config()) : ExpertSelection.parse(strategy, m.config());
             int[] ids = tok.encode(prompt);
             if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty");
             int ctx = m.config().maxPositions();
@@ -88,8 +89,10 @@ final class GenerateCommand implements Callable<Integer> {
                         + " (max_position_embeddings): shorten the prompt");
             }
             Engine engine = new Engine(m, sel);
-            Sampler sampler = temperature == 0 ? Sampler.greedy(m.config().vocabSize())
-                    : new Sampler(m.config().vocabSize(), temperature, topK, topP, seed);
+            // a vocab_size rounded up past the tokenizer's ids is common: mask the extra rows (never
+            // trained targets) out of sampling rather than refuse the model
+            Sampler sampler = temperature == 0 ? Sampler.greedy(m.config().vocabSize(), tok::canDecode)
+                    : new Sampler(m.config().vocabSize(), temperature, topK, topP, seed, tok::canDecode);
             PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8); // UTF-8 whatever the locale
             out.print(prompt);
             StreamingText text = new StreamingText(tok);
@@ -97,9 +100,10 @@ final class GenerateCommand implements Callable<Integer> {
                 String fresh = text.add(t);
                 out.print(fresh);
                 out.flush();
-                for (String s : stops) if (text.text().contains(s)) return false;
+                for (String s : stops) if (text.lastAddCompleted(s)) return false;
                 return true;
             });
+            out.print(text.finish());
             out.println();
             InferenceStats st = engine.stats();
             System.err.printf(Locale.ROOT, "dsmoe generate: %d tokens (%s), prefill %.0f tok/s, decode %.1f tok/s, strategy %s, "
@@ -113,30 +117,77 @@ final class GenerateCommand implements Callable<Integer> {
 
     /**
      * Turns a growing token list into text a piece at a time: byte-level BPE tokens can end in the
-     * middle of a UTF-8 character, so only the text up to the last complete character is released.
+     * middle of a UTF-8 character, so a streaming decoder keeps the bytes of an incomplete
+     * character until the tokens that complete it come. Each token's bytes are decoded once,
+     * so a long completion costs the same per token as a short one.
      */
     static final class StreamingText {
         private final Tokenizer tok;
-        private final java.util.ArrayList<Integer> ids = new java.util.ArrayList<>();
-        private String released = "";
+        // the JDK's UTF-8 decoder in streaming mode: what new String(bytes, UTF_8) gives for the whole, a piece at a time
+        private final CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPLACE).onUnmappableCharacter(CodingErrorAction.REPLACE);
+        private ByteBuffer pending = ByteBuffer.allocate(64); // bytes not yet decoded, in write mode
+        private CharBuffer chars = CharBuffer.allocate(64);
+        private final StringBuilder text = new StringBuilder();
+        private int before; // the text's length before the last add
+        private long bytesDecoded;
 
         StreamingText(Tokenizer tok) {
             this.tok = tok;
         }
 
+        /** Adds a token; returns the text it completes (empty while a character is incomplete). */
         String add(int token) {
-            ids.add(token);
-            String all = tok.decode(ids.stream().mapToInt(Integer::intValue).toArray());
-            int end = all.length();
-            while (end > 0 && all.charAt(end - 1) == '\uFFFD') end--; // an incomplete character so far
-            if (end <= released.length()) return "";
-            String fresh = all.substring(released.length(), end);
-            released = all.substring(0, end);
+            if (!tok.canDecode(token)) throw new IllegalArgumentException("token id " + token + " is not in the tokenizer's vocabulary");
+            byte[] b = tok.tokenBytes(token);
+            if (pending.remaining() < b.length) {
+                pending = ByteBuffer.allocate(pending.position() + b.length + 64).put(pending.flip());
+            }
+            pending.put(b);
+            return decode(false);
+        }
+
+        /** The text of an incomplete character left at the end (U+FFFD, as a one-shot decode gives it). */
+        String finish() {
+            return decode(true);
+        }
+
+        private String decode(boolean end) {
+            before = text.length();
+            pending.flip();
+            bytesDecoded += pending.remaining();
+            while (utf8.decode(pending, chars, end).isOverflow()) {
+                chars = CharBuffer.allocate(chars.capacity() * 2).put(chars.flip());
+            }
+            if (end) {
+                while (utf8.flush(chars).isOverflow()) chars = CharBuffer.allocate(chars.capacity() * 2).put(chars.flip());
+                utf8.reset();
+            }
+            bytesDecoded -= pending.remaining(); // an incomplete character's bytes are decoded when it completes
+            pending.compact();
+            chars.flip();
+            String fresh = chars.toString();
+            chars.clear();
+            text.append(fresh);
             return fresh;
         }
 
+        /**
+         * Whether {@code s} occurs in the text and the last add completed it: only the last add's
+         * text and the {@code s.length() - 1} characters before it are searched.
+         */
+        boolean lastAddCompleted(String s) {
+            return text.indexOf(s, Math.max(0, before - s.length() + 1)) >= 0;
+        }
+
+        /** The text released so far. */
         String text() {
-            return released;
+            return text.toString();
+        }
+
+        /** Bytes the UTF-8 decoder has consumed so far: each token's bytes once, however long the text. */
+        long bytesDecoded() {
+            return bytesDecoded;
         }
     }
 }

@@ -180,6 +180,9 @@ public record ExpertSelection(Rule attention, Rule mlp) {
     public static ExpertSelection parse(String text) {
         String s = text == null ? "" : text.trim().toLowerCase(Locale.ROOT);
         if (s.equals("dense")) return dense();
+        if (s.equals("default")) {
+            throw new IllegalArgumentException("expert selection 'default' is the model's own; parse it with the model's config");
+        }
         int colon = s.indexOf(':');
         Kind kind = null;
         if (colon > 0) {

@@ -21,7 +21,8 @@ public final class Generator {
 
     /**
      * The generated tokens (without an end token), why generation stopped, and the times of the
-     * prompt's prefill and of the decode loop.
+     * prompt's prefill and of the decode loop; the listener's time (printing, stop-string checks)
+     * is left out, so the decode speed is the model's whatever the terminal.
      */
     public record Result(int[] tokens, StopReason reason, double prefillSeconds, double decodeSeconds) {
         /** Generated tokens per second of decode (each generated token after the first costs one decode step). */
@@ -49,6 +50,7 @@ public final class Generator {
         long t0 = System.nanoTime();
         float[] logits = engine.prefill(prompt);
         long t1 = System.nanoTime();
+        long inListener = 0;
         int[] out = new int[Math.min(maxNewTokens, 1024)];
         int n = 0;
         StopReason reason = StopReason.MAX_TOKENS;
@@ -60,9 +62,14 @@ public final class Generator {
             }
             if (n == out.length) out = Arrays.copyOf(out, Math.min(maxNewTokens, 2 * out.length));
             out[n++] = token;
-            if (listener != null && !listener.onToken(token)) {
-                reason = StopReason.LISTENER;
-                break;
+            if (listener != null) {
+                long l0 = System.nanoTime();
+                boolean more = listener.onToken(token);
+                inListener += System.nanoTime() - l0;
+                if (!more) {
+                    reason = StopReason.LISTENER;
+                    break;
+                }
             }
             if (n == maxNewTokens) break;
             if (engine.position() >= engine.contextLength()) {
@@ -72,6 +79,6 @@ public final class Generator {
             logits = engine.decode(token);
         }
         long t2 = System.nanoTime();
-        return new Result(Arrays.copyOf(out, n), reason, (t1 - t0) / 1e9, (t2 - t1) / 1e9);
+        return new Result(Arrays.copyOf(out, n), reason, (t1 - t0) / 1e9, (t2 - t1 - inListener) / 1e9);
     }
 }

@@ -2,6 +2,7 @@ package dev.dsmoe.infer;
 
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import java.util.function.IntPredicate;
 
 /**
  * Picks the next token from logits: greedy (temperature 0), or a draw from
@@ -9,6 +10,10 @@ import java.util.SplittableRandom;
  * (0 = all) and then to the smallest set whose probability reaches {@code topP} (1 = all),
  * renormalised. Seeded {@link SplittableRandom}: the same seed and logits give the same tokens.
  * Working arrays are sized once for the vocabulary; sampling allocates nothing.
+ *
+ * <p>A sampler may be limited to some ids ({@code allowed}): the others never come out, as if their
+ * logits were minus infinity. Generation limits it to the ids the tokenizer can decode, since a
+ * model's vocab_size is often rounded up past its tokenizer's last id.
  */
 public final class Sampler {
 
@@ -18,6 +23,9 @@ public final class Sampler {
     private final SplittableRandom random;
     private final double[] p;
     private final long[] order;
+    /** Ids that may be sampled, or null for all. */
+    private final boolean[] allowed;
+    private final int allowedCount;
 
     /**
      * @param temperature 0 for greedy, else &gt; 0
@@ -25,6 +33,14 @@ public final class Sampler {
      * @param topP        in (0, 1]
      */
     public Sampler(int vocab, double temperature, int topK, double topP, long seed) {
+        this(vocab, temperature, topK, topP, seed, null);
+    }
+
+    /**
+     * A sampler that only returns ids in {@code [0, vocab)} for which {@code allowed} holds (null: all);
+     * at least one must.
+     */
+    public Sampler(int vocab, double temperature, int topK, double topP, long seed, IntPredicate allowed) {
         if (!(temperature >= 0) || Double.isInfinite(temperature)) {
             throw new IllegalArgumentException("temperature must be a finite number >= 0, got " + temperature);
         }
@@ -36,11 +52,26 @@ public final class Sampler {
         this.random = new SplittableRandom(seed);
         this.p = new double[vocab];
         this.order = new long[vocab];
+        if (allowed == null) {
+            this.allowed = null;
+            this.allowedCount = vocab;
+        } else {
+            this.allowed = new boolean[vocab];
+            int c = 0;
+            for (int v = 0; v < vocab; v++) if (this.allowed[v] = allowed.test(v)) c++;
+            if (c == 0) throw new IllegalArgumentException("no token id below " + vocab + " may be sampled");
+            this.allowedCount = c;
+        }
     }
 
     /** A greedy sampler. */
     public static Sampler greedy(int vocab) {
         return new Sampler(vocab, 0, 0, 1, 0);
+    }
+
+    /** A greedy sampler over the ids {@code allowed} admits (see the six-argument constructor). */
+    public static Sampler greedy(int vocab, IntPredicate allowed) {
+        return new Sampler(vocab, 0, 0, 1, 0, allowed);
     }
 
     public boolean isGreedy() {
@@ -53,15 +84,18 @@ public final class Sampler {
         if (logits.length < n) throw new IllegalArgumentException("logits have " + logits.length + " entries, need " + n);
         if (temperature == 0) return argmax(logits, n);
         double max = Double.NEGATIVE_INFINITY;
-        for (int v = 0; v < n; v++) max = Math.max(max, logits[v]);
+        for (int v = 0; v < n; v++) if (allows(v)) max = Math.max(max, logits[v]);
         double sum = 0;
-        for (int v = 0; v < n; v++) sum += p[v] = Math.exp((logits[v] - max) / temperature);
-        boolean restrict = (topK > 0 && topK < n) || topP < 1;
+        for (int v = 0; v < n; v++) sum += p[v] = allows(v) ? Math.exp((logits[v] - max) / temperature) : 0;
+        boolean restrict = (topK > 0 && topK < allowedCount) || topP < 1;
         if (!restrict) return draw(sum, n);
-        // Sort by probability, descending: float bits of a non-negative float order like the value.
-        for (int v = 0; v < n; v++) order[v] = ((long) Float.floatToIntBits((float) (p[v] / sum)) << 32) | v;
+        // Sort by probability, descending: float bits of a non-negative float order like the value;
+        // barred ids get negative keys, below every allowed one, so the kept prefix never holds one.
+        for (int v = 0; v < n; v++) {
+            order[v] = allows(v) ? ((long) Float.floatToIntBits((float) (p[v] / sum)) << 32) | v : (-1L << 32) | v;
+        }
         Arrays.sort(order, 0, n);
-        int keep = topK > 0 ? Math.min(topK, n) : n;
+        int keep = topK > 0 ? Math.min(topK, allowedCount) : allowedCount;
         double mass = 0, total = 0;
         int kept = 0;
         for (int i = 0; i < keep; i++) {
@@ -87,12 +121,17 @@ public final class Sampler {
             if (u < 0) return v;
         }
         for (int v = n - 1; v >= 0; v--) if (p[v] > 0) return v; // rounding left u just above 0
+        for (int v = n - 1; v >= 0; v--) if (allows(v)) return v;
         return n - 1;
     }
 
-    private static int argmax(float[] a, int n) {
-        int best = 0;
-        for (int v = 1; v < n; v++) if (a[v] > a[best]) best = v;
+    private boolean allows(int v) {
+        return allowed == null || allowed[v];
+    }
+
+    private int argmax(float[] a, int n) {
+        int best = -1;
+        for (int v = 0; v < n; v++) if (allows(v) && (best < 0 || a[v] > a[best])) best = v;
         return best;
     }
 }

@@ -36,9 +36,18 @@ import java.util.Map;
 final class HfTokenizerJson {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
+    /**
+     * The ids a tokenizer.json read without a model may use. Every id up to the largest costs a
+     * slot in the id table, so an unchecked id of 2^30 in a small file would claim gigabytes;
+     * 2^20 is four times the largest published vocabulary (Gemma's 262,144) and its table at most
+     * 8 MB. With a model, ids must lie below the model's vocab_size instead.
+     */
+    static final int MAX_IDS = 1 << 20;
+
     private HfTokenizerJson() {}
 
-    static Tokenizer read(Path file) throws IOException {
+    /** Reads {@code file}; {@code modelVocab} bounds the ids (0: no model, {@link #MAX_IDS} does). */
+    static Tokenizer read(Path file, int modelVocab) throws IOException {
         String text;
         try {
             byte[] bytes = Files.readAllBytes(file);
@@ -48,7 +57,7 @@ final class HfTokenizerJson {
         } catch (java.nio.file.AccessDeniedException e) {
             throw new IllegalArgumentException(file + ": not readable (permission denied)");
         }
-        return parse(text, file.toString());
+        return parse(text, file.toString(), modelVocab);
     }
 
     /** A one-line error about tokenizer file {@code name}. */
@@ -57,7 +66,12 @@ final class HfTokenizerJson {
                 + " (expected a Hugging Face byte-level BPE tokenizer; re-create it with ./dsmoe prepare)");
     }
 
-    static Tokenizer parse(String text, String name) {
+    static Tokenizer parse(String text, String name, int modelVocab) {
+        if (modelVocab < 0) throw new IllegalArgumentException("model vocab size must be >= 0, got " + modelVocab);
+        int idLimit = modelVocab > 0 ? modelVocab : MAX_IDS;
+        String overLimit = modelVocab > 0
+                ? "not below the model's vocab_size " + modelVocab + " (this is not the model's tokenizer)"
+                : "not below the limit of " + MAX_IDS + " ids";
         JsonNode root;
         try {
             root = JSON.readTree(text);
@@ -91,21 +105,25 @@ final class HfTokenizerJson {
                 if (!t.path("id").isIntegralNumber() || !t.path("content").isTextual() || t.get("content").asText().isEmpty()) {
                     throw bad(name, "an added token lacks an integer id or a content string");
                 }
-                added.add(new Tokenizer.AddedToken(t.get("id").asInt(), t.get("content").asText(), t.path("special").asBoolean(false)));
+                JsonNode id = t.get("id");
+                String content = Chars.printable(t.get("content").asText());
+                if (id.bigIntegerValue().signum() < 0) throw bad(name, "added token " + content + " has id " + id);
+                if (!id.canConvertToInt() || id.asInt() >= idLimit) throw bad(name, "added token " + content + " has id " + id + ", " + overLimit);
+                added.add(new Tokenizer.AddedToken(id.asInt(), t.get("content").asText(), t.path("special").asBoolean(false)));
             }
         }
         int maxId = -1;
         for (Iterator<Map.Entry<String, JsonNode>> it = vocab.fields(); it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
-            if (!e.getValue().isIntegralNumber() || e.getValue().asLong() < 0 || e.getValue().asLong() > 1 << 26) {
+            if (!e.getValue().isIntegralNumber() || e.getValue().bigIntegerValue().signum() < 0) {
                 throw bad(name, "vocab entry " + e.getKey() + " has id " + e.getValue() + ", not a non-negative integer");
+            }
+            if (!e.getValue().canConvertToInt() || e.getValue().asInt() >= idLimit) {
+                throw bad(name, "vocab entry " + Chars.printable(e.getKey()) + " has id " + e.getValue() + ", " + overLimit);
             }
             maxId = Math.max(maxId, e.getValue().asInt());
         }
-        for (Tokenizer.AddedToken t : added) {
-            if (t.id() < 0 || t.id() > 1 << 26) throw bad(name, "added token " + t.content() + " has id " + t.id());
-            maxId = Math.max(maxId, t.id());
-        }
+        for (Tokenizer.AddedToken t : added) maxId = Math.max(maxId, t.id());
         byte[][] tokenBytes = new byte[maxId + 1][];
         java.util.HashMap<String, Integer> ids = new java.util.HashMap<>(vocab.size() * 2);
         for (Iterator<Map.Entry<String, JsonNode>> it = vocab.fields(); it.hasNext(); ) {
@@ -117,7 +135,16 @@ final class HfTokenizerJson {
             tokenBytes[id] = b;
             ids.put(e.getKey(), id);
         }
-        for (Tokenizer.AddedToken t : added) tokenBytes[t.id()] = t.content().getBytes(StandardCharsets.UTF_8);
+        for (Tokenizer.AddedToken t : added) {
+            byte[] content = t.content().getBytes(StandardCharsets.UTF_8);
+            // an added token may repeat a vocab entry (GPT-2's <|endoftext|>), but not take another token's id:
+            // merges producing that id would then decode to the added token's text
+            if (tokenBytes[t.id()] != null && !java.util.Arrays.equals(tokenBytes[t.id()], content)) {
+                throw bad(name, "added token " + Chars.printable(t.content()) + " has id " + t.id()
+                        + ", which the vocab gives to " + Chars.printable(ByteLevel.encode(tokenBytes[t.id()])));
+            }
+            tokenBytes[t.id()] = content;
+        }
 
         // merges
         JsonNode mergesNode = model.path("merges");
@@ -145,6 +172,13 @@ final class HfTokenizerJson {
             if (a == null || b == null || c == null) {
                 throw bad(name, "merge " + (r + 1) + " (" + left + " " + right + ") uses a token missing from the vocab");
             }
+            byte[] ab = java.util.Arrays.copyOf(tokenBytes[a], tokenBytes[a].length + tokenBytes[b].length);
+            System.arraycopy(tokenBytes[b], 0, ab, tokenBytes[a].length, tokenBytes[b].length);
+            if (!java.util.Arrays.equals(ab, tokenBytes[c])) {
+                // e.g. one part spelled byte-level and the other not: encoding would emit a token that decodes to other text
+                throw bad(name, "merge " + (r + 1) + " (" + Chars.printable(left) + " " + Chars.printable(right)
+                        + ") gives token " + c + ", whose bytes are not the two parts' bytes joined");
+            }
             merges[r++] = new int[] {a, b, c};
         }
 
@@ -168,10 +202,12 @@ final class HfTokenizerJson {
             String p = regex.asText();
             try {
                 split = p.equals(CodePreTokenizer.PATTERN) ? CodePreTokenizer.INSTANCE
-                        : p.equals(Gpt2PreTokenizer.PATTERN) ? Gpt2PreTokenizer.INSTANCE : new RegexPreTokenizer(p);
+                        : p.equals(Gpt2PreTokenizer.PATTERN) ? Gpt2PreTokenizer.INSTANCE : new RegexPreTokenizer(p, name);
             } catch (IllegalArgumentException e) {
                 throw bad(name, e.getMessage());
             }
+            String blowUp = split instanceof RegexPreTokenizer rx ? rx.probe() : null;
+            if (blowUp != null) throw new IllegalArgumentException(name + ": not a usable tokenizer.json: " + blowUp);
             if (byteLevel.path("add_prefix_space").asBoolean(false)) {
                 throw bad(name, "add_prefix_space with a Split before ByteLevel is not supported");
             }
@@ -181,7 +217,7 @@ final class HfTokenizerJson {
         }
         boolean useRegex = byteLevel.path("use_regex").asBoolean(true);
         PreTokenizer pre;
-        if (split == null) pre = useRegex ? Gpt2PreTokenizer.INSTANCE : new RegexPreTokenizer("(?s).+");
+        if (split == null) pre = useRegex ? Gpt2PreTokenizer.INSTANCE : new RegexPreTokenizer("(?s).+", name);
         else pre = useRegex ? new PreTokenizer.Chain(split, Gpt2PreTokenizer.INSTANCE) : split;
         JsonNode dec = root.path("decoder");
         if (!dec.isMissingNode() && !dec.isNull() && !"ByteLevel".equals(dec.path("type").asText())) {

@@ -100,14 +100,32 @@ public final class Tokenizer {
         this.matchOrder = order;
     }
 
-    /** Reads a Hugging Face {@code tokenizer.json} (BPE, byte-level); see {@link HfTokenizerJson}. */
+    /**
+     * Reads a Hugging Face {@code tokenizer.json} (BPE, byte-level) that no model bounds; see
+     * {@link HfTokenizerJson} (its ids must stay below {@link HfTokenizerJson#MAX_IDS}).
+     */
     public static Tokenizer load(Path file) throws IOException {
-        return HfTokenizerJson.read(file);
+        return HfTokenizerJson.read(file, 0);
+    }
+
+    /**
+     * Reads the {@code tokenizer.json} of a model with {@code modelVocabSize} embedding rows: an id
+     * at or above it is an error naming the file, found before any table of that size is made.
+     */
+    public static Tokenizer load(Path file, int modelVocabSize) throws IOException {
+        if (modelVocabSize < 1) throw new IllegalArgumentException("model vocab size must be >= 1, got " + modelVocabSize);
+        return HfTokenizerJson.read(file, modelVocabSize);
     }
 
     /** Parses the text of a {@code tokenizer.json}; {@code name} appears in error messages. */
     public static Tokenizer fromJson(String json, String name) {
-        return HfTokenizerJson.parse(json, name);
+        return HfTokenizerJson.parse(json, name, 0);
+    }
+
+    /** {@link #fromJson(String, String)} for a model with {@code modelVocabSize} embedding rows (see {@link #load(Path, int)}). */
+    public static Tokenizer fromJson(String json, String name, int modelVocabSize) {
+        if (modelVocabSize < 1) throw new IllegalArgumentException("model vocab size must be >= 1, got " + modelVocabSize);
+        return HfTokenizerJson.parse(json, name, modelVocabSize);
     }
 
     /** Writes this tokenizer as a Hugging Face {@code tokenizer.json} to {@code file}. */
@@ -163,6 +181,11 @@ public final class Tokenizer {
     /** Merge of rank {@code r} as {left, right, result}. */
     int[] merge(int r) {
         return new int[] {mergeLeft[r], mergeRight[r], mergeResult[r]};
+    }
+
+    /** Whether {@link #decode} knows {@code id}: in range, and not an unused id. */
+    public boolean canDecode(int id) {
+        return id >= 0 && id < tokenBytes.length && tokenBytes[id] != null;
     }
 
     /** The bytes id {@code id} stands for (a copy), or null for an unused id. */

@@ -1,11 +1,27 @@
 package dev.dsmoe.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.io.SafeTensors;
+import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamLayout;
+import dev.dsmoe.model.RandomParams;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.Random;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -54,5 +70,146 @@ class GenerateCommandTest {
         StringBuilder seen = new StringBuilder();
         for (int b : "é€".getBytes(java.nio.charset.StandardCharsets.UTF_8)) seen.append(s.add(b & 0xff)); // byte tokens 0-255
         assertEquals("é€", seen.toString());
+    }
+
+    @Test
+    void defaultStrategyIsTheModelsOwnAsTheHelpSays() {
+        PrepareCommandTest.Run help = PrepareCommandTest.run("generate", "--help");
+        assertTrue(help.out().contains("default"), help.out());
+        PrepareCommandTest.Run r = PrepareCommandTest.run("generate", "--model", model.toString(), "--prompt", "class F1 {",
+                "--max-tokens", "3", "--temperature", "0", "--strategy", "default");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.err().contains("strategy dense"), r.err()); // the test model is a DS-MoE: dense
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("generate", "--model", model.toString(), "--prompt", "x",
+                "--strategy", "top-k:9"), "exceeds num_mlp_experts (4)");
+    }
+
+    /**
+     * A model with 8 more rows than the tokenizer has ids, whose LM head makes one of those rows
+     * the most likely token at every step: the final norm keeps only dimension 0, and only two
+     * rows beyond the tokenizer read it, with opposite signs, so one of them wins whatever the sign.
+     */
+    @Test
+    void aModelVocabLargerThanTheTokenizersSamplesOnlyTokensItCanDecode() throws IOException {
+        int tokIds = Tokenizer.load(model.resolve("tokenizer.json")).vocabSize();
+        ModelConfig c = ModelFiles.readConfig(model).with("tie_word_embeddings", "false").withVocabSize(tokIds + 8).validate();
+        ParamLayout layout = ParamLayout.of(c);
+        float[] p = RandomParams.params(layout, 31);
+        int d = c.dEmb();
+        Arrays.fill(p, layout.finalNorm().off(), layout.finalNorm().off() + d, 0f);
+        p[layout.finalNorm().off()] = 1f;
+        int head = layout.lmHead().off();
+        Arrays.fill(p, head, head + c.vocabSize() * d, 0f);
+        p[head + (tokIds + 2) * d] = 1f;
+        p[head + (tokIds + 5) * d] = -1f;
+        Path big = dir.resolve("big-vocab");
+        Files.createDirectories(big);
+        Files.writeString(big.resolve(ModelFiles.CONFIG), c.toJson());
+        ModelFiles.modelTensors(layout, p, SafeTensors.DType.F32).write(big.resolve(ModelFiles.MODEL));
+        Files.copy(model.resolve("tokenizer.json"), big.resolve("tokenizer.json"));
+        for (String temperature : new String[] {"0", "1"}) {
+            PrepareCommandTest.Run r = PrepareCommandTest.run("generate", "--model", big.toString(), "--prompt", "class F1 {",
+                    "--max-tokens", "8", "--temperature", temperature, "--top-k", "0");
+            assertEquals(0, r.status(), "temperature " + temperature + ": " + r.err());
+            assertTrue(r.out().startsWith("class F1 {"), r.out());
+        }
+    }
+
+    /** A tokenizer.json of the test model with {@code edit} applied to its JSON tree, in a copy of the model directory. */
+    private static Path withTokenizer(String name, java.util.function.Consumer<ObjectNode> edit) throws IOException {
+        Path copy = dir.resolve(name);
+        Files.createDirectories(copy);
+        for (String f : new String[] {ModelFiles.CONFIG, ModelFiles.MODEL}) Files.copy(model.resolve(f), copy.resolve(f));
+        ObjectMapper om = new ObjectMapper();
+        ObjectNode root = (ObjectNode) om.readTree(model.resolve("tokenizer.json").toFile());
+        edit.accept(root);
+        Files.writeString(copy.resolve("tokenizer.json"), om.writeValueAsString(root));
+        return copy;
+    }
+
+    @Test
+    void tokenizerIdsBeyondTheModelAreRefusedBeforeAnyTableIsSized() throws IOException {
+        Path m = withTokenizer("huge-id", root -> ((ArrayNode) root.get("added_tokens")).addObject()
+                .put("id", 60_000_000).put("content", "<|huge|>").put("special", true));
+        var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        long before = bean.getCurrentThreadAllocatedBytes();
+        PrepareCommandTest.Run r = PrepareCommandTest.run("generate", "--model", m.toString(), "--prompt", "x");
+        long allocated = bean.getCurrentThreadAllocatedBytes() - before;
+        TrainCommandTest.assertOneLineError(r, m.resolve("tokenizer.json") + ": not a usable tokenizer.json: added token <|huge|> has id 60000000");
+        assertTrue(r.err().contains("vocab_size 300"), r.err());
+        assertTrue(allocated < 64 << 20, "reading the tokenizer allocated " + allocated + " bytes"); // a 60M-entry table is 240 MB
+    }
+
+    @Test
+    void aBacktrackingSplitRegexEndsGenerateWithOneLineInsteadOfHanging() throws IOException {
+        // refused when the file is read: it blows up on the probe texts
+        Path nested = withTokenizer("regex-a", root -> ((ObjectNode) root.at("/pre_tokenizer/pretokenizers/0/pattern"))
+                .put("Regex", "((a+)+)+$"));
+        // passes the probes ('x' is not in them), and fails on the prompt
+        Path onPrompt = withTokenizer("regex-x", root -> ((ObjectNode) root.at("/pre_tokenizer/pretokenizers/0/pattern"))
+                .put("Regex", "((x+)+)+y"));
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
+            PrepareCommandTest.Run r = PrepareCommandTest.run("generate", "--model", nested.toString(),
+                    "--prompt", "a".repeat(40) + "b");
+            TrainCommandTest.assertOneLineError(r, nested.resolve("tokenizer.json")
+                    + ": not a usable tokenizer.json: pre-tokenizer regex ((a+)+)+$ took over");
+            r = PrepareCommandTest.run("generate", "--model", onPrompt.toString(), "--prompt", "x".repeat(40));
+            TrainCommandTest.assertOneLineError(r, onPrompt.resolve("tokenizer.json") + ": pre-tokenizer regex ((x+)+)+y took over");
+        });
+    }
+
+    /** Token ids of text with 2-, 3- and 4-byte characters, and single-byte tokens splitting such characters. */
+    private static int[] multiByteTokens(Tokenizer tok, int repeats, long seed) {
+        String text = "class F1 { int é = 1; } // x € 😀 中文\n".repeat(repeats);
+        int[] ids = tok.encode(text);
+        Random r = new Random(seed);
+        int[] out = Arrays.copyOf(ids, ids.length + 40);
+        for (int i = ids.length; i < out.length; i++) out[i] = 0x80 + r.nextInt(0x80); // stray continuation and lead bytes
+        return out;
+    }
+
+    @Test
+    void streamedTextIsTheOneShotDecode() throws IOException {
+        Tokenizer tok = Tokenizer.load(model.resolve("tokenizer.json"));
+        for (long seed = 0; seed < 20; seed++) {
+            int[] ids = multiByteTokens(tok, 3, seed);
+            // shuffle a window so that characters are cut at every kind of place
+            Random r = new Random(seed);
+            for (int i = ids.length - 1; i > 0; i--) {
+                int j = r.nextInt(i + 1);
+                int t = ids[i];
+                ids[i] = ids[j];
+                ids[j] = t;
+            }
+            GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+            StringBuilder seen = new StringBuilder();
+            for (int id : ids) seen.append(s.add(id));
+            seen.append(s.finish());
+            assertEquals(tok.decode(ids), seen.toString(), "seed " + seed);
+        }
+        // a character split over byte tokens comes out whole, once its last byte arrives
+        GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+        byte[] emoji = "😀".getBytes(StandardCharsets.UTF_8);
+        for (int i = 0; i < 3; i++) assertEquals("", s.add(emoji[i] & 0xff));
+        assertEquals("😀", s.add(emoji[3] & 0xff));
+    }
+
+    @Test
+    void streamingDecodesEachTokensBytesOnce() throws IOException {
+        Tokenizer tok = Tokenizer.load(model.resolve("tokenizer.json"));
+        int[] ids = multiByteTokens(tok, 200, 1);
+        assertTrue(ids.length > 4000, "tokens: " + ids.length);
+        GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+        var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        int half = ids.length / 2;
+        for (int i = 0; i < half; i++) s.add(ids[i]);
+        long before = bean.getCurrentThreadAllocatedBytes();
+        for (int i = half; i < ids.length; i++) s.add(ids[i]);
+        long perToken = (bean.getCurrentThreadAllocatedBytes() - before) / (ids.length - half);
+        // re-decoding the whole completion at each token allocated ~10 bytes per token so far: ~20 KB here
+        assertTrue(perToken < 2048, perToken + " bytes allocated per token late in a " + ids.length + "-token completion");
+        s.finish();
+        assertEquals(tok.decodeBytes(ids, 0, ids.length).length, s.bytesDecoded());
+        assertFalse(s.text().isEmpty());
     }
 }

@@ -2,6 +2,7 @@ package dev.dsmoe.infer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
@@ -68,6 +69,26 @@ class GeneratorTest {
             Generator.Result full = new Generator(e, Sampler.greedy(c.vocabSize())).generate(prompt, 1000, -1, null);
             assertEquals(Generator.StopReason.CONTEXT_FULL, full.reason());
             assertEquals(TinyModels.CONTEXT - prompt.length + 1, full.tokens().length);
+        }
+    }
+
+    @Test
+    void decodeTimeLeavesOutTheListener() throws IOException {
+        ModelConfig c = TinyModels.dense();
+        try (InferenceModel m = TinyModels.load(dir, c, TinyModels.params(ParamLayout.of(c), 25))) {
+            long sleepMs = 60;
+            Generator.Result r = new Generator(new Engine(m), Sampler.greedy(c.vocabSize()))
+                    .generate(TinyModels.tokens(4, c.vocabSize(), 26), 5, -1, t -> {
+                        try {
+                            Thread.sleep(sleepMs); // a slow terminal
+                        } catch (InterruptedException e) {
+                            throw new AssertionError(e);
+                        }
+                        return true;
+                    });
+            assertEquals(5, r.tokens().length);
+            double slept = 5 * sleepMs / 1e3;
+            assertTrue(r.decodeSeconds() < slept / 2, "decode " + r.decodeSeconds() + " s, listener " + slept + " s");
         }
     }
 }

@@ -19,6 +19,27 @@ class SamplerTest {
     }
 
     @Test
+    void barredIdsAreNeverSampled() {
+        java.util.function.IntPredicate notTheBest = v -> v != 1; // 1 is the argmax of LOGITS
+        assertEquals(4, Sampler.greedy(5, notTheBest).sample(LOGITS));
+        assertEquals(4, new Sampler(5, 1.0, 1, 1.0, 7, notTheBest).sample(LOGITS));
+        assertEquals(4, new Sampler(5, 1.0, 0, 1e-6, 7, notTheBest).sample(LOGITS));
+        float[] tied = {0f, 0f, 0f, 0f, 0f}; // equal logits: top-k must not keep a barred id to fill K
+        java.util.function.IntPredicate odd = v -> v % 2 == 1;
+        Sampler[] samplers = {new Sampler(5, 1.0, 0, 1.0, 3, odd), new Sampler(5, 1.0, 4, 1.0, 3, odd), new Sampler(5, 1.0, 0, 0.9, 3, odd),
+            new Sampler(5, 100.0, 3, 0.5, 3, odd)};
+        for (Sampler s : samplers) {
+            int[] counts = new int[5];
+            for (int i = 0; i < 20_000; i++) {
+                counts[s.sample(LOGITS)]++;
+                counts[s.sample(tied)]++;
+            }
+            assertEquals(0, counts[0] + counts[2] + counts[4], java.util.Arrays.toString(counts));
+        }
+        assertThrows(IllegalArgumentException.class, () -> new Sampler(5, 1.0, 0, 1.0, 3, v -> v >= 5));
+    }
+
+    @Test
     void sameSeedSameTokens() {
         Sampler a = new Sampler(5, 1.0, 0, 1.0, 42), b = new Sampler(5, 1.0, 0, 1.0, 42), c = new Sampler(5, 1.0, 0, 1.0, 43);
         StringBuilder sa = new StringBuilder(), sb = new StringBuilder(), sc = new StringBuilder();

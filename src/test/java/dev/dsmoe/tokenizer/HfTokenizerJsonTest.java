@@ -4,12 +4,14 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -142,5 +144,80 @@ class HfTokenizerJsonTest {
         }
         IllegalArgumentException missing = assertThrows(IllegalArgumentException.class, () -> Tokenizer.load(dir.resolve("nope.json")));
         assertTrue(missing.getMessage().contains("no such file"), missing.getMessage());
+    }
+
+    /** {@link #GPT2_STYLE} with its pre-tokenizer a Split of {@code regex} before ByteLevel. */
+    static String withSplit(String regex) {
+        return GPT2_STYLE.replace(
+                "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}",
+                "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                        + new ObjectMapper().valueToTree(regex) + "}, \"behavior\": \"Isolated\", \"invert\": false},"
+                        + " {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}");
+    }
+
+    private static void assertRefused(String json, String expected) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Tokenizer.fromJson(json, "t.json"));
+        assertTrue(e.getMessage().startsWith("t.json: not a usable tokenizer.json: " + expected), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), e.getMessage());
+    }
+
+    @Test
+    void idsWithoutAModelStayBelowAFixedCap() {
+        // a vocabulary of Llama 3's size (ids up to 128,255) is fine
+        assertEquals(128_256, Tokenizer.fromJson(GPT2_STYLE.replace("\"ok\": 30,", "\"ok\": 128255,"), "t.json").vocabSize());
+        // 5 M would have sized a 5 M-entry table for a 2 KB file (ids up to 2^26 were accepted)
+        assertRefused(GPT2_STYLE.replace("\"ok\": 30,", "\"ok\": 5000000,"), "vocab entry ok has id 5000000, not below the limit of 1048576 ids");
+        assertRefused(GPT2_STYLE.replace("{\"id\": 31,", "{\"id\": 5000000,"), "added token <|endoftext|> has id 5000000, not below the limit");
+        assertRefused(GPT2_STYLE.replace("\"ok\": 30,", "\"ok\": 18446744073709551646,"), "vocab entry ok has id 18446744073709551646, not below");
+        assertRefused(GPT2_STYLE.replace("{\"id\": 31,", "{\"id\": 18446744073709551647,"), "added token <|endoftext|> has id 18446744073709551647, not below");
+    }
+
+    @Test
+    void idsWithAModelStayBelowItsVocabSize() {
+        assertEquals(32, Tokenizer.fromJson(GPT2_STYLE, "t.json", 32).vocabSize());
+        assertEquals(32, Tokenizer.fromJson(GPT2_STYLE, "t.json", 50).vocabSize());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Tokenizer.fromJson(GPT2_STYLE, "t.json", 31));
+        assertTrue(e.getMessage().startsWith("t.json: not a usable tokenizer.json: "), e.getMessage());
+        assertTrue(e.getMessage().contains("has id 31, not below the model's vocab_size 31"), e.getMessage());
+    }
+
+    @Test
+    void mergesMustNameVocabTokensWhoseBytesJoin() {
+        assertRefused(GPT2_STYLE.replace("\"o k\"]", "\"o q\"]"), "merge 15 (o q) uses a token missing from the vocab");
+        assertRefused(GPT2_STYLE.replace("\"ok\": 30,", ""), "merge 15 (o k) uses a token missing from the vocab");
+        // "Ġ" is byte-level spelling (a space), "▁" is not (its UTF-8 bytes), so "Ġ▁" is not the two joined
+        assertRefused(GPT2_STYLE.replace("\"ok\": 30,", "\"ok\": 30, \"▁\": 32, \"Ġ▁\": 33,").replace("\"o k\"]", "\"o k\", \"Ġ ▁\"]"),
+                "merge 16 (Ġ ▁) gives token 33, whose bytes are not the two parts' bytes joined");
+    }
+
+    @Test
+    void anAddedTokenMayNotTakeAnotherTokensId() {
+        // "Hello" (19) would encode to id 19 and decode as <|endoftext|>
+        assertRefused(GPT2_STYLE.replace("{\"id\": 31,", "{\"id\": 19,"), "added token <|endoftext|> has id 19, which the vocab gives to Hello");
+    }
+
+    @Test
+    void aBacktrackingSplitRegexIsRefusedOrStoppedNeverHangs() {
+        assertTimeoutPreemptively(Duration.ofSeconds(30), () -> {
+            assertRefused(withSplit("((a+)+)+$"), "pre-tokenizer regex ((a+)+)+$ took over 1000 steps per character");
+            Tokenizer t = Tokenizer.fromJson(withSplit("((x+)+)+y"), "t.json"); // its probes have no x
+            assertEquals(java.util.List.of("ab", "xy"), t.preTokens("abxy"));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> t.encode("x".repeat(40)));
+            assertTrue(e.getMessage().startsWith("t.json: pre-tokenizer regex ((x+)+)+y took over 1000 steps per character on a text of 40"),
+                    e.getMessage());
+            // deep recursion is stopped the same way, not an internal error
+            Tokenizer deep = Tokenizer.fromJson(withSplit("(?:x|y)+z"), "t.json");
+            e = assertThrows(IllegalArgumentException.class, () -> deep.encode("xy".repeat(200_000)));
+            assertTrue(e.getMessage().startsWith("t.json: pre-tokenizer regex (?:x|y)+z ran out of stack"), e.getMessage());
+        });
+    }
+
+    @Test
+    void theKnownPatternsRunFarWithinTheBudget() {
+        String text = String.join("", TestCorpus.documents(20, 5)) + " ".repeat(20_000) + "\n".repeat(20_000) + "!?".repeat(10_000)
+                + "1".repeat(20_000) + "x ".repeat(10_000) + "\t \r\n".repeat(5_000);
+        for (String p : new String[] {RegexPreTokenizer.LLAMA3_PATTERN, CodePreTokenizer.PATTERN, Gpt2PreTokenizer.PATTERN}) {
+            assertEquals(text, String.join("", new RegexPreTokenizer(p).pieces(text)), p);
+        }
     }
 }
