@@ -73,8 +73,8 @@ final class GenerateCommand implements Callable<Integer> {
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
-        Tokenizer tok = Tokenizer.load(tokFile);
         try (InferenceModel m = InferenceModel.load(model, dt)) {
+            Tokenizer tok = Tokenizer.load(tokFile); // after the load has finished any interrupted save
             if (tok.vocabSize() > m.config().vocabSize()) {
                 throw new IllegalArgumentException(tokFile + " has " + tok.vocabSize() + " tokens, more than the model's vocab_size "
                         + m.config().vocabSize());
