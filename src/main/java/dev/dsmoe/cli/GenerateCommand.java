@@ -77,9 +77,10 @@ final class GenerateCommand implements Callable<Integer> {
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
-        // ids at or above the model's vocab_size are refused while the file is read, before any table is sized by them
-        Tokenizer tok = Tokenizer.load(tokFile, ModelFiles.readConfig(model).vocabSize());
         try (InferenceModel m = InferenceModel.load(model, dt)) {
+            // after the load has finished any interrupted save; ids at or above the model's
+            // vocab_size are refused while the file is read, before any table is sized by them
+            Tokenizer tok = Tokenizer.load(tokFile, m.config().vocabSize());
             ExpertSelection sel = strategy == null ? ExpertSelection.defaultFor(m.config()) : ExpertSelection.parse(strategy, m.config());
             int[] ids = tok.encode(prompt);
             if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty");

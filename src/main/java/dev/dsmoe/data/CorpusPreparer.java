@@ -1,15 +1,17 @@
 package dev.dsmoe.data;
 
+import dev.dsmoe.io.AtomicFiles;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.tokenizer.BpeTrainer;
 import dev.dsmoe.tokenizer.IntArray;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -21,10 +23,12 @@ import java.util.Locale;
  * (deterministic: the same document always lands in the same split), then writes
  * {@code tokenizer.json} and {@code meta.json}.
  *
- * <p>Every file is written under a temporary name and renamed into place only when all are
- * complete, {@code meta.json} last (it is deleted first, so an interrupted run leaves a directory
- * that {@link TokenDataset#open} refuses, never a mixed one); on failure the temporary files are
- * removed and existing files are left as they were. A run whose inputs (paths, sizes, times) and
+ * <p>Every file is written to its own temporary file ({@link AtomicFiles#createTemp}), forced to
+ * disk, and renamed into place only when all are complete, {@code meta.json} last (it is deleted
+ * first, so an interrupted run leaves a directory that {@link TokenDataset#open} refuses, never a
+ * mixed one); each rename is forced to disk with its directory. On failure this run's temporary
+ * files are removed and existing files are left as they were; those of a killed earlier run are
+ * removed by the next ({@link AtomicFiles#removeStaleTemps}). A run whose inputs (paths, sizes, times) and
  * settings match the existing {@code meta.json}, with shards of the right sizes, does nothing.
  *
  * <p>Encoding is parallel over documents in batches of about 8 MB, cut into byte-balanced
@@ -105,45 +109,46 @@ public final class CorpusPreparer {
         }
 
         TokenDtype dtype = TokenDtype.forVocab(tok.vocabSize());
-        Path trainTmp = out.resolve(".train.bin.tmp");
-        Path valTmp = out.resolve(".val.bin.tmp");
-        Path tokTmp = out.resolve(".tokenizer.json.tmp");
-        Path metaTmp = out.resolve(".meta.json.tmp");
-        boolean done = false;
+        AtomicFiles.removeStaleTemps(out); // those of a killed earlier run
+        List<AtomicFiles.Temp> temps = new ArrayList<>();
         try {
             long t2 = System.nanoTime();
             listener.phase("encoding");
+            AtomicFiles.Temp trainTmp = add(temps, AtomicFiles.createTemp(out.resolve(TokenDataset.TRAIN)));
+            AtomicFiles.Temp valTmp = add(temps, AtomicFiles.createTemp(out.resolve(TokenDataset.VAL)));
             Encoded enc;
-            try (ShardWriter train = new ShardWriter(trainTmp, dtype); ShardWriter val = new ShardWriter(valTmp, dtype)) {
+            try (ShardWriter train = new ShardWriter(trainTmp.channel(), trainTmp.target(), dtype);
+                 ShardWriter val = new ShardWriter(valTmp.channel(), valTmp.target(), dtype)) {
                 enc = encodeAll(source, tok, o.valFraction(), train, val, listener);
             }
             double encSeconds = seconds(t2);
             if (enc.trainDocs + enc.valDocs == 0) throw emptyCorpus(source, enc.stats);
-            Files.writeString(tokTmp, tok.toJson());
+            add(temps, AtomicFiles.writeTemp(out.resolve(TokenDataset.TOKENIZER), utf8(tok.toJson())));
             DataMeta meta = new DataMeta(DataMeta.FORMAT_VERSION, dtype, tok.vocabSize(), tok.endOfTextId(),
                     enc.trainTokens, enc.valTokens, enc.trainDocs, enc.valDocs, enc.trainBytes, enc.valBytes,
                     enc.stats.skipped(), source.description(), fingerprint, settings,
                     o.tokenizerFile() == null, sampleBytes, tokSeconds, java.time.Instant.now().toString());
-            Files.writeString(metaTmp, meta.toJson());
+            add(temps, AtomicFiles.writeTemp(out.resolve(DataMeta.FILE), utf8(meta.toJson())));
             Files.deleteIfExists(out.resolve(DataMeta.FILE));
-            move(trainTmp, out.resolve(TokenDataset.TRAIN));
-            move(valTmp, out.resolve(TokenDataset.VAL));
-            move(tokTmp, out.resolve(TokenDataset.TOKENIZER));
-            move(metaTmp, out.resolve(DataMeta.FILE));
-            done = true;
+            for (AtomicFiles.Temp t : temps) t.commit(); // meta.json last
             return new Result(false, meta, enc.stats.firstSkipped(), seconds(t0), tokSeconds, encSeconds,
                     enc.trainBytes + enc.valBytes);
         } finally {
-            if (!done) {
-                for (Path p : new Path[] {trainTmp, valTmp, tokTmp, metaTmp}) {
-                    try {
-                        Files.deleteIfExists(p);
-                    } catch (IOException ignored) {
-                        // best effort: the error being reported matters more
-                    }
-                }
-            }
+            for (AtomicFiles.Temp t : temps) t.close(); // deletes those not renamed
         }
+    }
+
+    private static AtomicFiles.Temp add(List<AtomicFiles.Temp> temps, AtomicFiles.Temp t) {
+        temps.add(t);
+        return t;
+    }
+
+    private static AtomicFiles.Content utf8(String text) {
+        byte[] b = text.getBytes(StandardCharsets.UTF_8);
+        return ch -> {
+            ByteBuffer buf = ByteBuffer.wrap(b);
+            while (buf.hasRemaining()) ch.write(buf);
+        };
     }
 
     private static long utf8Length(String s) {
@@ -153,10 +158,6 @@ public final class CorpusPreparer {
             n += c < 0x80 ? 1 : c < 0x800 ? 2 : Character.isSurrogate(c) ? 2 : 3;
         }
         return n;
-    }
-
-    private static void move(Path from, Path to) throws IOException {
-        Files.move(from, to, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
     private static double seconds(long t0) {

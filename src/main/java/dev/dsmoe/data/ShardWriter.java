@@ -1,5 +1,6 @@
 package dev.dsmoe.data;
 
+import dev.dsmoe.io.AtomicFiles;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -10,11 +11,13 @@ import java.nio.file.StandardOpenOption;
 /**
  * Streams token ids into a shard file (little-endian uint16 or uint32) through a 1 MiB buffer.
  * {@link #close()} flushes and forces the file to disk; the caller renames it into place.
+ * Write failures (a full disk) are IOExceptions naming the file.
  */
 public final class ShardWriter implements AutoCloseable {
     private final Path file;
     private final TokenDtype dtype;
     private final FileChannel channel;
+    private final boolean ownsChannel;
     private final ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
     private final long limit;
     private long count;
@@ -27,6 +30,19 @@ public final class ShardWriter implements AutoCloseable {
         this.limit = dtype == TokenDtype.UINT16 ? 0xffffL : 0xffffffffL;
         this.channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
                 StandardOpenOption.WRITE);
+        this.ownsChannel = true;
+    }
+
+    /**
+     * Writes to {@code channel} (e.g. an {@link AtomicFiles.Temp}'s), which stays open after
+     * {@link #close()}; {@code file} is the name errors give.
+     */
+    public ShardWriter(FileChannel channel, Path file, TokenDtype dtype) {
+        this.file = file;
+        this.dtype = dtype;
+        this.limit = dtype == TokenDtype.UINT16 ? 0xffffL : 0xffffffffL;
+        this.channel = channel;
+        this.ownsChannel = false;
     }
 
     /** Appends {@code ids[off, off+len)}. */
@@ -55,7 +71,11 @@ public final class ShardWriter implements AutoCloseable {
 
     private void flush() throws IOException {
         buf.flip();
-        while (buf.hasRemaining()) channel.write(buf);
+        try {
+            while (buf.hasRemaining()) channel.write(buf);
+        } catch (IOException e) {
+            throw AtomicFiles.cannotWrite(file, e);
+        }
         buf.clear();
     }
 
@@ -66,8 +86,10 @@ public final class ShardWriter implements AutoCloseable {
         try {
             flush();
             channel.force(true);
+        } catch (IOException e) {
+            throw AtomicFiles.cannotWrite(file, e);
         } finally {
-            channel.close();
+            if (ownsChannel) channel.close();
         }
     }
 }

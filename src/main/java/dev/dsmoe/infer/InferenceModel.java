@@ -14,9 +14,8 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.HashSet;
+import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 
 /**
  * The weights of a model for inference: the config and a view of every tensor of
@@ -95,32 +94,20 @@ public final class InferenceModel implements AutoCloseable {
     }
 
     /**
-     * Loads {@code dir/config.json} and memory-maps {@code dir/model.safetensors}; weights end up
-     * in {@code dtype}. Missing files, missing or extra tensors and wrong shapes are IOExceptions
-     * naming the file.
+     * Loads {@code dir/config.json} and memory-maps {@code dir/model.safetensors}, both of one
+     * checkpoint ({@link ModelFiles#openCheckpoint}); weights end up in {@code dtype}. Missing
+     * files, missing or extra tensors and wrong shapes or types are IOExceptions naming the file
+     * and the tensor.
      */
     public static InferenceModel load(Path dir, MatVec.DType dtype) throws IOException {
-        ModelConfig config = ModelFiles.readConfig(dir);
-        checkSupported(config);
-        Path path = dir.resolve(ModelFiles.MODEL);
-        SafeTensors st = SafeTensors.open(path);
+        ModelFiles.Checkpoint ckpt = ModelFiles.openCheckpoint(dir);
+        ModelConfig config = ckpt.config();
+        SafeTensors st = ckpt.model();
         Arena arena = Arena.ofShared();
         try {
+            checkSupported(config);
             ParamLayout layout = ParamLayout.of(config);
-            Set<String> expected = new HashSet<>();
-            for (ParamLayout.Tensor t : layout.tensors()) {
-                expected.add(t.name());
-                SafeTensors.Info info = st.info(t.name());
-                if (!Arrays.equals(info.shape(), t.shape())) {
-                    throw new IOException(path + ": tensor '" + t.name() + "' has shape " + Arrays.toString(info.shape())
-                            + ", the model in config.json expects " + Arrays.toString(t.shape()));
-                }
-            }
-            for (String name : st.tensors().keySet()) {
-                if (!expected.contains(name)) {
-                    throw new IOException(path + ": has tensor '" + name + "' that the model in config.json does not have");
-                }
-            }
+            ModelFiles.checkTensors(st, layout, List.of(""));
             Source src = new Source() {
                 @Override
                 public Weight weight(ParamLayout.Tensor t) throws IOException {
@@ -130,6 +117,7 @@ public final class InferenceModel implements AutoCloseable {
                         case F32 -> dtype == MatVec.DType.F32 ? raw : convert(arena, raw, SafeTensors.DType.F32, dtype, t.numel());
                         case BF16 -> dtype == MatVec.DType.BF16 ? raw : convert(arena, raw, SafeTensors.DType.BF16, dtype, t.numel());
                         case F16 -> convert(arena, raw, SafeTensors.DType.F16, dtype, t.numel());
+                        default -> throw new IllegalStateException("checkTensors admits floating point only, not " + info.dtype());
                     };
                     return view(seg, dtype, t);
                 }
@@ -212,6 +200,7 @@ public final class InferenceModel implements AutoCloseable {
                     case F32 -> src.getAtIndex(F32, i);
                     case BF16 -> Bf16.toFloat(src.getAtIndex(I16, i));
                     case F16 -> Float.float16ToFloat(src.getAtIndex(I16, i));
+                    default -> throw new IllegalStateException("not a floating-point type: " + from);
                 };
                 if (to == MatVec.DType.F32) dst.setAtIndex(F32, i, f);
                 else dst.setAtIndex(I16, i, Bf16.fromFloat(f));

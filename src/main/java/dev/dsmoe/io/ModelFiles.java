@@ -6,7 +6,10 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.Arrays;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 
 /**
@@ -22,8 +25,16 @@ public final class ModelFiles {
 
     private ModelFiles() {}
 
-    /** Reads and validates {@code dir/config.json}; errors name the file. */
+    /**
+     * Reads and validates {@code dir/config.json}; errors name the file. An interrupted checkpoint
+     * save in {@code dir} is finished first, or refused ({@link CheckpointFiles#requireWhole}).
+     */
     public static ModelConfig readConfig(Path dir) throws IOException {
+        CheckpointFiles.requireWhole(dir);
+        return readConfigFile(dir);
+    }
+
+    private static ModelConfig readConfigFile(Path dir) throws IOException {
         Path f = dir.resolve(CONFIG);
         if (!Files.isRegularFile(f)) {
             throw new NoSuchFileException(f + ": no config.json (is " + dir + " a model directory?)");
@@ -50,30 +61,102 @@ public final class ModelFiles {
         return w;
     }
 
+    /** {@code dir}'s config and its memory-mapped {@code model.safetensors}, from one checkpoint. */
+    public record Checkpoint(ModelConfig config, SafeTensors model) implements AutoCloseable {
+        @Override
+        public void close() {
+            model.close();
+        }
+    }
+
+    /**
+     * Opens {@code dir}'s config and weights as one checkpoint: an interrupted save is finished or
+     * refused first ({@link CheckpointFiles#requireWhole}), and the pair is read again if a save
+     * replaced either file meanwhile (each save renames new files over both).
+     */
+    public static Checkpoint openCheckpoint(Path dir) throws IOException {
+        Path cfg = dir.resolve(CONFIG), model = dir.resolve(MODEL);
+        for (int attempt = 1; ; attempt++) {
+            CheckpointFiles.requireWhole(dir);
+            List<Object> before = List.of(identity(cfg), identity(model));
+            ModelConfig config = readConfigFile(dir);
+            SafeTensors st = SafeTensors.open(model);
+            if (!Files.exists(dir.resolve(CheckpointFiles.JOURNAL))
+                    && before.equals(List.of(identity(cfg), identity(model)))) {
+                return new Checkpoint(config, st);
+            }
+            st.close();
+            if (attempt == 50) {
+                throw new IOException(dir + ": the checkpoint changed every time it was read (a run saving there at every step?); try again");
+            }
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while reading " + dir);
+            }
+        }
+    }
+
+    /** What tells one version of a file from the next: a save renames a new file (a new inode) over it. */
+    private static Object identity(Path f) throws IOException {
+        try {
+            BasicFileAttributes a = Files.readAttributes(f, BasicFileAttributes.class);
+            return List.of(String.valueOf(a.fileKey()), a.size(), a.lastModifiedTime(), a.creationTime());
+        } catch (NoSuchFileException e) {
+            return "missing";
+        }
+    }
+
+    /**
+     * Checks that {@code st} holds exactly the tensors of {@code layout}, once per name prefix,
+     * each of the shape config.json implies and of a floating-point type; the message names the
+     * file and the tensor.
+     */
+    public static void checkTensors(SafeTensors st, ParamLayout layout, List<String> prefixes) throws IOException {
+        Set<String> expected = new HashSet<>();
+        for (String prefix : prefixes) {
+            for (ParamLayout.Tensor t : layout.tensors()) {
+                String name = prefix + t.name();
+                expected.add(name);
+                SafeTensors.Info info = st.tensors().get(name);
+                if (info == null) {
+                    throw new IOException(st.path() + ": has no tensor " + name + ", which config.json implies");
+                }
+                if (!Arrays.equals(info.shape(), t.shape())) {
+                    throw new IOException(st.path() + ": tensor " + name + " has shape " + Arrays.toString(info.shape())
+                            + ", config.json expects " + Arrays.toString(t.shape()));
+                }
+                if (!info.dtype().loadable) {
+                    throw new IOException(st.path() + ": tensor " + name + " has dtype " + info.dtype()
+                            + ", config.json's model needs floating point (F32, BF16 or F16)");
+                }
+            }
+        }
+        for (String name : st.tensors().keySet()) {
+            if (!expected.contains(name)) {
+                throw new IOException(st.path() + ": has tensor " + name + " that the model in config.json does not have");
+            }
+        }
+    }
+
     /**
      * Reads every tensor of {@code layout}, once per name prefix, from {@code file} into that
-     * prefix's buffer; a missing tensor, a wrong shape or a tensor the model does not have is an error.
+     * prefix's buffer, after {@link #checkTensors}.
      */
     public static void readTensors(Path file, ParamLayout layout, java.util.Map<String, float[]> byPrefix)
             throws IOException {
         try (SafeTensors st = SafeTensors.open(file)) {
-            Set<String> expected = new HashSet<>();
+            checkTensors(st, layout, List.copyOf(byPrefix.keySet()));
             for (var e : byPrefix.entrySet()) {
-                for (ParamLayout.Tensor t : layout.tensors()) {
-                    expected.add(e.getKey() + t.name());
-                    st.readFloats(e.getKey() + t.name(), t.shape(), e.getValue(), t.off());
-                }
-            }
-            for (String name : st.tensors().keySet()) {
-                if (!expected.contains(name)) {
-                    throw new IOException(file + ": has tensor '" + name + "' that the model in config.json does not have");
-                }
+                for (ParamLayout.Tensor t : layout.tensors()) st.readFloats(e.getKey() + t.name(), t.shape(), e.getValue(), t.off());
             }
         }
     }
 
     /** Loads {@code dir/model.safetensors} into a new flat buffer. */
     public static float[] readParams(Path dir, ParamLayout layout) throws IOException {
+        CheckpointFiles.requireWhole(dir);
         float[] p = layout.newBuffer();
         readTensors(dir.resolve(MODEL), layout, java.util.Map.of("", p));
         return p;
@@ -81,6 +164,7 @@ public final class ModelFiles {
 
     /** Loads the AdamW moments of {@code dir/optimizer.safetensors}; returns their step count. */
     public static long readOptimizer(Path dir, ParamLayout layout, float[] m, float[] v) throws IOException {
+        CheckpointFiles.requireWhole(dir);
         Path f = dir.resolve(OPTIMIZER);
         readTensors(f, layout, java.util.Map.of("exp_avg.", m, "exp_avg_sq.", v));
         try (SafeTensors st = SafeTensors.open(f)) {

@@ -12,6 +12,8 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -30,27 +32,43 @@ import java.util.Map;
  * header length N, N bytes of JSON ({@code {"name": {"dtype", "shape", "data_offsets": [begin,
  * end]}, "__metadata__": {string: string}}}, padded with spaces to a multiple of 8), then the
  * raw little-endian tensor data, offsets relative to the end of the header. Every malformed file
- * is rejected with an {@link IOException} naming the file and what is wrong.
+ * is rejected with an {@link IOException} naming the file and what is wrong; as in the reference
+ * implementation, the header must be UTF-8, offsets and dimensions integers, sizes must not
+ * overflow, and the tensors must tile the data section exactly (no gap, overlap or trailing byte).
  */
 public final class SafeTensors implements AutoCloseable {
 
-    /** Element types this engine reads and writes. */
+    /**
+     * The format's element types (all of whole bytes) so that any valid file opens; only the
+     * floating-point ones ({@link #loadable}) can be read into a model.
+     */
     public enum DType {
-        F32(4), BF16(2), F16(2);
+        F32(4, true), BF16(2, true), F16(2, true), F64(8, false), F8_E4M3(1, false), F8_E5M2(1, false),
+        BOOL(1, false), U8(1, false), I8(1, false), U16(2, false), I16(2, false), U32(4, false), I32(4, false),
+        U64(8, false), I64(8, false);
         public final int bytes;
+        /** Whether {@link #readFloats} and the inference model can read this type. */
+        public final boolean loadable;
 
-        DType(int bytes) {
+        DType(int bytes, boolean loadable) {
             this.bytes = bytes;
+            this.loadable = loadable;
         }
     }
 
     /** One tensor's entry: data at {@code [begin, end)} of the data section. */
     public record Info(String name, DType dtype, int[] shape, long begin, long end) {
+        /** Elements; {@link #open} has checked that the product does not overflow. */
         public long numel() {
-            long n = 1;
-            for (int s : shape) n *= s;
-            return n;
+            return SafeTensors.numel(shape);
         }
+    }
+
+    /** The product of the dimensions; ArithmeticException if it overflows a long. */
+    static long numel(int[] shape) {
+        long n = 1;
+        for (int s : shape) n = Math.multiplyExact(n, s);
+        return n;
     }
 
     /** Largest header accepted (the reference implementation's limit). */
@@ -100,6 +118,10 @@ public final class SafeTensors implements AutoCloseable {
         }
     }
 
+    private static boolean isWholeLong(JsonNode n) {
+        return n != null && n.isIntegralNumber() && n.canConvertToLong();
+    }
+
     private static IOException bad(Path path, String what) {
         return new IOException(path + ": not a valid safetensors file: " + what);
     }
@@ -107,8 +129,16 @@ public final class SafeTensors implements AutoCloseable {
     private static Map<String, Info> parseHeader(Path path, byte[] header, long dataSize, Map<String, String> meta)
             throws IOException {
         JsonNode root;
+        String text;
         try {
-            root = JSON.readTree(new String(header, StandardCharsets.UTF_8));
+            text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(header)).toString();
+        } catch (CharacterCodingException e) {
+            throw bad(path, "header is not valid UTF-8");
+        }
+        if (!text.startsWith("{")) throw bad(path, "header is not JSON: it does not start with '{'");
+        try {
+            root = JSON.readTree(text);
         } catch (IOException e) {
             throw bad(path, "header is not JSON (" + e.getMessage().lines().findFirst().orElse("") + ")");
         }
@@ -132,39 +162,59 @@ public final class SafeTensors implements AutoCloseable {
             try {
                 dtype = DType.valueOf(v.path("dtype").asText(""));
             } catch (IllegalArgumentException ex) {
-                throw bad(path, "tensor '" + name + "' has dtype '" + v.path("dtype").asText() + "' (supported: F32, BF16, F16)");
+                throw bad(path, "tensor '" + name + "' has dtype '" + v.path("dtype").asText() + "', not a safetensors type");
             }
             JsonNode shapeNode = v.get("shape"), offs = v.get("data_offsets");
             if (shapeNode == null || !shapeNode.isArray()) throw bad(path, "tensor '" + name + "' has no shape array");
-            if (offs == null || !offs.isArray() || offs.size() != 2 || !offs.get(0).canConvertToLong()
-                    || !offs.get(1).canConvertToLong()) {
-                throw bad(path, "tensor '" + name + "' has no [begin, end] data_offsets");
+            // Integers only: Jackson would read 1.5 as 1.
+            if (offs == null || !offs.isArray() || offs.size() != 2 || !isWholeLong(offs.get(0)) || !isWholeLong(offs.get(1))) {
+                throw bad(path, "tensor '" + name + "' has no [begin, end] data_offsets of two integers: " + offs);
             }
             int[] shape = new int[shapeNode.size()];
-            long numel = 1;
             for (int i = 0; i < shape.length; i++) {
                 JsonNode s = shapeNode.get(i);
-                if (!s.canConvertToInt() || s.asInt() < 0) throw bad(path, "tensor '" + name + "' has a bad shape " + shapeNode);
+                if (!s.isIntegralNumber() || !s.canConvertToInt() || s.asInt() < 0) {
+                    throw bad(path, "tensor '" + name + "' has a bad shape " + shapeNode + " (dimensions are integers from 0 to "
+                            + Integer.MAX_VALUE + ")");
+                }
                 shape[i] = s.asInt();
-                numel *= shape[i];
+            }
+            long bytes;
+            try {
+                bytes = Math.multiplyExact(numel(shape), dtype.bytes);
+            } catch (ArithmeticException ex) {
+                throw bad(path, "tensor '" + name + "' has shape " + shapeNode + " whose size in bytes overflows");
             }
             long begin = offs.get(0).asLong(), end = offs.get(1).asLong();
             if (begin < 0 || end < begin || end > dataSize) {
                 throw bad(path, "tensor '" + name + "' data_offsets [" + begin + ", " + end + "] lie outside the "
                         + dataSize + " data bytes (file truncated?)");
             }
-            if (end - begin != numel * dtype.bytes) {
+            if (end - begin != bytes) {
                 throw bad(path, "tensor '" + name + "' has " + (end - begin) + " bytes but shape " + shapeNode
-                        + " of " + dtype + " needs " + numel * dtype.bytes);
+                        + " of " + dtype + " needs " + bytes);
             }
             out.put(name, new Info(name, dtype, shape, begin, end));
         }
+        // The tensors must tile the data section exactly, as the reference implementation requires:
+        // no byte shared, none left over between them or after the last.
         List<Info> sorted = new ArrayList<>(out.values());
-        sorted.sort(Comparator.comparingLong(Info::begin));
-        for (int i = 1; i < sorted.size(); i++) {
-            if (sorted.get(i).begin() < sorted.get(i - 1).end()) {
-                throw bad(path, "tensors '" + sorted.get(i - 1).name() + "' and '" + sorted.get(i).name() + "' overlap");
+        sorted.sort(Comparator.comparingLong(Info::begin).thenComparingLong(Info::end));
+        long pos = 0;
+        Info prev = null;
+        for (Info i : sorted) {
+            if (i.begin() < pos) {
+                throw bad(path, "tensors '" + prev.name() + "' and '" + i.name() + "' overlap");
             }
+            if (i.begin() > pos) {
+                throw bad(path, "data bytes [" + pos + ", " + i.begin() + ") belong to no tensor (a gap "
+                        + (prev == null ? "before '" + i.name() + "'" : "between '" + prev.name() + "' and '" + i.name() + "'") + ")");
+            }
+            pos = i.end();
+            prev = i;
+        }
+        if (pos != dataSize) {
+            throw bad(path, (dataSize - pos) + " trailing data bytes after the last tensor belong to no tensor");
         }
         return Collections.unmodifiableMap(out);
     }
@@ -189,12 +239,15 @@ public final class SafeTensors implements AutoCloseable {
         return data.asSlice(i.begin(), i.end() - i.begin());
     }
 
-    /** Copies the named tensor into {@code dst[off..]} as fp32, checking its shape. */
+    /** Copies the named tensor into {@code dst[off..]} as fp32, checking its shape and type. */
     public void readFloats(String name, int[] expectedShape, float[] dst, int off) throws IOException {
         Info i = info(name);
         if (!java.util.Arrays.equals(i.shape(), expectedShape)) {
-            throw new IOException(path + ": tensor '" + name + "' has shape " + java.util.Arrays.toString(i.shape())
+            throw new IOException(path + ": tensor " + name + " has shape " + java.util.Arrays.toString(i.shape())
                     + ", the model expects " + java.util.Arrays.toString(expectedShape));
+        }
+        if (!i.dtype().loadable) {
+            throw new IOException(path + ": tensor " + name + " has dtype " + i.dtype() + "; only F32, BF16 and F16 can be read");
         }
         int n = Math.toIntExact(i.numel());
         MemorySegment s = data.asSlice(i.begin(), i.end() - i.begin());
@@ -202,6 +255,7 @@ public final class SafeTensors implements AutoCloseable {
             case F32 -> MemorySegment.copy(s, F32_LE, 0, dst, off, n);
             case BF16 -> { for (int k = 0; k < n; k++) dst[off + k] = Bf16.toFloat(s.getAtIndex(I16_LE, k)); }
             case F16 -> { for (int k = 0; k < n; k++) dst[off + k] = Float.float16ToFloat(s.getAtIndex(I16_LE, k)); }
+            default -> throw new IllegalStateException("unreachable: " + i.dtype());
         }
     }
 
@@ -221,10 +275,11 @@ public final class SafeTensors implements AutoCloseable {
 
         /** Adds {@code src[off .. off+numel(shape))} as {@code name}, stored as {@code dtype}. */
         public Writer add(String name, DType dtype, int[] shape, float[] src, int off) {
-            if (dtype == DType.F16) throw new IllegalArgumentException("writing F16 is not supported; use F32 or BF16");
-            long n = 1;
-            for (int s : shape) n *= s;
-            if (off < 0 || off + n > src.length) throw new IllegalArgumentException(name + ": source range out of bounds");
+            if (dtype != DType.F32 && dtype != DType.BF16) {
+                throw new IllegalArgumentException("writing " + dtype + " is not supported; use F32 or BF16");
+            }
+            long n = numel(shape);
+            if (off < 0 || n < 0 || off + n > src.length) throw new IllegalArgumentException(name + ": source range out of bounds");
             pending.add(new Pending(name, dtype, shape.clone(), src, off));
             return this;
         }
@@ -245,14 +300,10 @@ public final class SafeTensors implements AutoCloseable {
                 ObjectNode t = root.putObject(p.name());
                 t.put("dtype", p.dtype().name());
                 var shape = t.putArray("shape");
-                long n = 1;
-                for (int s : p.shape()) {
-                    shape.add(s);
-                    n *= s;
-                }
+                for (int s : p.shape()) shape.add(s);
                 var offs = t.putArray("data_offsets");
                 offs.add(pos);
-                pos += n * p.dtype().bytes;
+                pos += numel(p.shape()) * p.dtype().bytes;
                 offs.add(pos);
             }
             byte[] json = JSON.writeValueAsBytes(root);
@@ -262,8 +313,8 @@ public final class SafeTensors implements AutoCloseable {
             return h;
         }
 
-        /** Writes the file to its temporary name, forced to disk; {@link AtomicFiles#commit} renames it. */
-        public Path writeTemp(Path target) throws IOException {
+        /** Writes the file to a new temporary file, forced to disk; {@link AtomicFiles.Temp#commit} renames it. */
+        public AtomicFiles.Temp writeTemp(Path target) throws IOException {
             byte[] header = header();
             return AtomicFiles.writeTemp(target, ch -> {
                 ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
@@ -273,8 +324,7 @@ public final class SafeTensors implements AutoCloseable {
                     buf.put(b);
                 }
                 for (Pending p : pending) {
-                    long n = 1;
-                    for (int s : p.shape()) n *= s;
+                    long n = numel(p.shape());
                     for (long k = 0; k < n; k++) {
                         if (buf.remaining() < 4) drain(ch, buf);
                         float f = p.src()[(int) (p.off() + k)];
@@ -288,7 +338,9 @@ public final class SafeTensors implements AutoCloseable {
 
         /** Writes the file atomically. */
         public void write(Path target) throws IOException {
-            AtomicFiles.commit(writeTemp(target), target);
+            try (AtomicFiles.Temp t = writeTemp(target)) {
+                t.commit();
+            }
         }
 
         private static void drain(FileChannel ch, ByteBuffer buf) throws IOException {

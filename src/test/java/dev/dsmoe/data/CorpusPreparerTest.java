@@ -129,4 +129,23 @@ class CorpusPreparerTest {
             assertEquals(List.of(), left.toList());
         }
     }
+
+    @Test
+    void filesItDidNotWriteSurviveASuccessfulAndAFailedRun(@TempDir Path dir) throws IOException {
+        Path src = corpus(dir, 10);
+        Path out = Files.createDirectories(dir.resolve("out"));
+        // The temporary names this class once used, and a stale temporary file of its own.
+        List<String> users = List.of(".train.bin.tmp", ".val.bin.tmp", ".tokenizer.json.tmp", ".meta.json.tmp", "notes.tmp");
+        for (String f : users) Files.writeString(out.resolve(f), "the user's " + f);
+        Files.writeString(out.resolve(".train.bin.dsmoe-00000000deadbeef.tmp"), "left by a killed run");
+        CorpusPreparer.prepare(options(src, out, 0.1), QUIET);
+        for (String f : users) assertEquals("the user's " + f, Files.readString(out.resolve(f)), f);
+        assertFalse(Files.exists(out.resolve(".train.bin.dsmoe-00000000deadbeef.tmp")), "the stale one is removed");
+
+        Path empty = Files.createDirectories(dir.resolve("empty"));
+        Files.writeString(empty.resolve("blank.txt"), "");
+        assertThrows(IllegalArgumentException.class, () -> CorpusPreparer.prepare(options(empty, out, 0.1), QUIET));
+        for (String f : users) assertEquals("the user's " + f, Files.readString(out.resolve(f)), f);
+        TokenDataset.open(out).close(); // the earlier output is whole
+    }
 }

@@ -12,6 +12,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -32,7 +33,9 @@ class SafeTensorsTest {
                 .write(f);
         assertEquals(8 + headerLength(f) + 6 * 4 + 5 * 2, Files.size(f), "header, then exactly the data");
         assertEquals(0, headerLength(f) % 8, "header padded to 8 bytes");
-        assertTrue(Files.notExists(AtomicFiles.tempFor(f)), "temporary file renamed away");
+        try (var files = Files.list(dir)) {
+            assertEquals(List.of(f), files.toList(), "temporary file renamed away");
+        }
         try (SafeTensors st = SafeTensors.open(f)) {
             assertEquals("pt", st.metadata().get("format"));
             float[] w = new float[6];
@@ -70,7 +73,7 @@ class SafeTensorsTest {
     void rejectsMalformedFilesWithAClearReason() throws IOException {
         rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4), "outside the 4 data bytes");
         rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8), "needs 12");
-        rejected(raw("{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8), "dtype 'I64'");
+        rejected(raw("{\"a\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8), "dtype 'Q4', not a safetensors type");
         rejected(raw("not json", 0), "header is not JSON");
         rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                 + "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 8), "overlap");
@@ -81,6 +84,50 @@ class SafeTensorsTest {
         Files.write(huge, ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(1L << 40).array());
         rejected(huge, "header length");
         assertThrows(java.nio.file.NoSuchFileException.class, () -> SafeTensors.open(dir.resolve("none")));
+    }
+
+    @Test
+    void sizesThatOverflowAreRejected() throws IOException {
+        // 2^30 * 2^30 * 2^30 * 16 elements wrap to 0 in a long: it must not pass as a 0-byte tensor.
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1073741824,1073741824,1073741824,16],\"data_offsets\":[0,0]}}", 0),
+                "overflows");
+        // 2^62 elements fit a long, their 4-byte size does not (wraps to 0 too).
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1073741824,1073741824,4],\"data_offsets\":[0,0]}}", 0),
+                "overflows");
+    }
+
+    @Test
+    void offsetsAndDimensionsMustBeIntegers() throws IOException {
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4.5]}}", 4), "two integers");
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0.0,4]}}", 4), "two integers");
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4), "bad shape");
+        rejected(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,\"4\"]}}", 4), "two integers");
+    }
+
+    @Test
+    void tensorsMustTileTheDataSectionExactly() throws IOException {
+        String a = "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}";
+        rejected(raw("{" + a + ",\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12),
+                "data bytes [4, 8) belong to no tensor (a gap between 'a' and 'b')");
+        rejected(raw("{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8), "a gap before 'b'");
+        rejected(raw("{" + a + "}", 12), "8 trailing data bytes");
+        rejected(raw("{}", 4), "4 trailing data bytes");
+        rejected(raw("{" + a + ",\"b\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]}}", 4), "overlap");
+        // exact tilings open, zero-sized tensors and an empty file included
+        SafeTensors.open(raw("{" + a + ",\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                + "\"b\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[4,12]}}", 12)).close();
+        SafeTensors.open(raw("{}", 0)).close();
+    }
+
+    @Test
+    void theHeaderMustBeUtf8JsonObject() throws IOException {
+        byte[] h = "{\"a\u00ff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}".getBytes(StandardCharsets.ISO_8859_1);
+        ByteBuffer b = ByteBuffer.allocate(8 + h.length + 4).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(h.length).put(h);
+        Path f = dir.resolve("latin1.safetensors");
+        Files.write(f, b.array());
+        rejected(f, "not valid UTF-8");
+        rejected(raw(" {}", 0), "does not start with '{'");
     }
 
     @Test
