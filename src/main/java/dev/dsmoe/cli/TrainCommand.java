@@ -1,13 +1,21 @@
 package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.kernels.Kernels;
+import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.train.BatchSource;
 import dev.dsmoe.train.TrainData;
 import dev.dsmoe.train.Trainer;
+import dev.dsmoe.train.TrainerState;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -19,7 +27,20 @@ import picocli.CommandLine.Option;
                 "The model is a preset (--preset), optionally turned into a size-matched family (--family),",
                 "with any config.json key overridden by its own option (e.g. --hidden-size 512, --aux-loss-weight-mlp 1e-3).",
                 "The budget is --steps, --tokens or --minutes. Checkpoints (Hugging Face layout) go to --out;",
-                "--resume DIR continues a run bit-identically."})
+                "--resume DIR continues a run bit-identically.",
+                "",
+                "--resume DIR takes the run's settings from DIR/trainer_state.json, not from",
+                "the defaults: seed, batch, seq, grad-accum, learning rates, warm-up, weight",
+                "decay, clip, model options, --kernels and --threads (both change the",
+                "rounding; DSMOE_KERNELS/DSMOE_THREADS do not apply), and the data, known by",
+                "a fingerprint of its meta.json (name a moved data directory with --data).",
+                "Any of these given with a value other than the saved one is refused.",
+                "--save-every, --eval-every, --eval-batches and --json keep their saved",
+                "values unless given; --stop-after is this invocation's. A larger budget",
+                "(--steps or --tokens: the new total; --minutes: the total time, spent time",
+                "included) extends the run: the cosine keeps its phase, so the rate goes on",
+                "from where it is and reaches --min-lr at the new end. The same budget or",
+                "none changes nothing; a smaller one is refused."})
 final class TrainCommand implements Callable<Integer> {
 
     @CommandLine.Spec
@@ -31,7 +52,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--out", paramLabel = "DIR", description = "Where checkpoints and metrics.jsonl go (default: the --resume directory).")
     Path out;
 
-    @Option(names = "--resume", paramLabel = "DIR", description = "Continue the run checkpointed in DIR.")
+    @Option(names = "--resume", paramLabel = "DIR", description = "Continue the run checkpointed in DIR, with its saved settings (see above).")
     Path resume;
 
     @Option(names = "--preset", defaultValue = "dsmoe-small", description = "Model preset: ${COMPLETION-CANDIDATES}. Default: ${DEFAULT-VALUE}.",
@@ -59,7 +80,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--grad-accum", defaultValue = "1", description = "Micro-batches per optimizer step. Default: ${DEFAULT-VALUE}.") int gradAccum;
     @Option(names = "--lr", defaultValue = "1e-3", description = "Peak learning rate. Default: ${DEFAULT-VALUE}.") double lr;
     @Option(names = "--min-lr", description = "Final learning rate of the cosine (default: lr/10).") Double minLr;
-    @Option(names = "--warmup", defaultValue = "-1", description = "Warm-up steps (default: 5% of the steps, at most 200).") long warmup;
+    @Option(names = "--warmup", defaultValue = "-1", description = "Warm-up steps (default: 5%% of the steps, at most 200).") long warmup;
     @Option(names = "--weight-decay", defaultValue = "0.01", description = "AdamW weight decay on weight matrices (the tied embedding included; not on norm gains). Default: ${DEFAULT-VALUE}.") double weightDecay;
     @Option(names = "--clip", defaultValue = "1.0", description = "Global gradient-norm clip (0: off). Default: ${DEFAULT-VALUE}.") double clip;
     @Option(names = "--seed", defaultValue = "1234", description = "Seed for initialisation and data order. Default: ${DEFAULT-VALUE}.") long seed;
@@ -67,7 +88,7 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--eval-every", defaultValue = "100", description = "Validation loss every N steps (0: only at the end). Default: ${DEFAULT-VALUE}.") long evalEvery;
     @Option(names = "--eval-batches", defaultValue = "8", description = "Validation batches per evaluation. Default: ${DEFAULT-VALUE}.") int evalBatches;
     @Option(names = "--stop-after", defaultValue = "0", description = "End this invocation after N steps, checkpointed, keeping the whole budget's schedule (resume later).") long stopAfter;
-    @Option(names = "--json", description = "One JSON object per step on stdout instead of the progress display.") boolean json;
+    @Option(names = "--json", negatable = true, description = "One JSON object per step on stdout instead of the progress display.") boolean json;
 
     /** Adds one option per config.json key ("--hidden-size" for hidden_size), so every key can be set. */
     static void addConfigOptions(CommandLine.Model.CommandSpec spec) {
@@ -117,16 +138,19 @@ final class TrainCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (resume == null && out == null) throw new IllegalArgumentException("--out DIR is required (or --resume DIR)");
         if (out == null) out = resume;
+        TrainerState saved = resume == null ? null : adoptSavedRun();
         Path dataDir = data;
-        if (dataDir == null && resume != null) dataDir = TrainData.dataDirOf(resume);
+        if (dataDir == null && saved != null) dataDir = savedDataDir(saved);
         if (dataDir == null) throw new IllegalArgumentException("--data DIR is required: the output of 'dsmoe prepare'");
         try (TrainData td = TrainData.open(dataDir)) {
-            return train(td);
+            if (saved != null) checkSameData(saved, td);
+            return train(td, saved);
         }
     }
 
-    private int train(TrainData td) throws Exception {
-        ModelConfig config = resolveConfig(td.vocabSize());
+    private int train(TrainData td, TrainerState saved) throws Exception {
+        ModelConfig config = saved != null ? checkModelOptions(ModelFiles.readConfig(resume), td.vocabSize())
+                : resolveConfig(td.vocabSize());
         int seqLen = seq != null ? seq : Math.min(256, config.maxPositions());
         if (seqLen > config.maxPositions()) {
             throw new IllegalArgumentException("--seq " + seqLen + " exceeds max_position_embeddings " + config.maxPositions());
@@ -137,26 +161,33 @@ final class TrainCommand implements Callable<Integer> {
         if (resume == null && steps == 0 && !(minutes > 0)) {
             throw new IllegalArgumentException("give a budget: --steps N, --tokens N or --minutes M");
         }
+        String budgetGiven = budgetGiven();
+        if (saved != null) {
+            if (steps > 0 && steps < saved.totalSteps()) {
+                String inSteps = given("--steps") ? "" : " (" + steps + (steps == 1 ? " step)" : " steps)");
+                throw new IllegalArgumentException("--resume " + resume + ": " + budgetGiven + inSteps + " is fewer than the run's saved "
+                        + saved.totalSteps() + " steps; a budget can only be extended (--stop-after N ends this invocation early)");
+            }
+            // The same time budget again is no extension: the step count it gave stays.
+            String last = saved.lastBudget().given();
+            if (minutes > 0 && last.startsWith("--minutes ") && Double.parseDouble(last.substring(10)) == minutes) minutes = 0;
+        }
         BatchSource trainSource = td.train(batch, seqLen, seed);
         BatchSource val = td.validation(batch, seqLen);
         int evalN = (int) Math.min(evalBatches, td.validationBatches(batch, seqLen));
         if (val == null) System.err.println("dsmoe train: note: the validation shard is shorter than one window; no validation loss");
         Trainer.Options o = new Trainer.Options(batch, seqLen, gradAccum, lr, minLr != null ? minLr : lr / 10, warmup,
-                weightDecay, clip, seed, steps, minutes, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), stopAfter);
+                weightDecay, clip, seed, steps, minutes, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), stopAfter,
+                budgetGiven, json);
         Trainer trainer;
         if (resume != null) {
-            if (!Files.isDirectory(resume)) throw new IllegalArgumentException("--resume " + resume + ": no such directory");
-            trainer = Trainer.resume(resume, o, trainSource, val, out, td.tokenizer(), td.description());
-            if (!trainer.config().equals(configForResume(trainer.config(), td.vocabSize()))) {
-                throw new IllegalArgumentException("--resume " + resume + ": its config.json differs from the options given; "
-                        + "drop the model options to continue it as it was");
-            }
+            trainer = Trainer.resume(resume, o, trainSource, val, out, td.tokenizer(), td.description(), td.fingerprint());
         } else {
             if (Files.exists(out.resolve(dev.dsmoe.train.TrainerState.FILE))) {
                 throw new IllegalArgumentException("--out " + out + " already holds a training run; use --resume " + out
                         + " to continue it, or another --out");
             }
-            trainer = Trainer.fresh(config, o, trainSource, val, out, td.tokenizer(), td.description());
+            trainer = Trainer.fresh(config, o, trainSource, val, out, td.tokenizer(), td.description(), td.fingerprint());
         }
         ProgressListener listener = new ProgressListener(json, trainer.config());
         trainer.run(listener);
@@ -164,14 +195,132 @@ final class TrainCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** With --resume, model options are only accepted when they agree with the checkpoint. */
-    private ModelConfig configForResume(ModelConfig saved, int tokenizerVocab) {
-        boolean anyGiven = family != null || spec.commandLine().getParseResult().hasMatchedOption("--preset");
-        for (String key : ModelConfig.jsonKeys()) {
-            CommandLine.Model.OptionSpec opt = spec.findOption("--" + key.replace('_', '-'));
-            anyGiven |= opt != null && opt.getValue() != null;
+    /** The budget as given on the command line (for the run's budget history), or null. */
+    private String budgetGiven() {
+        for (String name : List.of("--steps", "--tokens", "--minutes")) {
+            if (given(name)) return name + " " + matched(name).stringValues().getLast();
         }
-        return anyGiven ? resolveConfig(tokenizerVocab) : saved;
+        return null;
+    }
+
+    /** Whether {@code name} was on the command line (here or, for --kernels and --threads, before the verb). */
+    private boolean given(String name) {
+        return matched(name) != null;
+    }
+
+    private CommandLine.Model.OptionSpec matched(String name) {
+        for (CommandLine cl = spec.commandLine(); cl != null; cl = cl.getParent()) {
+            CommandLine.ParseResult pr = cl.getParseResult();
+            if (pr != null && pr.hasMatchedOption(name)) return pr.matchedOption(name);
+        }
+        return null;
+    }
+
+    /**
+     * With --resume: the saved run's settings replace the defaults, an option given with another
+     * value than the saved one is refused (all such options in one line), and the saved GEMM
+     * backend and thread count are selected. A format-1 state recorded no backend, threads or
+     * operational settings: the current ones stay, with a note, and are recorded from now on.
+     */
+    private TrainerState adoptSavedRun() throws Exception {
+        if (!Files.isDirectory(resume)) throw new IllegalArgumentException("--resume " + resume + ": no such directory");
+        TrainerState s = Trainer.readState(resume);
+        Map<String, String> clashes = new LinkedHashMap<>();
+        seed = adopt("--seed", seed, s.seed(), "seed", clashes);
+        batch = adopt("--batch", batch, s.batch(), "batch", clashes);
+        seq = adopt("--seq", seq, s.seqLen(), "seq", clashes);
+        gradAccum = adopt("--grad-accum", gradAccum, s.gradAccum(), "grad-accum", clashes);
+        lr = adopt("--lr", lr, s.lr(), "lr", clashes);
+        minLr = adopt("--min-lr", minLr, s.minLr(), "min-lr", clashes);
+        warmup = adopt("--warmup", warmup, s.warmupSteps(), "warm-up", clashes);
+        weightDecay = adopt("--weight-decay", weightDecay, s.weightDecay(), "weight decay", clashes);
+        clip = adopt("--clip", clip, s.clip(), "clip", clashes);
+        if (!s.legacy()) {
+            // Both change the bits (measured: every thread count gives other weights on OpenBLAS,
+            // which picks its kernels by each thread's block size; some counts on the Java kernels).
+            if (given("--kernels")) adopt("--kernels", Kernels.gemm().name(), s.kernels(), "kernels", clashes);
+            if (given("--threads")) adopt("--threads", Parallel.threads(), s.threads(), "thread count", clashes);
+        }
+        if (!clashes.isEmpty()) {
+            throw new IllegalArgumentException("--resume " + resume + ": " + String.join("; ", clashes.values()) + "; drop "
+                    + String.join(", ", clashes.keySet()) + " to continue the run");
+        }
+        if (s.legacy()) {
+            System.err.println("dsmoe train: note: " + resume.resolve(TrainerState.FILE) + " is from an older build (format "
+                    + s.format() + "): continuing on " + Kernels.gemm().name() + " kernels, " + Parallel.threads()
+                    + " threads, without checking the data's fingerprint; all three are recorded from now on");
+            return s;
+        }
+        if (!given("--kernels")) {
+            try {
+                Kernels.select(Kernels.parse(s.kernels()));
+            } catch (UnsupportedOperationException | LinkageError e) {
+                throw new IllegalArgumentException("--resume " + resume + ": the run computes with the " + s.kernels()
+                        + " kernels, which do not load here (" + e.getMessage() + "); it can only continue where they do");
+            }
+        }
+        if (!given("--threads")) Parallel.setThreads(s.threads());
+        if (!given("--save-every")) saveEvery = s.saveEvery();
+        if (!given("--eval-every")) evalEvery = s.evalEvery();
+        if (!given("--eval-batches")) evalBatches = s.evalBatches();
+        if (!given("--json")) json = s.json();
+        return s;
+    }
+
+    /** The saved value; a given option that differs from it is added to {@code clashes}. */
+    private <T> T adopt(String option, T current, T saved, String what, Map<String, String> clashes) {
+        if (given(option) && !Objects.equals(current, saved)) {
+            clashes.put(option, option + " " + matched(option).stringValues().getLast() + " contradicts the run's saved "
+                    + what + " " + saved);
+        }
+        return saved;
+    }
+
+    /** The data directory recorded in the checkpoint, which must still be there unless --data names it. */
+    private Path savedDataDir(TrainerState s) {
+        if (s.data() == null || s.data().isBlank()) {
+            throw new IllegalArgumentException("--resume " + resume + ": the run recorded no data directory; give --data DIR");
+        }
+        Path dir = Path.of(s.data());
+        if (!Files.isDirectory(dir)) {
+            throw new IllegalArgumentException("--resume " + resume + ": the run's data directory " + dir
+                    + " is gone; if it moved, name its new place with --data DIR");
+        }
+        return dir;
+    }
+
+    /** The data is the run's own when its meta.json fingerprint is the saved one, wherever it lies. */
+    private void checkSameData(TrainerState s, TrainData td) {
+        if (s.dataFingerprint() == null || s.dataFingerprint().equals(td.fingerprint())) return;
+        String which = data != null ? "--data " + data + " holds" : "the run's data directory " + td.dir() + " now holds";
+        throw new IllegalArgumentException("--resume " + resume + ": " + which + " other data than the run was trained on "
+                + "(its meta.json differs from the one saved from " + s.data() + "); give --data the run's own prepared data");
+    }
+
+    /** With --resume: the checkpoint's config.json; model options are only accepted when they agree with it. */
+    private ModelConfig checkModelOptions(ModelConfig saved, int tokenizerVocab) {
+        String savedJson = saved.toJson();
+        for (String key : ModelConfig.jsonKeys()) {
+            String option = "--" + key.replace('_', '-');
+            CommandLine.Model.OptionSpec opt = spec.findOption(option);
+            if (opt == null || opt.getValue() == null || saved.with(key, opt.getValue()).equals(saved)) continue;
+            String was;
+            try {
+                was = new ObjectMapper().readTree(savedJson).path(key).asText();
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+            throw new IllegalArgumentException("--resume " + resume + ": " + option + " " + opt.getValue()
+                    + " contradicts the run's saved " + key + " " + was + "; drop " + option + " to continue the run");
+        }
+        for (String option : List.of("--preset", "--family", "--experts")) {
+            if (given(option) && !resolveConfig(tokenizerVocab).equals(saved)) {
+                throw new IllegalArgumentException("--resume " + resume + ": " + option + " "
+                        + String.join(",", matched(option).stringValues()) + " gives another model than the run's saved "
+                        + resume.resolve("config.json") + "; drop " + option + " to continue the run");
+            }
+        }
+        return saved;
     }
 
     /** Progress bar (interactive), periodic lines (logs) or JSON lines (--json). */

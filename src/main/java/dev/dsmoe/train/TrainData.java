@@ -1,13 +1,20 @@
 package dev.dsmoe.train;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.dsmoe.data.Batch;
 import dev.dsmoe.data.BatchSampler;
+import dev.dsmoe.data.DataMeta;
 import dev.dsmoe.data.TokenDataset;
 import dev.dsmoe.data.TokenShard;
 import dev.dsmoe.kernels.CrossEntropy;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
 
 /**
  * The prepared token shards of a training run, as batch sources: random windows (reproducible
@@ -16,14 +23,42 @@ import java.nio.file.Path;
 public final class TrainData implements AutoCloseable {
 
     private final TokenDataset dataset;
+    private final String fingerprint;
 
-    private TrainData(TokenDataset dataset) {
+    private TrainData(TokenDataset dataset, String fingerprint) {
         this.dataset = dataset;
+        this.fingerprint = fingerprint;
     }
 
     /** Opens {@code dir} (train.bin, val.bin, meta.json, tokenizer.json from {@code dsmoe prepare}). */
     public static TrainData open(Path dir) throws IOException {
-        return new TrainData(TokenDataset.open(dir));
+        TokenDataset ds = TokenDataset.open(dir);
+        try {
+            return new TrainData(ds, fingerprint(dir));
+        } catch (IOException | RuntimeException e) {
+            ds.close();
+            throw e;
+        }
+    }
+
+    /**
+     * SHA-256 of {@code dir/meta.json} without its "created" time and tokenizer timing: it names
+     * what the data is (inputs, settings, token and document counts), not where it lies, so a
+     * moved or copied directory keeps it, and so does an identical re-run of {@code prepare}
+     * (which writes the same shards), while other inputs or settings change it.
+     */
+    static String fingerprint(Path dir) throws IOException {
+        Path f = dir.resolve(DataMeta.FILE);
+        JsonNode meta = new ObjectMapper().readTree(Files.readString(f));
+        if (!(meta instanceof ObjectNode o)) throw new IOException(f + ": not a JSON object; run ./dsmoe prepare again");
+        o.remove("created");
+        if (o.get("tokenizer") instanceof ObjectNode t) t.remove("seconds");
+        try {
+            byte[] digest = MessageDigest.getInstance("SHA-256").digest(new ObjectMapper().writeValueAsBytes(o));
+            return "sha256:" + HexFormat.of().formatHex(digest);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e); // every JDK has SHA-256
+        }
     }
 
     /** The data directory a checkpoint was trained on (recorded in trainer_state.json), or null. */
@@ -44,6 +79,9 @@ public final class TrainData implements AutoCloseable {
 
     /** A one-line description for trainer_state.json: the directory (resume finds the data there). */
     public String description() { return dataset.dir().toAbsolutePath().toString(); }
+
+    /** What the data is, whatever its directory: see {@link #fingerprint(Path)}. */
+    public String fingerprint() { return fingerprint; }
 
     /** Random training windows. */
     public BatchSource train(int batch, int seq, long seed) {

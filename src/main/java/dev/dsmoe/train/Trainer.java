@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.dsmoe.io.CheckpointFiles;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
+import dev.dsmoe.kernels.Kernels;
+import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
@@ -24,24 +26,43 @@ import java.util.Locale;
  * warm-up + cosine, periodic validation and checkpoints, and bit-identical resume.
  *
  * <p>Everything that decides a step's numbers is in the checkpoint: weights, moments, the step,
- * the data position, the schedule. With the same thread count and kernels, N steps then a resume
- * for M steps equals N+M steps in one run, bit for bit.
+ * the data position and fingerprint, the schedule, the GEMM backend and thread count (both change
+ * the rounding: OpenBLAS picks its kernels by each per-thread block's size, and the Java kernels
+ * too split some sums by thread). N steps then a resume for M steps equals N+M steps in one run,
+ * bit for bit; {@link #resume} refuses settings that would break that.
  */
 public final class Trainer {
 
     /**
      * Settings of a run. {@code totalSteps} 0 means "decide from the time budget" (or, when
-     * resuming, "the checkpoint's budget");
+     * resuming, "the checkpoint's budget"); when resuming, a larger {@code totalSteps} or a
+     * {@code minutes} budget (the run's total wall-clock time) extends the run (see
+     * {@link LrSchedule#extendedTo}).
      * {@code stopAfter} &gt; 0 ends this invocation after that many steps (checkpointed), keeping
      * the schedule of the whole budget, so a later resume continues the same run.
+     * {@code budget} is the budget as given (e.g. "--tokens 65536", kept in the state's budget
+     * history; null: described from the steps or minutes); {@code json} is the command line's
+     * output choice, which the trainer only saves so that a resume keeps it.
      */
     public record Options(int batch, int seqLen, int gradAccum, double lr, double minLr, long warmupSteps,
                           double weightDecay, double clip, long seed, long totalSteps, double minutes,
-                          long saveEvery, long evalEvery, int evalBatches, long stopAfter) {
+                          long saveEvery, long evalEvery, int evalBatches, long stopAfter, String budget, boolean json) {
         public Options {
             if (batch < 1 || seqLen < 1 || gradAccum < 1) throw new IllegalArgumentException("--batch, --seq and --grad-accum must be >= 1");
             if (totalSteps < 0 || minutes < 0) throw new IllegalArgumentException("the budget must not be negative");
             if (weightDecay < 0 || clip < 0) throw new IllegalArgumentException("--weight-decay and --clip must be >= 0");
+        }
+
+        public Options(int batch, int seqLen, int gradAccum, double lr, double minLr, long warmupSteps,
+                       double weightDecay, double clip, long seed, long totalSteps, double minutes,
+                       long saveEvery, long evalEvery, int evalBatches, long stopAfter) {
+            this(batch, seqLen, gradAccum, lr, minLr, warmupSteps, weightDecay, clip, seed, totalSteps, minutes,
+                    saveEvery, evalEvery, evalBatches, stopAfter, null, false);
+        }
+
+        String describeBudget() {
+            if (budget != null) return budget;
+            return totalSteps > 0 ? "--steps " + totalSteps : "--minutes " + minutes;
         }
 
         public long tokensPerStep() {
@@ -79,12 +100,21 @@ public final class Trainer {
     private final Path out;
     private final Path tokenizer;
     private final String dataDescription;
+    private final String dataFingerprint;
+    /** The GEMM backend and thread count this run computes with (recorded: they change the bits). */
+    private final String kernels;
+    private final int threads;
+    private final List<TrainerState.Budget> budgets = new ArrayList<>();
+    /** Null until the step count is fixed (a time budget fixes it in {@link #run}). */
+    private LrSchedule schedule;
+    /** A resumed run given a time budget: extended in {@link #run}, once a step is timed. */
+    private boolean extendByMinutes;
     private long step, totalSteps, tokensSeen;
     private double elapsedBefore;
     private double lastVal = Double.NaN;
 
     private Trainer(ModelConfig config, float[] params, Options o, BatchSource train, BatchSource val,
-                    Path out, Path tokenizer, String dataDescription) {
+                    Path out, Path tokenizer, String dataDescription, String dataFingerprint) {
         this.config = config;
         this.layout = ParamLayout.of(config);
         this.params = params;
@@ -97,60 +127,102 @@ public final class Trainer {
         this.out = out;
         this.tokenizer = tokenizer;
         this.dataDescription = dataDescription;
+        this.dataFingerprint = dataFingerprint;
+        this.kernels = Kernels.gemm().name();
+        this.threads = Parallel.threads();
         this.totalSteps = o.totalSteps();
     }
 
-    /** A fresh run: weights initialised from the seed. */
+    /**
+     * A fresh run: weights initialised from the seed. {@code dataFingerprint} identifies the
+     * training data (see {@link TrainData#fingerprint()}; null: not recorded).
+     */
     public static Trainer fresh(ModelConfig config, Options o, BatchSource train, BatchSource val, Path out,
-                                Path tokenizer, String dataDescription) {
+                                Path tokenizer, String dataDescription, String dataFingerprint) {
         if (o.totalSteps() == 0 && !(o.minutes() > 0)) {
             throw new IllegalArgumentException("give a budget: --steps, --tokens or --minutes");
         }
         ParamLayout layout = ParamLayout.of(config);
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, o.seed());
-        return new Trainer(config, p, o, train, val, out, tokenizer, dataDescription);
+        return new Trainer(config, p, o, train, val, out, tokenizer, dataDescription, dataFingerprint);
     }
 
-    /**
-     * Continues the run checkpointed in {@code dir}. The options must agree with the saved ones
-     * on everything that shapes the numbers (batch, sequence, accumulation, seed); the budget
-     * may be extended.
-     */
-    public static Trainer resume(Path dir, Options o, BatchSource train, BatchSource val, Path out, Path tokenizer,
-                                 String dataDescription) throws IOException {
+    /** Finishes or discards an interrupted checkpoint change in {@code dir}, then reads its trainer_state.json. */
+    public static TrainerState readState(Path dir) throws IOException {
         CheckpointFiles.recover(dir);
-        ModelConfig config = ModelFiles.readConfig(dir);
         Path stateFile = dir.resolve(TrainerState.FILE);
         if (!Files.isRegularFile(stateFile)) {
             throw new IOException(stateFile + ": missing; " + dir + " holds no training checkpoint to resume");
         }
-        TrainerState s;
         try {
-            s = TrainerState.fromJson(Files.readString(stateFile));
+            return TrainerState.fromJson(Files.readString(stateFile));
         } catch (IOException e) {
             throw new IOException(stateFile + ": unreadable (" + e.getMessage().lines().findFirst().orElse("") + ")", e);
         }
-        if (s.batch() != o.batch() || s.seqLen() != o.seqLen() || s.gradAccum() != o.gradAccum()) {
+    }
+
+    /**
+     * Continues the run checkpointed in {@code dir}. The options, the data (by fingerprint), the
+     * GEMM backend and the thread count must agree with the saved ones on everything that
+     * shapes the numbers; the budget may be extended (a larger {@code totalSteps}, or
+     * {@code minutes} as the run's new total time), never shortened. The operational options
+     * ({@code saveEvery}, {@code evalEvery}, {@code evalBatches}, {@code stopAfter}) are this
+     * invocation's. A format-1 state recorded no backend, threads or fingerprint: the current
+     * ones are taken and recorded at the next checkpoint.
+     */
+    public static Trainer resume(Path dir, Options o, BatchSource train, BatchSource val, Path out, Path tokenizer,
+                                 String dataDescription, String dataFingerprint) throws IOException {
+        TrainerState s = readState(dir);
+        ModelConfig config = ModelFiles.readConfig(dir);
+        if (s.batch() != o.batch() || s.seqLen() != o.seqLen() || s.gradAccum() != o.gradAccum() || s.seed() != o.seed()
+                || s.lr() != o.lr() || s.minLr() != o.minLr() || s.warmupSteps() != o.warmupSteps()
+                || s.weightDecay() != o.weightDecay() || s.clip() != o.clip()) {
             throw new IllegalArgumentException("resume: " + dir + " was trained with --batch " + s.batch() + " --seq "
-                    + s.seqLen() + " --grad-accum " + s.gradAccum() + "; use the same values to continue it");
+                    + s.seqLen() + " --grad-accum " + s.gradAccum() + " --seed " + s.seed() + " --lr " + s.lr()
+                    + " --min-lr " + s.minLr() + " --warmup " + s.warmupSteps() + " --weight-decay " + s.weightDecay()
+                    + " --clip " + s.clip() + "; use the same values to continue it");
+        }
+        if (!s.legacy() && (!s.kernels().equals(Kernels.gemm().name()) || s.threads() != Parallel.threads())) {
+            throw new IllegalArgumentException("resume: " + dir + " was trained with the " + s.kernels() + " kernels on "
+                    + s.threads() + " threads, this process has " + Kernels.gemm().name() + " on " + Parallel.threads()
+                    + "; both change the rounding, so use the saved ones to continue it");
+        }
+        if (s.dataFingerprint() != null && dataFingerprint != null && !s.dataFingerprint().equals(dataFingerprint)) {
+            throw new IllegalArgumentException("resume: " + dir + " was trained on other data (" + s.data()
+                    + ", fingerprint " + s.dataFingerprint() + "); give it that data to continue it");
+        }
+        if (o.totalSteps() > 0 && o.totalSteps() < s.totalSteps()) {
+            throw new IllegalArgumentException("resume: " + o.describeBudget() + " would shorten the run's " + s.totalSteps()
+                    + " steps; a budget can only be extended (--stop-after N ends this invocation early)");
         }
         ParamLayout layout = ParamLayout.of(config);
         float[] p = ModelFiles.readParams(dir, layout);
-        Options merged = new Options(s.batch(), s.seqLen(), s.gradAccum(), s.lr(), s.minLr(), s.warmupSteps(),
-                s.weightDecay(), s.clip(), s.seed(), Math.max(s.totalSteps(), o.totalSteps()), 0,
-                o.saveEvery(), o.evalEvery(), o.evalBatches(), o.stopAfter());
-        Trainer t = new Trainer(config, p, merged, train, val, out, tokenizer, dataDescription);
+        Trainer t = new Trainer(config, p, o, train, val, out, tokenizer, dataDescription, dataFingerprint);
         float[] m = layout.newBuffer(), v = layout.newBuffer();
         long optSteps = ModelFiles.readOptimizer(dir, layout, m, v);
         t.opt.restore(m, v, optSteps);
         t.step = s.step();
-        t.totalSteps = merged.totalSteps();
+        t.totalSteps = s.totalSteps();
         t.tokensSeen = s.tokensSeen();
         t.elapsedBefore = s.elapsedSeconds();
+        t.budgets.addAll(s.legacy() ? List.of(s.lastBudget()) : s.budgets());
+        t.schedule = s.legacy() ? new LrSchedule(s.lr(), s.minLr(), s.warmupSteps(), s.totalSteps())
+                : new LrSchedule(s.lr(), s.minLr(), s.warmupSteps(), s.totalSteps(), s.cosineFromStep(), s.cosineFromProgress());
+        if (o.totalSteps() > s.totalSteps()) {
+            t.extendTo(o.totalSteps());
+        } else if (o.totalSteps() == 0 && o.minutes() > 0) {
+            t.extendByMinutes = true;
+        }
         train.seek(s.dataPosition());
-        t.truncateMetrics();
         return t;
+    }
+
+    /** Grows the budget to {@code newTotal} steps from the current step (the cosine keeps its phase). */
+    private void extendTo(long newTotal) {
+        schedule = schedule.extendedTo(step, newTotal);
+        totalSteps = newTotal;
+        budgets.add(new TrainerState.Budget(step, o.describeBudget(), newTotal));
     }
 
     public ModelConfig config() { return config; }
@@ -163,9 +235,22 @@ public final class Trainer {
 
     /** Runs until the budget is spent; saves every {@code saveEvery} steps and at the end. */
     public void run(Listener listener) throws IOException {
+        if (schedule == null) {
+            if (totalSteps == 0) totalSteps = Math.max(1, (long) (o.minutes() * 60 / secondsPerStep()));
+            schedule = new LrSchedule(o.lr(), o.minLr(), warmup(), totalSteps);
+            budgets.add(new TrainerState.Budget(0, o.describeBudget(), totalSteps));
+        } else if (extendByMinutes) {
+            long more = (long) ((o.minutes() * 60 - elapsedBefore) / secondsPerStep());
+            if (step + more <= totalSteps) {
+                throw new IllegalArgumentException("resume: --minutes " + o.minutes() + " does not extend the run: it has run "
+                        + String.format(Locale.ROOT, "%.1f", elapsedBefore / 60) + " minutes and has " + (totalSteps - step)
+                        + " of its " + totalSteps + " steps left; give more minutes, or --steps");
+            }
+            extendTo(step + more);
+            extendByMinutes = false;
+        }
         Files.createDirectories(out);
-        if (totalSteps == 0) calibrate();
-        LrSchedule schedule = new LrSchedule(o.lr(), o.minLr(), warmup(), totalSteps);
+        truncateMetrics();
         listener.onStart(step, totalSteps, o);
         int n = o.batch() * o.seqLen();
         int[] in = new int[n], tgt = new int[n];
@@ -220,8 +305,8 @@ public final class Trainer {
         return o.warmupSteps() >= 0 ? Math.min(o.warmupSteps(), totalSteps) : Math.max(1, Math.min(200, totalSteps / 20));
     }
 
-    /** For a time budget: times two forward+backward passes (no update) and fixes the step count. */
-    private void calibrate() {
+    /** For a time budget: times two forward+backward passes (no update); the seconds one step will take. */
+    private double secondsPerStep() {
         int n = o.batch() * o.seqLen();
         int[] in = new int[n], tgt = new int[n];
         long pos = train.position();
@@ -232,8 +317,7 @@ public final class Trainer {
         double perMicro = (System.nanoTime() - t0) / 1e9;
         Arrays.fill(grads, 0f);
         train.seek(pos);
-        double perStep = perMicro * o.gradAccum() * 1.03; // the optimizer and bookkeeping
-        totalSteps = Math.max(1, (long) (o.minutes() * 60 / perStep));
+        return perMicro * o.gradAccum() * 1.03; // the optimizer and bookkeeping
     }
 
     /** Mean LM loss over {@code batches} sequential validation batches. */
@@ -253,9 +337,11 @@ public final class Trainer {
 
     /** Writes the checkpoint (weights, moments, state, config, tokenizer) as one atomic change. */
     public void save(double elapsedSeconds) throws IOException {
+        if (schedule == null) throw new IllegalStateException("save before run: the step count is not fixed yet");
         TrainerState s = new TrainerState(TrainerState.FORMAT, step, totalSteps, tokensSeen, train.position(), o.seed(),
-                o.batch(), o.seqLen(), o.gradAccum(), o.lr(), o.minLr(), warmup(), o.weightDecay(), o.clip(),
-                elapsedSeconds, dataDescription);
+                o.batch(), o.seqLen(), o.gradAccum(), o.lr(), o.minLr(), schedule.warmupSteps(), o.weightDecay(), o.clip(),
+                elapsedSeconds, dataDescription, dataFingerprint, kernels, threads, schedule.fromStep(),
+                schedule.fromProgress(), List.copyOf(budgets), o.saveEvery(), o.evalEvery(), o.evalBatches(), o.json());
         CheckpointFiles cf = new CheckpointFiles(out)
                 .text(ModelFiles.CONFIG, config.toJson() + "\n")
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(layout, params, SafeTensors.DType.F32)

@@ -1,14 +1,22 @@
 package dev.dsmoe.train;
 
+import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
+import java.util.List;
 
 /**
  * {@code trainer_state.json}: everything besides the weights and moments that a resumed run
- * needs to continue bit-identically: the step, the data position, the schedule and the settings
- * that must not change across a resume.
+ * needs to continue bit-identically: the step, the data position, the schedule, the settings
+ * that must not change across a resume (seed, shapes, optimizer, GEMM backend and thread count,
+ * the data's fingerprint), the budget's history and the operational settings a resume keeps.
+ *
+ * <p>Format 1 (before the run's kernels, threads, data fingerprint, budget history, cosine phase
+ * and operational settings were recorded) is still read: those fields are then null or zero,
+ * {@link #legacy()} is true, and the trainer falls back to the current settings and records
+ * them at its next checkpoint.
  */
 @JsonIgnoreProperties(ignoreUnknown = false)
 public record TrainerState(
@@ -27,11 +35,39 @@ public record TrainerState(
         double weightDecay,
         double clip,
         double elapsedSeconds,
-        String data) {
+        String data,
+        String dataFingerprint,
+        String kernels,
+        int threads,
+        long cosineFromStep,
+        double cosineFromProgress,
+        List<Budget> budgets,
+        long saveEvery,
+        long evalEvery,
+        int evalBatches,
+        boolean json) {
 
-    public static final int FORMAT = 1;
+    /**
+     * One budget the run was given: from {@code step} on, as {@code given} on the command line
+     * (e.g. {@code "--tokens 65536"}), it ran to {@code totalSteps}.
+     */
+    public record Budget(long step, String given, long totalSteps) {}
+
+    public static final int FORMAT = 2;
     public static final String FILE = "trainer_state.json";
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    /** Written by a build before format 2: see the class comment. */
+    @JsonIgnore
+    public boolean legacy() {
+        return format < 2;
+    }
+
+    /** The budget last given (format 1: its total, read as {@code --steps}). */
+    @JsonIgnore
+    public Budget lastBudget() {
+        return budgets == null || budgets.isEmpty() ? new Budget(0, "--steps " + totalSteps, totalSteps) : budgets.getLast();
+    }
 
     public String toJson() {
         try {
@@ -43,7 +79,12 @@ public record TrainerState(
 
     public static TrainerState fromJson(String s) throws IOException {
         TrainerState t = JSON.readValue(s, TrainerState.class);
-        if (t.format() != FORMAT) throw new IOException("trainer_state.json has format " + t.format() + ", this build reads " + FORMAT);
+        if (t.format() != 1 && t.format() != FORMAT) {
+            throw new IOException("trainer_state.json has format " + t.format() + ", this build reads 1 and " + FORMAT);
+        }
+        if (!t.legacy() && (t.kernels() == null || t.threads() < 1 || t.budgets() == null || t.budgets().isEmpty())) {
+            throw new IOException("trainer_state.json (format " + FORMAT + ") lacks its kernels, threads or budgets");
+        }
         return t;
     }
 }
