@@ -205,7 +205,8 @@ public final class Trainer {
             listener.onStep(m);
             if (!Double.isFinite(loss)) {
                 save(elapsed);
-                throw new IllegalStateException("loss became " + loss + " at step " + step
+                // The settings' doing, not a bug: reported as bad input (exit 2) by the command line.
+                throw new IllegalArgumentException("loss became " + loss + " at step " + step
                         + "; lower --lr (now " + o.lr() + ") or check the data");
             }
             if ((o.saveEvery() > 0 && step - lastSave >= o.saveEvery()) || step == endStep) {
