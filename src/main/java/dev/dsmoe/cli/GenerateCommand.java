@@ -74,6 +74,7 @@ final class GenerateCommand implements Callable<Integer> {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
         Tokenizer tok = Tokenizer.load(tokFile);
+        MemoryCheck.model(model, dt, Integer.MAX_VALUE); // the engine below holds the model's whole context
         try (InferenceModel m = InferenceModel.load(model, dt)) {
             if (tok.vocabSize() > m.config().vocabSize()) {
                 throw new IllegalArgumentException(tokFile + " has " + tok.vocabSize() + " tokens, more than the model's vocab_size "

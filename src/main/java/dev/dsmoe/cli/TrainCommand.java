@@ -143,6 +143,7 @@ final class TrainCommand implements Callable<Integer> {
         if (val == null) System.err.println("dsmoe train: note: the validation shard is shorter than one window; no validation loss");
         Trainer.Options o = new Trainer.Options(batch, seqLen, gradAccum, lr, minLr != null ? minLr : lr / 10, warmup,
                 weightDecay, clip, seed, steps, minutes, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), stopAfter);
+        MemoryCheck.training(config, resume, batch, seqLen);
         Trainer trainer;
         if (resume != null) {
             if (!Files.isDirectory(resume)) throw new IllegalArgumentException("--resume " + resume + ": no such directory");

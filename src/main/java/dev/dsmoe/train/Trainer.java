@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.dsmoe.io.CheckpointFiles;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
+import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
@@ -98,6 +99,20 @@ public final class Trainer {
         this.tokenizer = tokenizer;
         this.dataDescription = dataDescription;
         this.totalSteps = o.totalSteps();
+    }
+
+    /**
+     * What a run of {@code c} at (batch, seqLen) holds on the heap: parameters, gradients and
+     * the AdamW moments (a resume first reads the moments into two more buffers of that size),
+     * the model's activations and tables, and the token ids of a step and of a validation pass.
+     */
+    public static Footprint footprint(ModelConfig c, int batch, int seqLen, boolean resume) {
+        long params = ParamLayout.of(c).totalSize();
+        long tokens = (long) batch * seqLen;
+        return Footprint.heap("parameters, gradients and AdamW moments",
+                        Math.multiplyExact(params, Float.BYTES * (resume ? 6L : 4L)), params)
+                .plus(Transformer.footprint(c, batch, seqLen))
+                .plus(Footprint.heap("activations", Integer.BYTES * 4 * tokens, tokens));
     }
 
     /** A fresh run: weights initialised from the seed. */
