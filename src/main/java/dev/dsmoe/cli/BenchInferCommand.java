@@ -7,6 +7,7 @@ import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.model.ModelConfig;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -63,11 +64,13 @@ final class BenchInferCommand implements Callable<Integer> {
                 json ? s -> { } : s -> Terminal.status("inference " + s));
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
         if (model != null) {
+            MemoryCheck.model(model, dt, prompt + decode);
             try (InferenceModel m = InferenceModel.load(model, dt)) {
                 rows.addAll(b.run(model.getFileName().toString(), m, strategies));
             }
         } else {
             for (String p : presets) {
+                MemoryCheck.randomModel(ModelConfig.preset(p), dt, prompt + decode);
                 try (InferenceModel m = InferenceBenchmarks.randomModel(p, dt)) {
                     rows.addAll(b.run(p, m, strategies));
                 }

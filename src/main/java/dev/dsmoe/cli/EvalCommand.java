@@ -239,6 +239,7 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
 
+        MemoryCheck.model(model, dt, config.maxPositions());
         try (InferenceModel m = InferenceModel.load(model, dt)) {
             Engine engine = new Engine(m, selections.getFirst(), config.maxPositions(), Engine.DEFAULT_CHUNK);
             if (ds != null && ds.val().size() >= 2) Perplexity.warmUp(engine, ds.val(), window, 64, 3.0); // tok/s without JIT time

@@ -77,6 +77,7 @@ final class GenerateCommand implements Callable<Integer> {
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
+        MemoryCheck.model(model, dt, Integer.MAX_VALUE); // the engine below holds the model's whole context
         try (InferenceModel m = InferenceModel.load(model, dt)) {
             // after the load has finished any interrupted save; ids at or above the model's
             // vocab_size are refused while the file is read, before any table is sized by them

@@ -43,12 +43,18 @@ public final class Main implements Runnable {
 
     /** Runs the CLI and returns its exit status (tests call this instead of {@link #main}). */
     public static int run(String... args) {
+        return commandLine().execute(args);
+    }
+
+    /** Every verb, with the error contract of {@link Errors} (tests add verbs of their own to it). */
+    static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Main());
         cl.setOverwrittenOptionsAllowed(true); // a later --key value wins, so scripts can append overrides
         TrainCommand.addConfigOptions(cl.getSubcommands().get("train").getCommandSpec());
+        cl.setExecutionStrategy(new Errors.CatchErrors());
         cl.setExecutionExceptionHandler(new Errors.Handler());
         cl.setParameterExceptionHandler(new Errors.ParameterHandler());
-        return cl.execute(args);
+        return cl;
     }
 
     @Override

@@ -224,6 +224,7 @@ final class QuickstartCommand implements Callable<Integer> {
     /** Seconds of one forward + backward of a preset at the quickstart's batch (after one warm-up pass). */
     private double stepSeconds(String preset, int vocab) {
         ParamLayout layout = ParamLayout.of(config(preset).withVocabSize(vocab).validate());
+        MemoryCheck.training(layout.config(), null, batch(), seq());
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, 1);
         Transformer t = new Transformer(layout, p, layout.newBuffer());

@@ -179,6 +179,7 @@ final class TrainCommand implements Callable<Integer> {
         Trainer.Options o = new Trainer.Options(batch, seqLen, gradAccum, lr, minLr != null ? minLr : lr / 10, warmup,
                 weightDecay, clip, seed, steps, minutes, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), stopAfter,
                 budgetGiven, json);
+        MemoryCheck.training(config, resume, batch, seqLen);
         Trainer trainer;
         if (resume != null) {
             trainer = Trainer.resume(resume, o, trainSource, val, out, td.tokenizer(), td.description(), td.fingerprint());

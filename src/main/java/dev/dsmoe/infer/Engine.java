@@ -8,6 +8,8 @@ import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.kernels.RmsNorm;
 import dev.dsmoe.kernels.Rope;
 import dev.dsmoe.kernels.Softmax;
+import dev.dsmoe.model.ArrayAllocator;
+import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
 import java.util.Arrays;
 import java.util.Objects;
@@ -76,8 +78,18 @@ public final class Engine {
      * @param chunk         tokens per batched prefill step
      */
     public Engine(InferenceModel model, ExpertSelection selection, int contextLength, int chunk) {
-        this.model = Objects.requireNonNull(model, "model");
-        this.c = model.config();
+        this(Objects.requireNonNull(model, "model"), model.config(), contextLength, chunk,
+                ArrayAllocator.allocating("lower the context or the prefill chunk"));
+        setSelection(selection);
+    }
+
+    /**
+     * Sizes everything through {@code a}; with a counting allocator (and no model) it only adds
+     * up what the real constructor allocates, for {@link #footprint}.
+     */
+    private Engine(InferenceModel model, ModelConfig c, int contextLength, int chunk, ArrayAllocator a) {
+        this.model = model;
+        this.c = c;
         if (contextLength < 1 || contextLength > c.maxPositions()) {
             throw new IllegalArgumentException("context length " + contextLength + " must be between 1 and max_position_embeddings ("
                     + c.maxPositions() + ")");
@@ -96,34 +108,57 @@ public final class Engine {
         vocab = c.vocabSize();
         numLayers = c.numLayers();
         eps = (float) c.rmsNormEps();
-        kvHeadOf = new int[nHead];
-        for (int j = 0; j < nHead; j++) kvHeadOf[j] = j * nKv / nHead;
-        cache = new KvCache(numLayers, contextLength, kvW);
-        rope = new Rope(dAtt, c.maxPositions(), c.ropeTheta());
+        kvHeadOf = a.ints(nHead);
+        for (int j = 0; j < kvHeadOf.length; j++) kvHeadOf[j] = j * nKv / nHead;
+        // The cache and the RoPE tables are reported as parts of their own (footprint).
+        cache = a.allocates() ? new KvCache(numLayers, contextLength, kvW) : null;
+        rope = a.allocates() ? new Rope(dAtt, contextLength, c.ropeTheta()) : null; // positions stay below the cache's capacity
         int nMax = Math.max(nAtt, nFfd);
-        int slots = Math.multiplyExact(chunk, nMax);
-        x = new float[chunk * d];
-        ln = new float[chunk * d];
+        long slots = (long) chunk * nMax;
+        x = a.floats(chunk, d);
+        ln = a.floats(chunk, d);
         boolean mlpRouter = c.router() == ModelConfig.RouterKind.MLP && nMax > 1;
-        routerHidden = new float[mlpRouter ? chunk * c.routerHiddenSize() : 0];
-        routerLogits = new float[slots];
-        probs = new float[slots];
-        gates = new float[slots];
-        chosen = new int[slots];
-        rowOfSlot = new int[slots];
-        rowExpert = new int[slots];
-        rowPos = new int[slots];
-        in = new float[Math.multiplyExact(slots, d)];
-        q = new float[Math.multiplyExact(chunk * nAtt, headW)];
-        att = new float[q.length];
-        out = new float[in.length];
-        hidden = new float[Math.multiplyExact(chunk * nFfd, dFfd)];
-        lastLogits = new float[vocab];
-        attGroups = new ExpertGroups(nAtt, chunk * nAtt);
-        mlpGroups = new ExpertGroups(nFfd, chunk * nFfd);
-        attActive = new long[numLayers];
-        mlpActive = new long[numLayers];
-        setSelection(selection);
+        routerHidden = a.floats(mlpRouter ? (long) chunk * c.routerHiddenSize() : 0);
+        routerLogits = a.floats(slots);
+        probs = a.floats(slots);
+        gates = a.floats(slots);
+        chosen = a.ints(slots);
+        rowOfSlot = a.ints(slots);
+        rowExpert = a.ints(slots);
+        rowPos = a.ints(slots);
+        in = a.floats(slots, d);
+        q = a.floats(chunk, nAtt, headW);
+        att = a.floats(chunk, nAtt, headW);
+        out = a.floats(slots, d);
+        hidden = a.floats(chunk, nFfd, dFfd);
+        lastLogits = a.floats(vocab);
+        a.add(ExpertGroups.bytes(nAtt, (long) chunk * nAtt) + ExpertGroups.bytes(nFfd, (long) chunk * nFfd), slots);
+        attGroups = a.allocates() ? new ExpertGroups(nAtt, chunk * nAtt) : null;
+        mlpGroups = a.allocates() ? new ExpertGroups(nFfd, chunk * nFfd) : null;
+        attActive = a.longs(numLayers);
+        mlpActive = a.longs(numLayers);
+    }
+
+    /**
+     * What {@code new Engine(model-of-c, selection, contextLength, chunk)} holds on the heap once
+     * it has run: its buffers (the constructor's, counted, and the logits and GEMM scratch that
+     * scoring adds on first use), the KV cache and the RoPE tables. The model's weights are not
+     * included ({@link InferenceModel#footprint}).
+     */
+    public static Footprint footprint(ModelConfig c, int contextLength, int chunk) {
+        ArrayAllocator a = ArrayAllocator.counting();
+        try {
+            new Engine(null, c, contextLength, chunk, a);
+            a.floats(chunk, c.vocabSize()); // chunkLogits, made by the first scoring step
+            a.floats(Linear.scratchFloats(c));
+        } catch (ArithmeticException e) {
+            return Footprint.heap("inference buffers", Long.MAX_VALUE, Long.MAX_VALUE); // past a long
+        }
+        int kvW = c.nKv() * c.dAtt(); // an int: ModelConfig checks it
+        long ropeFloats = Rope.tableFloats(c.dAtt(), contextLength);
+        return a.footprint("inference buffers")
+                .plus(Footprint.heap("KV cache", KvCache.bytes(c.numLayers(), contextLength, kvW), (long) contextLength * kvW))
+                .plus(Footprint.heap("RoPE tables", Float.BYTES * ropeFloats, ropeFloats / 2));
     }
 
     public InferenceModel model() {
@@ -299,7 +334,7 @@ public final class Engine {
                 linear.mul(e, 0, vocab, d, ln, 0, 1, lastLogits, 0, vocab, false);
             }
             case ALL -> {
-                if (chunkLogits == null) chunkLogits = new float[Math.multiplyExact(chunk, vocab)];
+                if (chunkLogits == null) chunkLogits = new float[Math.multiplyExact(chunk, vocab)]; // counted in footprint
                 RmsNorm.forward(x, 0, model.finalNorm(), 0, ln, 0, null, 0, m, d, eps);
                 linear.mul(e, 0, vocab, d, ln, 0, m, chunkLogits, 0, vocab, false);
                 System.arraycopy(chunkLogits, (m - 1) * vocab, lastLogits, 0, vocab);

@@ -5,6 +5,7 @@ import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.Bf16;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
 import java.io.IOException;
@@ -16,6 +17,8 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
+import java.util.function.Function;
 
 /**
  * The weights of a model for inference: the config and a view of every tensor of
@@ -113,12 +116,7 @@ public final class InferenceModel implements AutoCloseable {
                 public Weight weight(ParamLayout.Tensor t) throws IOException {
                     SafeTensors.Info info = st.info(t.name());
                     MemorySegment raw = st.segment(t.name());
-                    MemorySegment seg = switch (info.dtype()) {
-                        case F32 -> dtype == MatVec.DType.F32 ? raw : convert(arena, raw, SafeTensors.DType.F32, dtype, t.numel());
-                        case BF16 -> dtype == MatVec.DType.BF16 ? raw : convert(arena, raw, SafeTensors.DType.BF16, dtype, t.numel());
-                        case F16 -> convert(arena, raw, SafeTensors.DType.F16, dtype, t.numel());
-                        default -> throw new IllegalStateException("checkTensors admits floating point only, not " + info.dtype());
-                    };
+                    MemorySegment seg = converts(info.dtype(), dtype) ? convert(arena, raw, info.dtype(), dtype, t.numel()) : raw;
                     return view(seg, dtype, t);
                 }
 
@@ -155,7 +153,7 @@ public final class InferenceModel implements AutoCloseable {
             @Override
             public Weight weight(ParamLayout.Tensor t) {
                 MemorySegment raw = all.asSlice(4L * t.offset(), 4L * t.numel());
-                MemorySegment seg = dtype == MatVec.DType.F32 ? raw : convert(arena, raw, SafeTensors.DType.F32, dtype, t.numel());
+                MemorySegment seg = converts(SafeTensors.DType.F32, dtype) ? convert(arena, raw, SafeTensors.DType.F32, dtype, t.numel()) : raw;
                 return view(seg, dtype, t);
             }
 
@@ -169,6 +167,48 @@ public final class InferenceModel implements AutoCloseable {
         } catch (IOException e) {
             throw new IllegalStateException(e); // in-memory sources do not do I/O
         }
+    }
+
+    /**
+     * What loading a model of {@code c} in {@code dtype} allocates: the norm gains as
+     * {@code float[]} on the heap, and an off-heap copy of every weight stored in another type
+     * ({@code stored} gives each tensor's type in the file; F32 for {@link #fromParams}). The
+     * constructor itself runs, over a source that only counts. Not included: the mapped file
+     * (its size) and, for {@link #fromParams}, the caller's parameter buffer.
+     */
+    public static Footprint footprint(ModelConfig c, MatVec.DType dtype, Function<String, SafeTensors.DType> stored) {
+        long[] heap = {0, 0}, offHeap = {0}; // bytes and longest array; bytes
+        Source counter = new Source() {
+            @Override
+            public Weight weight(ParamLayout.Tensor t) {
+                SafeTensors.DType s = stored.apply(t.name()); // null: not in the file, which load will report
+                if (s != null && converts(s, dtype)) offHeap[0] = Math.addExact(offHeap[0], t.numel() * dtype.bytes);
+                return view(MemorySegment.NULL, dtype, t);
+            }
+
+            @Override
+            public float[] floats(ParamLayout.Tensor t) {
+                heap[0] += Float.BYTES * t.numel();
+                heap[1] = Math.max(heap[1], t.numel());
+                return new float[0];
+            }
+        };
+        try {
+            new InferenceModel(c, dtype, counter, null, null);
+        } catch (IOException e) {
+            throw new IllegalStateException(e); // the counter does no I/O
+        }
+        return Footprint.heap("norm gains", heap[0], heap[1]).plus(Footprint.offHeap("converted weights", offHeap[0]));
+    }
+
+    /** Whether a weight stored as {@code stored} is copied into {@code dtype} at load (else used in place). */
+    private static boolean converts(SafeTensors.DType stored, MatVec.DType dtype) {
+        return switch (stored) {
+            case F32 -> dtype != MatVec.DType.F32;
+            case BF16 -> dtype != MatVec.DType.BF16;
+            case F16 -> true;
+            default -> throw new IllegalStateException("checkTensors admits floating point only, not " + stored);
+        };
     }
 
     private static void checkSupported(ModelConfig c) {

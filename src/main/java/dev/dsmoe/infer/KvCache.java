@@ -71,6 +71,11 @@ public final class KvCache {
 
     /** Bytes held by the cache. */
     public long bytes() {
-        return 8L * keys.length * capacity * width;
+        return bytes(keys.length, capacity, width);
+    }
+
+    /** Bytes a cache of {@code layers x capacity x width} holds: keys and values, fp32. */
+    public static long bytes(int layers, int capacity, int width) {
+        return Math.multiplyExact(Math.multiplyExact(2L * Float.BYTES * layers, (long) capacity), (long) width);
     }
 }

@@ -28,6 +28,21 @@ final class Linear {
     private float[] scratch = new float[0];
 
     /**
+     * The most floats the scratch grows to in an {@link Engine} of {@code c}: a block of the
+     * widest matrix it multiplies by ({@code [rows, cols]} of every product Engine makes; the
+     * router shapes are counted even without routers, a small overestimate).
+     */
+    static long scratchFloats(dev.dsmoe.model.ModelConfig c) {
+        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
+        long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
+        long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
+                {experts, d}};
+        long most = 0;
+        for (long[] s : shapes) most = Math.max(most, Math.multiplyExact(Math.min(s[0], BLOCK_ROWS), s[1]));
+        return most;
+    }
+
+    /**
      * {@code y[yOff + i*ldy + r] (+)= Σ_c x[xOff + i*cols + c] · W[r, c]} for {@code i < m},
      * {@code r < rows}, with W the {@code [rows, cols]} matrix at byte {@code wOff} of {@code w}.
      */

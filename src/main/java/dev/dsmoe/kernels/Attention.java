@@ -34,20 +34,20 @@ public final class Attention {
 
     /** Floats needed for the probabilities {@code att}: {@code B*Hq*T*T}. */
     public static long attSize(int B, int Hq, int T) {
-        return (long) B * Hq * T * T;
+        return Math.multiplyExact(Math.multiplyExact((long) B * Hq, T), (long) T);
     }
 
     /** Floats of scratch the forward needs (a transposed K per (b, kv head)): {@code B*Hkv*D*T}. */
-    public static int forwardScratchSize(int B, int T, int Hkv, int D) {
-        return Math.toIntExact((long) B * Hkv * D * T);
+    public static long forwardScratchSize(int B, int T, int Hkv, int D) {
+        return Math.multiplyExact(Math.multiplyExact((long) B * Hkv, D), (long) T);
     }
 
     /**
      * Floats of scratch the backward needs (a transposed V and one head's dS per
      * (b, kv head)): {@code B*Hkv*(D*T + T*T)}.
      */
-    public static int backwardScratchSize(int B, int T, int Hkv, int D) {
-        return Math.toIntExact((long) B * Hkv * ((long) D * T + (long) T * T));
+    public static long backwardScratchSize(int B, int T, int Hkv, int D) {
+        return Math.multiplyExact((long) B * Hkv, (long) D * T + (long) T * T);
     }
 
     /** The plain GQA mapping {@code h -> h * Hkv / Hq} (Hq a multiple of Hkv). */

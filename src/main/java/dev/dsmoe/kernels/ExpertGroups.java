@@ -31,6 +31,11 @@ public final class ExpertGroups {
         this.cursor = new int[experts];
     }
 
+    /** Bytes an instance for {@code experts} and {@code maxSlots} holds in its arrays (the constructor's four). */
+    public static long bytes(int experts, long maxSlots) {
+        return Integer.BYTES * (2L * experts + 1 + 2 * maxSlots);
+    }
+
     /**
      * Selects the K largest scores of each row (ties go to the lower expert index), writing the
      * expert indices to {@code chosen[t*k + j]} in descending score order.

@@ -23,6 +23,9 @@ public final class Rope {
     /** The usual base. */
     public static final double DEFAULT_THETA = 10000.0;
 
+    /** The longest float[] the JVM reliably allocates. */
+    private static final long MAX_TABLE = Integer.MAX_VALUE - 8;
+
     private final int headDim;
     private final int half;
     private final int maxPositions;
@@ -41,8 +44,18 @@ public final class Rope {
         this.half = headDim / 2;
         this.maxPositions = maxPositions;
         this.theta = theta;
-        this.cos = new float[maxPositions * half];
-        this.sin = new float[maxPositions * half];
+        int n;
+        try {
+            n = Math.multiplyExact(maxPositions, half); // every table index p*half + i is below n, so none wraps
+        } catch (ArithmeticException e) {
+            n = -1;
+        }
+        if (n < 0 || n > MAX_TABLE) {
+            throw new IllegalArgumentException("RoPE tables of " + maxPositions + " positions x " + half
+                    + " frequencies are more than a Java array holds (" + MAX_TABLE + "); lower max_position_embeddings");
+        }
+        this.cos = new float[n];
+        this.sin = new float[n];
         for (int p = 0; p < maxPositions; p++) {
             for (int i = 0; i < half; i++) {
                 double freq = Math.pow(theta, -2.0 * i / headDim);
@@ -51,6 +64,11 @@ public final class Rope {
                 sin[p * half + i] = (float) Math.sin(a);
             }
         }
+    }
+
+    /** Floats of both tables of an instance, {@code 2 * maxPositions * headDim/2}, for memory estimates. */
+    public static long tableFloats(int headDim, int maxPositions) {
+        return Math.multiplyExact(2L * maxPositions, (long) (headDim / 2));
     }
 
     /** Tables with {@link #DEFAULT_THETA}. */

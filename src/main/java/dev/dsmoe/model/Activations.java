@@ -7,6 +7,8 @@ import dev.dsmoe.kernels.ExpertGroups;
  * Every activation the training backward needs, and the backward's scratch, allocated once for
  * (config, B, T) as in llm.c: nothing is allocated inside a training step. Field names say what
  * they hold; shapes use N = B·T tokens, Hq = N_att·N_head, F = N_ffd·D_ffd, R = router hidden.
+ * Every array comes from an {@link ArrayAllocator}, so {@link #footprint} counts the arena by
+ * running this same constructor, and sizes are products of longs, checked, never wrapped ints.
  */
 public final class Activations {
 
@@ -28,31 +30,31 @@ public final class Activations {
         /** Sparse (top-k) MLP, grouped by expert: rows R = N·K. */
         final SparseActs sparse;
 
-        Layer(ModelConfig c, int n, int b, int t, boolean sparseMlp) {
-            int d = c.dEmb(), hq = c.totalQueryHeads() * c.dAtt(), kv = c.nKv() * c.dAtt();
-            resid = new float[n * d];
-            residMid = new float[n * d];
-            ln1 = new float[n * d];
-            ln2 = new float[n * d];
-            rstd1 = new float[n];
-            rstd2 = new float[n];
-            q = new float[n * hq];
-            k = new float[n * kv];
-            v = new float[n * kv];
-            att = new float[Math.toIntExact(Attention.attSize(b, c.totalQueryHeads(), t))];
-            attOut = new float[n * hq];
-            attGated = c.nAtt() > 1 ? new float[n * hq] : attOut;
-            attRouter = c.nAtt() > 1 ? new RouterActs(c, n, c.nAtt()) : null;
-            mlpRouter = c.nFfd() > 1 ? new RouterActs(c, n, c.nFfd()) : null;
+        Layer(ModelConfig c, long n, int b, int t, boolean sparseMlp, ArrayAllocator a) {
+            long d = c.dEmb(), hq = (long) c.totalQueryHeads() * c.dAtt(), kv = (long) c.nKv() * c.dAtt();
+            resid = a.floats(n, d);
+            residMid = a.floats(n, d);
+            ln1 = a.floats(n, d);
+            ln2 = a.floats(n, d);
+            rstd1 = a.floats(n);
+            rstd2 = a.floats(n);
+            q = a.floats(n, hq);
+            k = a.floats(n, kv);
+            v = a.floats(n, kv);
+            att = a.floats(Attention.attSize(b, c.totalQueryHeads(), t));
+            attOut = a.floats(n, hq);
+            attGated = c.nAtt() > 1 ? a.floats(n, hq) : attOut;
+            attRouter = c.nAtt() > 1 ? new RouterActs(c, n, c.nAtt(), a) : null;
+            mlpRouter = c.nFfd() > 1 ? new RouterActs(c, n, c.nFfd(), a) : null;
             if (sparseMlp) {
-                sparse = new SparseActs(c, n);
+                sparse = new SparseActs(c, n, a);
                 mlpPre = mlpAct = mlpGated = null;
             } else {
                 sparse = null;
-                int f = c.totalMlpWidth();
-                mlpPre = new float[n * f];
-                mlpAct = new float[n * f];
-                mlpGated = c.nFfd() > 1 ? new float[n * f] : mlpAct;
+                long f = c.totalMlpWidth();
+                mlpPre = a.floats(n, f);
+                mlpAct = a.floats(n, f);
+                mlpGated = c.nFfd() > 1 ? a.floats(n, f) : mlpAct;
             }
         }
     }
@@ -66,15 +68,15 @@ public final class Activations {
         /** H(e) and H(e|x) of the last forward. */
         double marginalEntropy, conditionalEntropy;
 
-        RouterActs(ModelConfig c, int n, int experts) {
+        RouterActs(ModelConfig c, long n, int experts, ArrayAllocator a) {
             this.experts = experts;
-            logits = new float[n * experts];
-            probs = new float[n * experts];
-            logProbs = new float[n * experts];
+            logits = a.floats(n, experts);
+            probs = a.floats(n, experts);
+            logProbs = a.floats(n, experts);
             boolean mlp = c.router() == ModelConfig.RouterKind.MLP;
-            hiddenPre = mlp ? new float[n * c.routerHiddenSize()] : null;
-            hiddenAct = mlp ? new float[n * c.routerHiddenSize()] : null;
-            pBar = new double[experts];
+            hiddenPre = mlp ? a.floats(n, c.routerHiddenSize()) : null;
+            hiddenAct = mlp ? a.floats(n, c.routerHiddenSize()) : null;
+            pBar = a.doubles(experts);
         }
     }
 
@@ -89,18 +91,19 @@ public final class Activations {
         /** Grouped rows: input [R, d], pre-activation and activation [R, D_ffd], expert output [R, d]. */
         final float[] in, pre, act, out;
 
-        SparseActs(ModelConfig c, int n) {
+        SparseActs(ModelConfig c, long n, ArrayAllocator a) {
             k = c.trainingTopK();
-            int rows = n * k;
-            chosen = new int[rows];
-            rowOfSlot = new int[rows];
-            counts = new int[c.nFfd()];
-            gate = new float[rows];
-            groups = new ExpertGroups(c.nFfd(), rows);
-            in = new float[rows * c.dEmb()];
-            pre = new float[rows * c.dFfd()];
-            act = new float[rows * c.dFfd()];
-            out = new float[rows * c.dEmb()];
+            long rows = Math.multiplyExact(n, k);
+            chosen = a.ints(rows);
+            rowOfSlot = a.ints(rows);
+            counts = a.ints(c.nFfd());
+            gate = a.floats(rows);
+            a.add(ExpertGroups.bytes(c.nFfd(), rows), rows);
+            groups = a.allocates() ? new ExpertGroups(c.nFfd(), (int) rows) : null;
+            in = a.floats(rows, c.dEmb());
+            pre = a.floats(rows, c.dFfd());
+            act = a.floats(rows, c.dFfd());
+            out = a.floats(rows, c.dEmb());
         }
     }
 
@@ -109,29 +112,30 @@ public final class Activations {
         final float[] dResid, dLn, dQ, dK, dV, dAttOut, dMlpAct, dMlpPre, dRouterProbs, dRouterLogits,
                 dRouterHidden, dRouterHiddenPre, attention, dSparseOut, dSparseIn, dLnf;
 
-        Scratch(ModelConfig c, int n, int b, int t) {
-            int d = c.dEmb(), hq = c.totalQueryHeads() * c.dAtt(), kv = c.nKv() * c.dAtt();
+        Scratch(ModelConfig c, long n, int b, int t, ArrayAllocator a) {
+            long d = c.dEmb(), hq = (long) c.totalQueryHeads() * c.dAtt(), kv = (long) c.nKv() * c.dAtt();
             int e = Math.max(c.nAtt(), c.nFfd());
-            dResid = new float[n * d];
-            dLn = new float[n * d];
-            dLnf = new float[n * d];
-            dQ = new float[n * hq];
-            dK = new float[n * kv];
-            dV = new float[n * kv];
-            dAttOut = new float[n * hq];
-            int f = c.totalMlpWidth(), sparseRows = n * c.trainingTopK();
-            dMlpAct = new float[Math.max(n * f, sparseRows * c.dFfd())];
-            dMlpPre = new float[dMlpAct.length];
-            dRouterProbs = new float[n * e];
-            dRouterLogits = new float[n * e];
+            dResid = a.floats(n, d);
+            dLn = a.floats(n, d);
+            dLnf = a.floats(n, d);
+            dQ = a.floats(n, hq);
+            dK = a.floats(n, kv);
+            dV = a.floats(n, kv);
+            dAttOut = a.floats(n, hq);
+            long f = c.totalMlpWidth(), sparseRows = Math.multiplyExact(n, c.trainingTopK());
+            long mlpFloats = Math.max(Math.multiplyExact(n, f), Math.multiplyExact(sparseRows, c.dFfd()));
+            dMlpAct = a.floats(mlpFloats);
+            dMlpPre = a.floats(mlpFloats);
+            dRouterProbs = a.floats(n, e);
+            dRouterLogits = a.floats(n, e);
             boolean mlp = c.router() == ModelConfig.RouterKind.MLP;
-            dRouterHidden = mlp ? new float[n * c.routerHiddenSize()] : null;
-            dRouterHiddenPre = mlp ? new float[n * c.routerHiddenSize()] : null;
-            attention = new float[Math.max(Attention.backwardScratchSize(b, t, c.nKv(), c.dAtt()),
-                    Attention.forwardScratchSize(b, t, c.nKv(), c.dAtt()))];
+            dRouterHidden = mlp ? a.floats(n, c.routerHiddenSize()) : null;
+            dRouterHiddenPre = mlp ? a.floats(n, c.routerHiddenSize()) : null;
+            attention = a.floats(Math.max(Attention.backwardScratchSize(b, t, c.nKv(), c.dAtt()),
+                    Attention.forwardScratchSize(b, t, c.nKv(), c.dAtt())));
             boolean sparse = c.trainingRouting() == ModelConfig.TrainingRouting.TOP_K;
-            dSparseOut = sparse ? new float[sparseRows * d] : null;
-            dSparseIn = sparse ? new float[sparseRows * d] : null;
+            dSparseOut = sparse ? a.floats(sparseRows, d) : null;
+            dSparseIn = sparse ? a.floats(sparseRows, d) : null;
         }
     }
 
@@ -140,8 +144,14 @@ public final class Activations {
     /** Final residual [N, d], final norm output and rstd, logits [N, V] (dlogits in backward), per-token loss. */
     final float[] residFinal, lnf, rstdf, logits, losses;
     final Scratch scratch;
+    /** Bytes of every array above, counted as they were allocated. */
+    private final long bytes;
 
     public Activations(ModelConfig c, int batch, int seqLen) {
+        this(c, batch, seqLen, ArrayAllocator.allocating("lower the batch or sequence length"));
+    }
+
+    private Activations(ModelConfig c, int batch, int seqLen, ArrayAllocator a) {
         if (batch < 1 || seqLen < 1) throw new IllegalArgumentException("batch and sequence length must be >= 1");
         if (seqLen > c.maxPositions()) {
             throw new IllegalArgumentException("sequence length " + seqLen + " exceeds max_position_embeddings "
@@ -149,32 +159,40 @@ public final class Activations {
         }
         this.batch = batch;
         this.seqLen = seqLen;
-        this.tokens = batch * seqLen;
-        int n = tokens;
+        long n = (long) batch * seqLen;
+        this.tokens = n > Integer.MAX_VALUE ? -1 : (int) n; // only a counted arena gets this far with more
         boolean sparse = c.trainingRouting() == ModelConfig.TrainingRouting.TOP_K && c.nFfd() > 1;
         layers = new Layer[c.numLayers()];
-        for (int l = 0; l < layers.length; l++) layers[l] = new Layer(c, n, batch, seqLen, sparse);
-        residFinal = new float[n * c.dEmb()];
-        lnf = new float[n * c.dEmb()];
-        rstdf = new float[n];
-        logits = new float[Math.multiplyExact(n, c.vocabSize())];
-        losses = new float[n];
-        scratch = new Scratch(c, n, batch, seqLen);
+        for (int l = 0; l < layers.length; l++) layers[l] = new Layer(c, n, batch, seqLen, sparse, a);
+        residFinal = a.floats(n, c.dEmb());
+        lnf = a.floats(n, c.dEmb());
+        rstdf = a.floats(n);
+        logits = a.floats(n, c.vocabSize());
+        losses = a.floats(n);
+        scratch = new Scratch(c, n, batch, seqLen, a);
+        bytes = a.bytes();
+    }
+
+    /**
+     * What {@code new Activations(c, batch, seqLen)} allocates, without allocating it: the same
+     * constructor, run with a counting allocator.
+     */
+    public static Footprint footprint(ModelConfig c, int batch, int seqLen) {
+        ArrayAllocator a = ArrayAllocator.counting();
+        try {
+            new Activations(c, batch, seqLen, a);
+        } catch (ArithmeticException e) {
+            return Footprint.heap("activations", Long.MAX_VALUE, Long.MAX_VALUE); // past a long: no machine has it
+        }
+        return a.footprint("activations");
     }
 
     public int batch() { return batch; }
 
     public int seqLen() { return seqLen; }
 
-    /** Bytes held by the arena (activations and backward scratch), for reporting. */
+    /** Bytes held by the arena (activations and backward scratch). */
     public long bytes() {
-        long floats = 0;
-        for (Layer l : layers) {
-            floats += (long) l.resid.length * 4 + l.q.length + l.k.length * 2L + l.att.length + l.attOut.length * 2L;
-            if (l.mlpPre != null) floats += l.mlpPre.length * 3L;
-            if (l.sparse != null) floats += l.sparse.in.length * 2L + l.sparse.pre.length * 2L;
-        }
-        floats += logits.length + residFinal.length * 2L;
-        return floats * 4;
+        return bytes;
     }
 }

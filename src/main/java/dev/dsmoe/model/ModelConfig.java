@@ -50,7 +50,9 @@ import java.util.stream.Collectors;
  *
  * <p>Validation rules ({@link #validationErrors()}), each with its own message:
  * <ul>
- *   <li>every size is positive; {@code head_dim} is even (RoPE rotates pairs);</li>
+ *   <li>every size is positive; {@code head_dim} is even (RoPE rotates pairs);
+ *       {@code max_position_embeddings <= }{@link #MAX_POSITIONS} (the RoPE tables and a full
+ *       KV cache are sized by it) and {@code num_hidden_layers <= }{@link #MAX_LAYERS};</li>
  *   <li>GQA grouping: query head j of every attention expert reads KV head
  *       {@code floor(j*N_kv/N_head)} (METHOD 2.3), so {@code N_kv <= N_head} (a larger N_kv would
  *       leave KV heads that no query head of any expert reads) and {@code N_head % N_kv == 0}
@@ -104,6 +106,18 @@ public record ModelConfig(
 
     /** Default {@code router_hidden_size}: the MLP router's hidden width in ModuleFormer. */
     public static final int DEFAULT_ROUTER_HIDDEN_SIZE = 256;
+
+    /**
+     * The most positions a model may have, 2^20 (1,048,576; long-context Llama models have
+     * 131,072): the RoPE tables and a full-context KV cache are allocated for all of them.
+     */
+    public static final int MAX_POSITIONS = 1 << 20;
+
+    /**
+     * The most layers, 2^16 (large models have about a hundred): past it no model fits a
+     * parameter buffer anyway, and the per-layer structures would be built before that shows.
+     */
+    public static final int MAX_LAYERS = 1 << 16;
 
     /** Default {@code rope_theta}. */
     public static final double DEFAULT_ROPE_THETA = 10000.0;
@@ -231,6 +245,11 @@ public record ModelConfig(
         positive(e, "expert_intermediate_size", dFfd);
         positive(e, "max_position_embeddings", maxPositions);
         positive(e, "router_hidden_size", routerHiddenSize);
+        if (numLayers > MAX_LAYERS) e.add("num_hidden_layers (" + numLayers + ") must be at most " + MAX_LAYERS);
+        if (maxPositions > MAX_POSITIONS) {
+            e.add("max_position_embeddings (" + maxPositions + ") must be at most " + MAX_POSITIONS
+                    + ": the RoPE tables and the KV cache are sized by it");
+        }
         if (dAtt > 0 && dAtt % 2 != 0) {
             e.add("head_dim (" + dAtt + ") must be even: RoPE rotates pairs of dimensions");
         }
@@ -249,6 +268,14 @@ public record ModelConfig(
         }
         if (nKv > 0 && dAtt > 0 && (long) nKv * dAtt > Integer.MAX_VALUE) {
             e.add("num_key_value_heads*head_dim (" + (long) nKv * dAtt + ") is too large");
+        }
+        // The dense training step works on all experts' query heads and MLP rows at once, in int.
+        if (nAtt > 0 && nHead > 0 && dAtt > 0 && (long) nHead * dAtt <= Integer.MAX_VALUE
+                && (long) nAtt * (nHead * dAtt) > Integer.MAX_VALUE) {
+            e.add("num_attention_experts*num_heads_per_expert*head_dim (" + (long) nAtt * (nHead * dAtt) + ") is too large");
+        }
+        if (nFfd > 0 && dFfd > 0 && (long) nFfd * dFfd > Integer.MAX_VALUE) {
+            e.add("num_mlp_experts*expert_intermediate_size (" + (long) nFfd * dFfd + ") is too large");
         }
         if (!(ropeTheta > 0) || Double.isInfinite(ropeTheta)) {
             e.add("rope_theta (" + ropeTheta + ") must be a finite number > 0");

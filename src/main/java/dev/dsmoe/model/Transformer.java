@@ -73,6 +73,18 @@ public final class Transformer {
         this.kvHeadOf = Attention.moaMapping(c.nAtt(), c.nHead(), nKv);
     }
 
+    /**
+     * What an instance for {@code c} holds once it has run at (batch, seqLen), besides the
+     * parameter and gradient buffers it is given: the activation arena, the step's token ids,
+     * the head mapping and the RoPE tables.
+     */
+    public static Footprint footprint(ModelConfig c, int batch, int seqLen) {
+        long tokens = (long) batch * seqLen, ropeFloats = Rope.tableFloats(c.dAtt(), c.maxPositions());
+        return Activations.footprint(c, batch, seqLen)
+                .plus(Footprint.heap("activations", Integer.BYTES * (tokens + c.totalQueryHeads()), tokens))
+                .plus(Footprint.heap("RoPE tables", Float.BYTES * ropeFloats, ropeFloats / 2));
+    }
+
     public ModelConfig config() { return c; }
 
     public ParamLayout layout() { return layout; }

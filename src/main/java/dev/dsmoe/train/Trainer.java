@@ -7,6 +7,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
@@ -131,6 +132,20 @@ public final class Trainer {
         this.kernels = Kernels.gemm().name();
         this.threads = Parallel.threads();
         this.totalSteps = o.totalSteps();
+    }
+
+    /**
+     * What a run of {@code c} at (batch, seqLen) holds on the heap: parameters, gradients and
+     * the AdamW moments (a resume first reads the moments into two more buffers of that size),
+     * the model's activations and tables, and the token ids of a step and of a validation pass.
+     */
+    public static Footprint footprint(ModelConfig c, int batch, int seqLen, boolean resume) {
+        long params = ParamLayout.of(c).totalSize();
+        long tokens = (long) batch * seqLen;
+        return Footprint.heap("parameters, gradients and AdamW moments",
+                        Math.multiplyExact(params, Float.BYTES * (resume ? 6L : 4L)), params)
+                .plus(Transformer.footprint(c, batch, seqLen))
+                .plus(Footprint.heap("activations", Integer.BYTES * 4 * tokens, tokens));
     }
 
     /**
@@ -290,7 +305,8 @@ public final class Trainer {
             listener.onStep(m);
             if (!Double.isFinite(loss)) {
                 save(elapsed);
-                throw new IllegalStateException("loss became " + loss + " at step " + step
+                // The settings' doing, not a bug: reported as bad input (exit 2) by the command line.
+                throw new IllegalArgumentException("loss became " + loss + " at step " + step
                         + "; lower --lr (now " + o.lr() + ") or check the data");
             }
             if ((o.saveEvery() > 0 && step - lastSave >= o.saveEvery()) || step == endStep) {

@@ -64,7 +64,7 @@ class AttentionTest {
 
     static float[] run(Case c, float[] q, float[] k, float[] v, float[] att) {
         float[] out = new float[c.B * c.T * c.outStride()];
-        float[] scratch = new float[Attention.forwardScratchSize(c.B, c.T, c.Hkv, c.D)];
+        float[] scratch = new float[(int) Attention.forwardScratchSize(c.B, c.T, c.Hkv, c.D)];
         Attention.forward(q, 0, c.qStride(), k, 0, v, 0, c.kvStride(), att, 0, out, 0, c.outStride(),
                 scratch, 0, c.B, c.T, c.Hq, c.Hkv, c.D, c.map);
         return out;
@@ -114,7 +114,7 @@ class AttentionTest {
             assertEquals(1.0, sum, 1e-5, "att row sums to 1");
         }
         float[] dq = filled(q.length, 9f), dk = filled(k.length, 9f), dv = filled(v.length, 9f);
-        float[] scratch = new float[Attention.backwardScratchSize(c.B, c.T, c.Hkv, c.D)];
+        float[] scratch = new float[(int) Attention.backwardScratchSize(c.B, c.T, c.Hkv, c.D)];
         Attention.backward(w, 0, c.outStride(), q, 0, c.qStride(), k, 0, v, 0, c.kvStride(), att, 0,
                 dq, 0, dk, 0, dv, 0, scratch, 0, c.B, c.T, c.Hq, c.Hkv, c.D, c.map);
         double[][] g = refBackward(c, qd, kd, vd, toDouble(w));
@@ -177,7 +177,7 @@ class AttentionTest {
         run(c, q, k, v, att);
         // gradients start as garbage: the backward must overwrite the head columns
         float[] dq = filled(q.length, 9f), dk = filled(k.length, 9f), dv = filled(v.length, 9f);
-        float[] scratch = new float[Attention.backwardScratchSize(c.B, c.T, c.Hkv, c.D)];
+        float[] scratch = new float[(int) Attention.backwardScratchSize(c.B, c.T, c.Hkv, c.D)];
         Attention.backward(w, 0, c.outStride(), q, 0, c.qStride(), k, 0, v, 0, c.kvStride(), att, 0,
                 dq, 0, dk, 0, dv, 0, scratch, 0, c.B, c.T, c.Hq, c.Hkv, c.D, c.map);
         double[] wd = toDouble(w), qd = toDouble(q), kd = toDouble(k), vd = toDouble(v);
@@ -277,7 +277,7 @@ class AttentionTest {
         for (int n = 1; n <= 2; n++) {
             float[] att = newAtt(c);
             float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
-            float[] scratch = new float[Attention.backwardScratchSize(c.B, c.T, c.Hkv, c.D)];
+            float[] scratch = new float[(int) Attention.backwardScratchSize(c.B, c.T, c.Hkv, c.D)];
             float[][] out = new float[1][];
             withThreads(n, () -> {
                 out[0] = run(c, q, k, v, att);

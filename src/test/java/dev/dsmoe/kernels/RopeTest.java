@@ -84,4 +84,15 @@ class RopeTest {
         assertThrows(IllegalArgumentException.class, () -> rope.forward(y, 0, 8, 1, 1, 1, 4));
         assertThrows(IllegalArgumentException.class, () -> new Rope(7, 4));
     }
+
+    /** maxPositions x D/2 past an int is refused by name, not wrapped (2^30 x 4 wrapped to empty tables). */
+    @Test
+    void tablesPastAJavaArrayAreRefusedNotWrapped() {
+        for (int[] s : new int[][] {{8, 1 << 30}, {8, 2_000_000_000}, {1 << 16, 1 << 16}}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new Rope(s[0], s[1]));
+            assertTrue(e.getMessage().contains("more than a Java array holds") && e.getMessage().contains("max_position_embeddings"),
+                    e.getMessage());
+        }
+        assertEquals(2L * 2_000_000_000 * 4, Rope.tableFloats(8, 2_000_000_000));
+    }
 }

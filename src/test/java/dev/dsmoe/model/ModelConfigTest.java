@@ -1,5 +1,6 @@
 package dev.dsmoe.model;
 
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -169,6 +170,22 @@ class ModelConfigTest {
                 invalid(tiny().withAttention(2, 2, 1, 5)));
         assertEquals("max_position_embeddings (0) must be positive", invalid(tiny().withMaxPositions(0)));
         assertEquals("router_hidden_size (0) must be positive", invalid(tiny().withRouterHiddenSize(0)));
+    }
+
+    /** Positions size the RoPE tables and a full KV cache (2^20 at most); layers, and widths the training step indexes in int, are bounded too. */
+    @Test
+    void positionsAndTotalWidthsHaveUpperBounds() {
+        tiny().withMaxPositions(ModelConfig.MAX_POSITIONS).validate();
+        assertEquals("max_position_embeddings (2000000000) must be at most 1048576: the RoPE tables and the KV cache are sized by it",
+                invalid(tiny().withMaxPositions(2_000_000_000)));
+        assertEquals("num_hidden_layers (2000000000) must be at most 65536", invalid(tiny().withNumLayers(2_000_000_000)));
+        assertEquals("num_mlp_experts*expert_intermediate_size (4294967296) is too large", invalid(tiny().withMlp(65536, 65536)));
+        assertEquals("num_attention_experts*num_heads_per_expert*head_dim (2147483648) is too large",
+                invalid(tiny().withAttention(65536, 2, 1, 16384)));
+        ObjectNode json = (ObjectNode) assertDoesNotThrow(() -> new ObjectMapper().readTree(tiny().toJson()));
+        json.put("max_position_embeddings", 2_000_000_000);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(json.toString()));
+        assertTrue(e.getMessage().startsWith("max_position_embeddings (2000000000) must be at most 1048576"), e.getMessage());
     }
 
     @Test

@@ -1,0 +1,103 @@
+package dev.dsmoe.infer;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.dsmoe.io.SafeTensors;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.model.Footprint;
+import dev.dsmoe.model.HeapArrays;
+import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamLayout;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Set;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** The inference estimates ({@link Engine#footprint}, {@link InferenceModel#footprint}) against what is allocated. */
+class EngineFootprintTest {
+
+    @TempDir
+    Path dir;
+
+    /**
+     * An engine that has prefilled, scored and decoded holds what its footprint says: exactly,
+     * but for the GEMM scratch, which the estimate takes at its largest (bf16 weights make the
+     * engine use it; the f32 BLAS path needs none).
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dev.dsmoe.infer.TinyModels#all")
+    void engineEstimateIsWhatARunningEngineHolds(String name, ModelConfig c) {
+        ParamLayout layout = ParamLayout.of(c);
+        try (InferenceModel m = InferenceModel.fromParams(layout, TinyModels.params(layout, 1), MatVec.DType.BF16)) {
+            int context = 40, chunk = 16;
+            Engine e = new Engine(m, ExpertSelection.defaultFor(c), context, chunk);
+            int[] tokens = TinyModels.tokens(36, c.vocabSize(), 2);
+            e.score(tokens);
+            e.prefill(java.util.Arrays.copyOf(tokens, 20));
+            e.decode(3);
+            long real = HeapArrays.bytes(e, o -> o instanceof InferenceModel || o instanceof ModelConfig
+                    || o instanceof ExpertSelection);
+            Footprint f = Engine.footprint(c, context, chunk);
+            long scratch = 4 * Linear.scratchFloats(c);
+            assertTrue(f.heapBytes() >= real, name + ": estimate " + f.heapBytes() + " < real " + real);
+            assertTrue(f.heapBytes() - real < scratch, name + ": estimate " + f.heapBytes() + " vs real " + real);
+            assertEquals(KvCache.bytes(c.numLayers(), context, c.nKv() * c.dAtt()), e.cache().bytes());
+            assertEquals(e.cache().bytes(), f.parts().stream().filter(p -> p.what().equals("KV cache")).findFirst().orElseThrow().bytes());
+        }
+    }
+
+    /** Loading converts exactly the weights whose stored type differs, into the off-heap bytes the estimate gives. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dev.dsmoe.infer.TinyModels#all")
+    void modelEstimateIsWhatLoadingAllocates(String name, ModelConfig c) throws IOException {
+        ParamLayout layout = ParamLayout.of(c);
+        float[] params = TinyModels.params(layout, 1);
+        long weights = 0, norms = 0;
+        for (ParamLayout.Tensor t : layout.tensors()) {
+            if (t.role() == ParamLayout.Role.NORM) norms += 4 * t.numel();
+            else weights += t.numel();
+        }
+        for (SafeTensors.DType stored : new SafeTensors.DType[] {SafeTensors.DType.F32, SafeTensors.DType.BF16}) { // the writable types
+            Path d = TinyModels.write(dir.resolve(stored.name()), c, params, stored);
+            for (MatVec.DType dtype : MatVec.DType.values()) {
+                Footprint f = InferenceModel.footprint(c, dtype, n -> stored);
+                try (InferenceModel m = InferenceModel.load(d, dtype)) {
+                    String what = name + ", " + stored + " file as " + dtype;
+                    assertEquals(HeapArrays.bytes(m, o -> o instanceof ModelConfig), f.heapBytes(), what);
+                    assertEquals(norms, f.heapBytes(), what);
+                    long converted = convertedBytes(m);
+                    assertEquals(converted, f.nativeBytes(), what);
+                    boolean inPlace = stored.name().equals(dtype.name());
+                    assertEquals(inPlace ? 0 : weights * dtype.bytes, converted, what);
+                }
+            }
+        }
+    }
+
+    /** Bytes of the distinct off-heap (not mapped) segments behind the model's weights. */
+    private static long convertedBytes(InferenceModel m) {
+        Set<MemorySegment> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        long sum = 0;
+        java.util.List<InferenceModel.Weight> all = new java.util.ArrayList<>(java.util.List.of(m.embed(), m.output()));
+        for (int l = 0; l < m.numLayers(); l++) {
+            InferenceModel.Layer L = m.layer(l);
+            all.addAll(java.util.List.of(L.q(), L.k(), L.v(), L.o(), L.up(), L.down()));
+            for (InferenceModel.Router r : new InferenceModel.Router[] {L.attnRouter(), L.mlpRouter()}) {
+                if (r == null) continue;
+                all.add(r.out());
+                if (r.hidden() != null) all.add(r.hidden());
+            }
+        }
+        for (InferenceModel.Weight w : all) {
+            MemorySegment s = w.segment();
+            if (s.isNative() && !s.isMapped() && seen.add(s)) sum += s.byteSize();
+        }
+        return sum;
+    }
+}
