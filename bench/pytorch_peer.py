@@ -9,7 +9,8 @@ with torch autograd from the same config.json and the same tensor names and shap
   * `selftest` checks this script against itself and against a slow reference.
 
 Needs torch (tested with Debian's python3-torch 1.13) and numpy only; run it with the python3
-that has torch (on the project machine /usr/bin/python3):
+that has torch (on the project machine /usr/bin/python3; PyTorchPeer.java takes DSMOE_PYTHON, else
+the first of /usr/bin/python3 and python3 on PATH that imports torch):
 
   python3 bench/pytorch_peer.py speed --config bench/configs/dsmoe-small.json \\
           --batch 8 --seq 256 --threads 2 --steps 5 --warmup 2

@@ -13,7 +13,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * Runs {@code bench/pytorch_peer.py} (Debian's python3-torch) as a separate process for
  * side-by-side figures. The engine never needs Python: when the interpreter, torch or the script
- * is missing, {@link #available()} says why and the benchmarks skip the peer.
+ * is missing, {@link #available()} says why and the benchmarks skip the peer. The interpreter is
+ * {@code DSMOE_PYTHON} when set, else the first of /usr/bin/python3 and {@code python3} that has torch.
  */
 public final class PyTorchPeer {
 
@@ -24,20 +25,42 @@ public final class PyTorchPeer {
 
     public PyTorchPeer(Path script) {
         this.script = script;
-        this.python = Files.isExecutable(Path.of("/usr/bin/python3")) ? "/usr/bin/python3" : "python3";
-        this.missing = probe();
+        String env = System.getenv("DSMOE_PYTHON");
+        // the python3 first on PATH may be a pyenv or venv one without torch: take the first that has it
+        List<String> candidates = env != null && !env.isBlank() ? List.of(env.strip())
+                : List.of("/usr/bin/python3", "python3");
+        String found = null, why = null;
+        if (!Files.isRegularFile(script)) {
+            why = script + " not found (run from the repository root)";
+        } else {
+            for (String c : candidates) {
+                why = probe(c);
+                if (why == null) {
+                    found = c;
+                    break;
+                }
+            }
+        }
+        this.python = found != null ? found : candidates.getFirst();
+        this.missing = why;
     }
 
-    private String probe() {
-        if (!Files.isRegularFile(script)) return script + " not found (run from the repository root)";
+    /** Null when {@code python} imports torch, else why not. */
+    private static String probe(String python) {
         try {
-            Process p = new ProcessBuilder(python, "-c", "import torch").redirectErrorStream(true).start();
+            Process p = new ProcessBuilder(python, "-c", "import torch").redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
             if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-                return "python3-torch is not installed (apt-get install python3-torch)";
+                p.destroyForcibly();
+                return python + " has no torch (apt-get install python3-torch, or set DSMOE_PYTHON"
+                        + " to a python3 that has it)";
             }
             return null;
-        } catch (IOException | InterruptedException e) {
+        } catch (IOException e) {
             return "no python3 (" + e.getMessage() + ")";
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return "interrupted";
         }
     }
 

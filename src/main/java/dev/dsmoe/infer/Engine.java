@@ -60,6 +60,14 @@ public final class Engine {
     private final int[] chosen, rowOfSlot, rowExpert, rowPos;
     private final ExpertGroups attGroups, mlpGroups;
 
+    /** Sees each router's choice in a step: {@code chosen[t*width + j]}, an expert or -1. */
+    interface RouteObserver {
+        void routed(int layer, boolean attention, int[] chosen, int m, int width);
+    }
+
+    /** Null except in tests: they learn here which experts each step left out (the selection, before grouping). */
+    RouteObserver routeObserver;
+
     // Statistics since the last reset.
     private final long[] attActive, mlpActive;
     private long routedTokens, prefillTokens, prefillNanos, decodeTokens, decodeNanos;
@@ -351,7 +359,7 @@ public final class Engine {
         linear.mul(w.k(), 0, kvW, d, ln, 0, m, keys, p0 * kvW, kvW, false);
         linear.mul(w.v(), 0, kvW, d, ln, 0, m, values, p0 * kvW, kvW, false);
         rope.forward(keys, p0 * kvW, kvW, 1, m, nKv, p0);
-        int width = route(w.attnRouter(), nAtt, selection.attention(), m, attGroups);
+        int width = route(l, true, w.attnRouter(), nAtt, selection.attention(), m, attGroups);
         attActive[l] += attGroups.rows();
         expertInputs(w.q(), attGroups, m, headW, q);
         int rows = attGroups.rows();
@@ -363,7 +371,7 @@ public final class Engine {
 
         // Mixture of MLP experts.
         RmsNorm.forward(x, 0, w.postAttnNorm(), 0, ln, 0, null, 0, m, d, eps);
-        width = route(w.mlpRouter(), nFfd, selection.mlp(), m, mlpGroups);
+        width = route(l, false, w.mlpRouter(), nFfd, selection.mlp(), m, mlpGroups);
         mlpActive[l] += mlpGroups.rows();
         expertInputs(w.up(), mlpGroups, m, dFfd, hidden);
         Gelu.forward(hidden, 0, hidden, 0, mlpGroups.rows() * dFfd);
@@ -391,7 +399,8 @@ public final class Engine {
      * grouping by expert; returns the slot width. A layer type with one expert has no router:
      * every token gets expert 0 with gate 1.
      */
-    private int route(InferenceModel.Router router, int n, ExpertSelection.Rule rule, int m, ExpertGroups groups) {
+    private int route(int layer, boolean attention, InferenceModel.Router router, int n, ExpertSelection.Rule rule, int m,
+                      ExpertGroups groups) {
         int width;
         if (router == null) {
             Arrays.fill(chosen, 0, m, 0);
@@ -409,6 +418,7 @@ public final class Engine {
             Softmax.forward(routerLogits, 0, probs, 0, m, n);
             width = rule.select(probs, m, n, chosen, gates);
         }
+        if (routeObserver != null) routeObserver.routed(layer, attention, chosen, m, width);
         groups.group(chosen, m, width);
         for (int r = 0; r < groups.rows(); r++) {
             int slot = groups.slot(r);

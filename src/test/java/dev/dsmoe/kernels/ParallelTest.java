@@ -2,8 +2,12 @@ package dev.dsmoe.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.time.Duration;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 
@@ -22,33 +26,49 @@ class ParallelTest {
 
     @Test
     void nestedRegionRunsSeriallyOnTheCallingThread() {
-        AtomicInteger inner = new AtomicInteger();
-        Parallel.forRange(4, (s, e) -> {
-            Thread outer = Thread.currentThread();
-            for (int i = s; i < e; i++) {
-                Parallel.forRange(100, (s2, e2) -> {
-                    assertEquals(outer, Thread.currentThread());
-                    assertEquals(0, s2);
-                    assertEquals(100, e2);
-                    inner.addAndGet(e2 - s2);
-                });
-            }
-        });
-        assertEquals(400, inner.get());
+        int before = Parallel.threads();
+        // a worker must open the nested region too: with one thread nothing is nested at all
+        Parallel.setThreads(Math.max(2, before));
+        try {
+            Set<Thread> outerThreads = ConcurrentHashMap.newKeySet();
+            AtomicInteger inner = new AtomicInteger();
+            // a nested region that waits on the pool deadlocks: fail instead of hanging the run
+            assertTimeoutPreemptively(Duration.ofSeconds(30), () -> Parallel.forRange(4, (s, e) -> {
+                Thread outer = Thread.currentThread();
+                outerThreads.add(outer);
+                for (int i = s; i < e; i++) {
+                    Parallel.forRange(100, (s2, e2) -> {
+                        assertEquals(outer, Thread.currentThread());
+                        assertEquals(0, s2);
+                        assertEquals(100, e2);
+                        inner.addAndGet(e2 - s2);
+                    });
+                }
+            }));
+            assertTrue(outerThreads.size() >= 2, "the outer region ran on " + outerThreads.size() + " thread(s)");
+            assertEquals(400, inner.get());
+        } finally {
+            Parallel.setThreads(before);
+        }
     }
 
     @Test
     void exceptionInAWorkerReachesTheCaller() {
+        int before = Parallel.threads();
         Parallel.setThreads(2);
-        IllegalStateException e = assertThrows(IllegalStateException.class, () ->
-                Parallel.forRange(10, (s, end) -> {
-                    if (end == 10) throw new IllegalStateException("boom at " + s);
-                }));
-        assertTrue(e.getMessage().startsWith("boom"));
-        // The pool still works afterwards.
-        int[] hits = new int[10];
-        Parallel.forRange(10, (s, end) -> { for (int i = s; i < end; i++) hits[i]++; });
-        for (int h : hits) assertEquals(1, h);
+        try {
+            IllegalStateException e = assertThrows(IllegalStateException.class, () ->
+                    Parallel.forRange(10, (s, end) -> {
+                        if (end == 10) throw new IllegalStateException("boom at " + s);
+                    }));
+            assertTrue(e.getMessage().startsWith("boom"));
+            // The pool still works afterwards.
+            int[] hits = new int[10];
+            Parallel.forRange(10, (s, end) -> { for (int i = s; i < end; i++) hits[i]++; });
+            for (int h : hits) assertEquals(1, h);
+        } finally {
+            Parallel.setThreads(before);
+        }
     }
 
     @Test

@@ -96,25 +96,69 @@ class RouterLossTest {
         assertTrue(peaked.mi() < uniform.mi() - 1.0, "peaked and balanced must score lower");
     }
 
+    /** Switch loss written directly from the router logits, in double, with the counts held fixed. */
+    private static double switchFromLogits(double[] z, int n, int e, int[] counts, int slots) {
+        double[] p = new double[e];
+        for (int t = 0; t < n; t++) {
+            double max = Double.NEGATIVE_INFINITY, sum = 0;
+            for (int i = 0; i < e; i++) max = Math.max(max, z[t * e + i]);
+            for (int i = 0; i < e; i++) sum += Math.exp(z[t * e + i] - max);
+            for (int i = 0; i < e; i++) p[i] += Math.exp(z[t * e + i] - max) / sum / n;
+        }
+        double l = 0;
+        for (int i = 0; i < e; i++) l += (double) counts[i] / slots * p[i];
+        return e * l;
+    }
+
     @Test
-    void switchLossGradientIsEachExpertsRouteFractionPerToken() {
-        int n = 6, e = 3, slots = 12;
-        int[] counts = {6, 4, 2};
-        SplittableRandom r = new SplittableRandom(5);
-        double[] z = new double[n * e];
-        for (int i = 0; i < z.length; i++) z[i] = r.nextGaussian();
-        float[] s = new float[n * e], logS = new float[n * e];
-        softmax(z, s, logS, n, e);
-        double[] pBar = new double[e];
-        RouterLoss.entropies(s, logS, n, e, pBar);
-        assertEquals(3 * (6.0 / 12 * pBar[0] + 4.0 / 12 * pBar[1] + 2.0 / 12 * pBar[2]),
-                RouterLoss.switchLoss(pBar, counts, slots, e), 1e-9);
-        float[] dS = new float[n * e];
-        RouterLoss.switchBackward(counts, slots, n, e, 2.0, dS);
-        for (int k = 0; k < n * e; k++) {
-            // d/dS_k of 2·E·Σ f_i p̄_i with p̄ linear in S
-            double want = 2.0 * e * counts[k % e] / (double) slots / n;
-            assertEquals(want, dS[k], 1e-6);
+    void switchLossAndGradientMatchADirectComputation() {
+        double weight = 2.0; // not 1, so that a dropped weight shows
+        for (int[] shape : new int[][] {{1, 3}, {6, 3}, {33, 8}, {12, 16}}) {
+            int n = shape[0], e = shape[1], k = Math.min(2, e);
+            SplittableRandom r = new SplittableRandom(n * 17 + e);
+            double[] z = new double[n * e];
+            for (int i = 0; i < z.length; i++) z[i] = r.nextGaussian() * 2;
+            // counts from each token's top-k, as the training forward takes them; a constant below
+            int[] counts = new int[e];
+            for (int t = 0; t < n; t++) {
+                boolean[] taken = new boolean[e];
+                for (int j = 0; j < k; j++) {
+                    int best = -1;
+                    for (int i = 0; i < e; i++) {
+                        if (!taken[i] && (best < 0 || z[t * e + i] > z[t * e + best])) best = i;
+                    }
+                    taken[best] = true;
+                    counts[best]++;
+                }
+            }
+            int slots = n * k;
+            float[] s = new float[n * e], logS = new float[n * e];
+            softmax(z, s, logS, n, e);
+            double[] pBar = new double[e];
+            RouterLoss.entropies(s, logS, n, e, pBar);
+            assertEquals(switchFromLogits(z, n, e, counts, slots), RouterLoss.switchLoss(pBar, counts, slots, e), 1e-6,
+                    "loss n=" + n + " e=" + e);
+
+            // Gradient w.r.t. logits: dS from switchBackward, then the softmax backward, against
+            // central differences of weight * loss.
+            float[] dS = new float[n * e];
+            RouterLoss.switchBackward(counts, slots, n, e, weight, dS);
+            for (int t = 0; t < n; t++) {
+                double dot = 0;
+                for (int i = 0; i < e; i++) dot += (double) s[t * e + i] * dS[t * e + i];
+                for (int i = 0; i < e; i++) {
+                    int j = t * e + i;
+                    double analytic = s[j] * (dS[j] - dot);
+                    double h0 = 1e-5, keep = z[j];
+                    z[j] = keep + h0;
+                    double up = weight * switchFromLogits(z, n, e, counts, slots);
+                    z[j] = keep - h0;
+                    double down = weight * switchFromLogits(z, n, e, counts, slots);
+                    z[j] = keep;
+                    double numeric = (up - down) / (2 * h0);
+                    assertEquals(numeric, analytic, 2e-6 + 1e-3 * Math.abs(numeric), "grad n=" + n + " e=" + e + " k=" + j);
+                }
+            }
         }
     }
 }
