@@ -15,18 +15,13 @@ import org.junit.jupiter.api.Test;
 class DecodeStepAllocationTest {
 
 
-    /** Least bytes per decoded token over repeats, decoding 32 tokens after a prompt of {@code at}. */
+    /** Least bytes per decoded token once warm, decoding 32 tokens after a prompt of {@code at}. */
     private static double bytesPerToken(Engine e, int at) {
         int[] prompt = new int[at];
         for (int i = 0; i < at; i++) prompt[i] = (i * 7) % 1000;
-        double best = Double.MAX_VALUE;
-        for (int rep = 0; rep < 12; rep++) {
-            e.prefill(prompt);
-            long before = ThreadAllocation.allThreads();
+        return ThreadAllocation.settledLeastPerUnit(12, 32, () -> e.prefill(prompt), () -> {
             for (int t = 0; t < 32; t++) e.decode((t * 13) % 1000);
-            best = Math.min(best, (ThreadAllocation.allThreads() - before) / 32.0);
-        }
-        return best;
+        });
     }
 
     @Test

@@ -17,6 +17,34 @@ public final class ThreadAllocation {
         return sum;
     }
 
+    /**
+     * Least bytes per unit of work over repeated blocks, once warm: {@code setup} runs unmeasured
+     * before each block, {@code block} does {@code units} units. Code the JIT has not compiled yet
+     * boxes its vectors and allocates, and under load compilation lags, so rather than a fixed
+     * number of blocks this repeats until the least has not improved for {@value #SETTLED}
+     * blocks in a row (at least {@code minBlocks}, at most 60 s).
+     */
+    public static double settledLeastPerUnit(int minBlocks, int units, Runnable setup, Runnable block) {
+        double best = Double.MAX_VALUE;
+        int sinceBetter = 0;
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        for (int b = 0; b < minBlocks || (sinceBetter < SETTLED && System.nanoTime() < deadline); b++) {
+            setup.run();
+            long before = allThreads();
+            block.run();
+            double perUnit = (allThreads() - before) / (double) units;
+            if (perUnit < best) {
+                best = perUnit;
+                sinceBetter = 0;
+            } else {
+                sinceBetter++;
+            }
+        }
+        return best;
+    }
+
+    private static final int SETTLED = 10;
+
     /** Whether the JVM counts allocation per thread (HotSpot does by default). */
     public static boolean supported() {
         return ((com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean()).isThreadAllocatedMemoryEnabled();

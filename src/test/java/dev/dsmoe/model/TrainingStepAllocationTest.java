@@ -24,24 +24,17 @@ import org.junit.jupiter.api.Test;
 class TrainingStepAllocationTest {
 
 
-    /**
-     * Bytes allocated per forward+backward once warm: the least over blocks of steps, because
-     * code that the JIT has not compiled yet boxes its vectors and would count here.
-     */
+    /** Bytes allocated per forward+backward once warm (see {@link ThreadAllocation#settledLeastPerUnit}). */
     private static double bytesPerStep(ModelConfig c, int batch, int seq) {
         ParamLayout layout = ParamLayout.of(c);
         Transformer model = new Transformer(layout, RandomParams.params(layout, 1), layout.newBuffer());
         int[] in = RandomParams.tokens(batch * seq, c.vocabSize(), 2);
         int[] tgt = RandomParams.tokens(batch * seq, c.vocabSize(), 3);
         for (int i = 0; i < 100; i++) model.forwardBackward(in, tgt, batch, seq, 1f);
-        double best = Double.MAX_VALUE;
-        for (int block = 0; block < 15; block++) {
-            int steps = 20;
-            long before = ThreadAllocation.allThreads();
+        int steps = 20;
+        return ThreadAllocation.settledLeastPerUnit(15, steps, () -> {}, () -> {
             for (int i = 0; i < steps; i++) model.forwardBackward(in, tgt, batch, seq, 1f);
-            best = Math.min(best, (ThreadAllocation.allThreads() - before) / (double) steps);
-        }
-        return best;
+        });
     }
 
     private static ModelConfig[] configs() {
