@@ -92,8 +92,7 @@ final class QuickstartCommand implements Callable<Integer> {
     private ModelConfig config(String preset) {
         ModelConfig c = ModelConfig.preset(preset);
         if (!tiny) return c;
-        return c.withDEmb(32).withNumLayers(1).withAttention(c.nAtt(), c.nHead(), c.nKv(), 8)
-                .withMlp(c.nFfd(), c.dFfd() / 8).withMaxPositions(64);
+        return c.toBuilder().dEmb(32).numLayers(1).dAtt(8).dFfd(c.dFfd() / 8).maxPositions(64).build();
     }
 
     /** The train verb's model options for {@link #config}. */
@@ -223,7 +222,7 @@ final class QuickstartCommand implements Callable<Integer> {
 
     /** Seconds of one forward + backward of a preset at the quickstart's batch (after one warm-up pass). */
     private double stepSeconds(String preset, int vocab) {
-        ParamLayout layout = ParamLayout.of(config(preset).withVocabSize(vocab).validate());
+        ParamLayout layout = ParamLayout.of(config(preset).toBuilder().vocabSize(vocab).build().validate());
         MemoryCheck.training(layout.config(), null, batch(), seq());
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, 1);

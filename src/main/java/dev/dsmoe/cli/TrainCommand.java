@@ -126,7 +126,7 @@ final class TrainCommand implements Callable<Integer> {
                 vocabGiven |= key.equals("vocab_size");
             }
         }
-        if (!vocabGiven) c = c.withVocabSize(tokenizerVocab);
+        if (!vocabGiven) c = c.toBuilder().vocabSize(tokenizerVocab).build();
         if (c.vocabSize() < tokenizerVocab) {
             throw new IllegalArgumentException("vocab_size " + c.vocabSize() + " is smaller than the tokenizer's "
                     + tokenizerVocab + " tokens in " + data + "; drop --vocab-size or raise it");

@@ -17,9 +17,9 @@ import java.util.stream.Collectors;
 
 /**
  * The shape and training settings of one Dense, SMoE or DS-MoE transformer: exactly the keys of
- * {@code config.json} (docs/ARCHITECTURE.md, "Files a user sees"). Immutable; the
- * {@code with...} methods return modified copies without validating, so several overrides can
- * be chained before one {@link #validate()}. {@link #fromJson(String)} and {@link #preset(String)}
+ * {@code config.json} (docs/ARCHITECTURE.md, "Files a user sees"). Immutable; {@link #toBuilder()}
+ * makes changed copies without validating, so several changes can be made before one
+ * {@link #validate()}. {@link #fromJson(String)} and {@link #preset(String)}
  * return validated configs.
  *
  * <p>Components and their {@code config.json} keys (defaults of optional keys in brackets):
@@ -571,95 +571,70 @@ public record ModelConfig(
         return fromJsonNode(o);
     }
 
-    // ------------------------------------------------------------------ with...
+    // ------------------------------------------------------------------ copies
 
-    public ModelConfig withVocabSize(int v) {
-        return new ModelConfig(v, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
+    /** A builder with the sizes at 0 (to be set) and every optional key at its default. */
+    public static Builder builder() {
+        return new Builder();
     }
 
-    public ModelConfig withDEmb(int v) {
-        return new ModelConfig(vocabSize, v, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
+    /** A builder holding this config, for a changed copy: {@code c.toBuilder().dEmb(16).numLayers(2).build()}. */
+    public Builder toBuilder() {
+        return new Builder().vocabSize(vocabSize).dEmb(dEmb).numLayers(numLayers).nAtt(nAtt).nHead(nHead).nKv(nKv)
+                .dAtt(dAtt).nFfd(nFfd).dFfd(dFfd).hiddenAct(hiddenAct).maxPositions(maxPositions).ropeTheta(ropeTheta)
+                .rmsNormEps(rmsNormEps).tieWordEmbeddings(tieWordEmbeddings).router(router)
+                .routerHiddenSize(routerHiddenSize).trainingRouting(trainingRouting).trainingTopK(trainingTopK)
+                .auxLoss(auxLoss).auxWeightAtt(auxWeightAtt).auxWeightFfd(auxWeightFfd);
     }
 
-    public ModelConfig withNumLayers(int v) {
-        return new ModelConfig(vocabSize, dEmb, v, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
+    /**
+     * The components of a config being made; {@link #build()} does not validate. Fields are
+     * declared in component order and start at the {@code config.json} defaults (the sizes at 0).
+     */
+    public static final class Builder {
+        private int vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd;
+        private Activation hiddenAct = Activation.GELU_TANH;
+        private int maxPositions;
+        private double ropeTheta = 10000.0;
+        private double rmsNormEps = 1e-5;
+        private boolean tieWordEmbeddings = true;
+        private RouterKind router = RouterKind.LINEAR;
+        private int routerHiddenSize = 256; // ModuleFormer's MLP router width
+        private TrainingRouting trainingRouting = TrainingRouting.DENSE;
+        private int trainingTopK = 2;
+        private AuxLoss auxLoss = AuxLoss.MI;
+        private double auxWeightAtt, auxWeightFfd;
 
-    /** Attention shape in one step: N_att experts of N_head query heads over N_kv KV heads of D_att. */
-    public ModelConfig withAttention(int nAtt, int nHead, int nKv, int dAtt) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK,
-                auxLoss, auxWeightAtt, auxWeightFfd);
-    }
+        private Builder() {}
 
-    /** MLP shape in one step: N_ffd experts of width D_ffd. */
-    public ModelConfig withMlp(int nFfd, int dFfd) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK,
-                auxLoss, auxWeightAtt, auxWeightFfd);
-    }
+        public Builder vocabSize(int v) { vocabSize = v; return this; }
+        public Builder dEmb(int v) { dEmb = v; return this; }
+        public Builder numLayers(int v) { numLayers = v; return this; }
+        public Builder nAtt(int v) { nAtt = v; return this; }
+        public Builder nHead(int v) { nHead = v; return this; }
+        public Builder nKv(int v) { nKv = v; return this; }
+        public Builder dAtt(int v) { dAtt = v; return this; }
+        public Builder nFfd(int v) { nFfd = v; return this; }
+        public Builder dFfd(int v) { dFfd = v; return this; }
+        public Builder hiddenAct(Activation v) { hiddenAct = v; return this; }
+        public Builder maxPositions(int v) { maxPositions = v; return this; }
+        public Builder ropeTheta(double v) { ropeTheta = v; return this; }
+        public Builder rmsNormEps(double v) { rmsNormEps = v; return this; }
+        public Builder tieWordEmbeddings(boolean v) { tieWordEmbeddings = v; return this; }
+        public Builder router(RouterKind v) { router = v; return this; }
+        public Builder routerHiddenSize(int v) { routerHiddenSize = v; return this; }
+        public Builder trainingRouting(TrainingRouting v) { trainingRouting = v; return this; }
+        public Builder trainingTopK(int v) { trainingTopK = v; return this; }
+        public Builder auxLoss(AuxLoss v) { auxLoss = v; return this; }
+        public Builder auxWeightAtt(double v) { auxWeightAtt = v; return this; }
+        public Builder auxWeightFfd(double v) { auxWeightFfd = v; return this; }
 
-    public ModelConfig withHiddenAct(Activation v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, v, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withMaxPositions(int v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, v,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withRopeTheta(double v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, v, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withRmsNormEps(double v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, v, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withTieWordEmbeddings(boolean v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, v, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withRouter(RouterKind v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, v, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    /** The MLP router's hidden width ({@code router_hidden_size}); unused by the linear router. */
-    public ModelConfig withRouterHiddenSize(int v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, v, trainingRouting, trainingTopK,
-                auxLoss, auxWeightAtt, auxWeightFfd);
-    }
-
-    /** Training routing and its K in one step (K is ignored by dense routing). */
-    public ModelConfig withTrainingRouting(TrainingRouting v, int topK) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, v, topK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    /** Aux loss and its two weights (alpha_att, alpha_ffd) in one step. */
-    public ModelConfig withAuxLoss(AuxLoss v, double weightAtt, double weightFfd) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, v,
-                weightAtt, weightFfd);
+        /** The config (not validated). */
+        public ModelConfig build() {
+            return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
+                    maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting,
+                    trainingTopK, auxLoss, auxWeightAtt, auxWeightFfd);
+        }
     }
 
     // ------------------------------------------------------------------ parameter counts
@@ -820,17 +795,16 @@ public record ModelConfig(
             throw new IllegalArgumentException("the MLP width " + width
                     + " does not split evenly over num_mlp_experts (" + nFfd + ")");
         }
-        ModelConfig c = reference.withAttention(nAtt, heads / nAtt, reference.nKv(), reference.dAtt())
-                .withMlp(nFfd, width / nFfd);
-        c = switch (family) {
-            case DENSE -> c.withTrainingRouting(TrainingRouting.DENSE, DEFAULT_TRAINING_TOP_K)
-                    .withAuxLoss(AuxLoss.NONE, 0.0, 0.0);
-            case SMOE -> c.withTrainingRouting(TrainingRouting.TOP_K, DEFAULT_TRAINING_TOP_K)
-                    .withAuxLoss(AuxLoss.SWITCH, 0.0, SWITCH_ALPHA);
-            case DSMOE -> c.withTrainingRouting(TrainingRouting.DENSE, DEFAULT_TRAINING_TOP_K)
-                    .withAuxLoss(AuxLoss.MI, MI_ALPHA_ATT_1B, MI_ALPHA_FFD_1B);
-        };
-        return c.validate();
+        ModelConfig.Builder b = reference.toBuilder().nAtt(nAtt).nHead(heads / nAtt).nFfd(nFfd).dFfd(width / nFfd)
+                .trainingTopK(DEFAULT_TRAINING_TOP_K);
+        switch (family) {
+            case DENSE -> b.trainingRouting(TrainingRouting.DENSE).auxLoss(AuxLoss.NONE).auxWeightAtt(0).auxWeightFfd(0);
+            case SMOE -> b.trainingRouting(TrainingRouting.TOP_K).auxLoss(AuxLoss.SWITCH).auxWeightAtt(0)
+                    .auxWeightFfd(SWITCH_ALPHA);
+            case DSMOE -> b.trainingRouting(TrainingRouting.DENSE).auxLoss(AuxLoss.MI).auxWeightAtt(MI_ALPHA_ATT_1B)
+                    .auxWeightFfd(MI_ALPHA_FFD_1B);
+        }
+        return b.build().validate();
     }
 
     // ------------------------------------------------------------------ presets
@@ -859,11 +833,16 @@ public record ModelConfig(
         p.put("dsmoe-1b", paperRouter(sizeMatched(b1, Family.DSMOE, 16, 32), 512));
         ModelConfig b3 = dense(32000, 3072, 28, 32, 4, 96, 12288, 2048);
         p.put("dense-3b", b3);
-        p.put("dsmoe-3b", paperRouter(sizeMatched(b3, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 4e-4), 768));
+        p.put("dsmoe-3b", paperRouter(withMi(sizeMatched(b3, Family.DSMOE, 8, 32), 2e-4, 4e-4), 768));
         ModelConfig b6 = dense(32000, 4096, 36, 32, 4, 128, 16384, 2048);
         p.put("dense-6b", b6);
-        p.put("dsmoe-6b", paperRouter(sizeMatched(b6, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 2e-4), 512));
+        p.put("dsmoe-6b", paperRouter(withMi(sizeMatched(b6, Family.DSMOE, 8, 32), 2e-4, 2e-4), 512));
         return p;
+    }
+
+    /** The paper's MI weights (alpha_att, alpha_ffd) of the 3B and 6B models (METHOD 3). */
+    private static ModelConfig withMi(ModelConfig c, double alphaAtt, double alphaFfd) {
+        return c.toBuilder().auxLoss(AuxLoss.MI).auxWeightAtt(alphaAtt).auxWeightFfd(alphaFfd).build();
     }
 
     /**
@@ -871,7 +850,7 @@ public record ModelConfig(
      * a hidden layer of this width in every router (see the class comment).
      */
     private static ModelConfig paperRouter(ModelConfig c, int hidden) {
-        return c.withRouter(RouterKind.MLP).withRouterHiddenSize(hidden).validate();
+        return c.toBuilder().router(RouterKind.MLP).routerHiddenSize(hidden).build().validate();
     }
 
     /** The preset names, in a stable order (small first, then by size). */

@@ -92,7 +92,7 @@ class GenerateCommandTest {
     @Test
     void aModelVocabLargerThanTheTokenizersSamplesOnlyTokensItCanDecode() throws IOException {
         int tokIds = Tokenizer.load(model.resolve("tokenizer.json")).vocabSize();
-        ModelConfig c = ModelFiles.readConfig(model).with("tie_word_embeddings", "false").withVocabSize(tokIds + 8).validate();
+        ModelConfig c = ModelFiles.readConfig(model).toBuilder().tieWordEmbeddings(false).vocabSize(tokIds + 8).build().validate();
         ParamLayout layout = ParamLayout.of(c);
         float[] p = RandomParams.params(layout, 31);
         int d = c.dEmb();

@@ -21,7 +21,7 @@ class InferenceModelFilesTest {
     void aTensorOfTheWrongShapeIsNamedWithWhatConfigJsonExpects(@TempDir Path dir) throws IOException {
         ModelConfig c = TinyModels.dsmoe();
         TinyModels.write(dir, c, TinyModels.params(ParamLayout.of(c), 1), SafeTensors.DType.BF16);
-        ModelConfig wider = c.withMlp(c.nFfd(), c.dFfd() * 2);
+        ModelConfig wider = c.toBuilder().dFfd(c.dFfd() * 2).build();
         Files.writeString(dir.resolve(ModelFiles.CONFIG), wider.toJson());
         IOException e = assertThrows(IOException.class, () -> InferenceModel.load(dir, MatVec.DType.F32).close());
         assertTrue(e.getMessage().endsWith("model.safetensors: tensor model.layers.0.mlp.up_proj.weight has shape ["

@@ -27,13 +27,13 @@ class ModelFilesTest {
     Path dir;
 
     static ModelConfig tiny() {
-        return ModelConfig.preset("dsmoe-small").withVocabSize(40).withDEmb(16).withNumLayers(1)
-                .withAttention(2, 2, 2, 4).withMlp(2, 8).withMaxPositions(16).validate();
+        return ModelConfig.preset("dsmoe-small").toBuilder().vocabSize(40).dEmb(16).numLayers(1)
+                .nAtt(2).nHead(2).nKv(2).dAtt(4).nFfd(2).dFfd(8).maxPositions(16).build().validate();
     }
 
     // The two checkpoints differ in a key that does not change any shape, so a mix would load silently.
     static final ModelConfig OLD = tiny();
-    static final ModelConfig NEW = tiny().withRopeTheta(500000.0);
+    static final ModelConfig NEW = tiny().toBuilder().ropeTheta(500000.0).build();
     static final float[] OLD_PARAMS = RandomParams.params(ParamLayout.of(OLD), 1);
     static final float[] NEW_PARAMS = RandomParams.params(ParamLayout.of(NEW), 2);
 
@@ -108,7 +108,7 @@ class ModelFilesTest {
 
     @Test
     void aTensorOfTheWrongShapeOrTypeIsNamedWithWhatConfigJsonExpects() throws IOException {
-        ModelConfig small = tiny(), wide = tiny().withMlp(2, 12);
+        ModelConfig small = tiny(), wide = tiny().toBuilder().nFfd(2).dFfd(12).build();
         ParamLayout layout = ParamLayout.of(small);
         float[] p = RandomParams.params(layout, 3);
         Files.writeString(dir.resolve(ModelFiles.CONFIG), wide.toJson());

@@ -14,6 +14,7 @@ import dev.dsmoe.model.ModelConfig.AuxLoss;
 import dev.dsmoe.model.ModelConfig.Family;
 import dev.dsmoe.model.ModelConfig.RouterKind;
 import dev.dsmoe.model.ModelConfig.TrainingRouting;
+import java.lang.reflect.RecordComponent;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -47,8 +48,8 @@ class ModelConfigTest {
             ModelConfig c = ModelConfig.preset(name);
             assertEquals(c, ModelConfig.fromJson(c.toJson()), name);
         }
-        ModelConfig odd = tiny().withRouter(RouterKind.MLP).withRouterHiddenSize(40).withHiddenAct(Activation.GELU).withTieWordEmbeddings(false)
-                .withRopeTheta(500000.0).withRmsNormEps(1e-6).withAuxLoss(AuxLoss.MI, 3.5e-4, 6.3e-4);
+        ModelConfig odd = tiny().toBuilder().router(RouterKind.MLP).routerHiddenSize(40).hiddenAct(Activation.GELU).tieWordEmbeddings(false)
+                .ropeTheta(500000.0).rmsNormEps(1e-6).auxLoss(AuxLoss.MI).auxWeightAtt(3.5e-4).auxWeightFfd(6.3e-4).build();
         assertEquals(odd, ModelConfig.fromJson(odd.toJson()));
     }
 
@@ -147,41 +148,72 @@ class ModelConfigTest {
         assertTrue(message(() -> ModelConfig.fromJson(o.toString())).startsWith("num_key_value_heads (3) must not exceed"));
     }
 
+    // ------------------------------------------------------------------ builder
+
+    @Test
+    void toBuilderCopiesEveryComponentAndChangesOnlyWhatIsSet() throws Exception {
+        // every component differs from the builder's defaults, so a component the copy missed shows
+        ModelConfig odd = new ModelConfig(51, 17, 3, 4, 5, 1, 6, 7, 9, Activation.GELU, 33, 500000.0, 1e-6, false,
+                RouterKind.MLP, 40, TrainingRouting.TOP_K, 3, AuxLoss.SWITCH, 1e-3, 2e-3);
+        ModelConfig blank = ModelConfig.builder().build();
+        for (RecordComponent rc : ModelConfig.class.getRecordComponents()) {
+            assertNotEquals(rc.getAccessor().invoke(blank), rc.getAccessor().invoke(odd), rc.getName());
+        }
+        assertEquals(odd, odd.toBuilder().build());
+        ModelConfig changed = odd.toBuilder().dEmb(16).numLayers(2).build();
+        assertEquals(new ModelConfig(51, 16, 2, 4, 5, 1, 6, 7, 9, Activation.GELU, 33, 500000.0, 1e-6, false,
+                RouterKind.MLP, 40, TrainingRouting.TOP_K, 3, AuxLoss.SWITCH, 1e-3, 2e-3), changed);
+    }
+
+    @Test
+    void theBuilderStartsAtTheDocumentedDefaults() {
+        assertEquals(new ModelConfig(0, 0, 0, 0, 0, 0, 0, 0, 0, Activation.GELU_TANH, 0, 10000.0, 1e-5, true,
+                RouterKind.LINEAR, 256, TrainingRouting.DENSE, 2, AuxLoss.MI, 0.0, 0.0), ModelConfig.builder().build());
+    }
+
+    @Test
+    void choicesAreSpelledInLowerCase() {
+        assertEquals("gelu_tanh", Activation.GELU_TANH.json());
+        assertEquals("mlp", RouterKind.MLP.json());
+        assertEquals("top_k", TrainingRouting.TOP_K.json());
+        assertEquals("switch", AuxLoss.SWITCH.json());
+    }
+
     // ------------------------------------------------------------------ validation
 
     @Test
     void gqaGroupingMessagesNameBothValues() {
         ModelConfig base = tiny();
         assertEquals("num_heads_per_expert (3) must be a multiple of num_key_value_heads (2): each KV head serves"
-                + " N_head/N_kv query heads of every attention expert", invalid(base.withAttention(2, 3, 2, 4)));
+                + " N_head/N_kv query heads of every attention expert", invalid(base.toBuilder().nAtt(2).nHead(3).nKv(2).dAtt(4).build()));
         assertEquals("num_key_value_heads (4) must not exceed num_heads_per_expert (2): query head j of every"
                 + " attention expert reads KV head floor(j*N_kv/N_head), so the other KV heads would never be read",
-                invalid(base.withAttention(8, 2, 4, 4)));
-        base.withAttention(1, 8, 2, 4).validate(); // classic GQA
-        base.withAttention(4, 2, 2, 4).validate(); // the paper's DS-MoE: N_head = N_kv
-        base.withAttention(4, 4, 1, 4).validate(); // multi-query
+                invalid(base.toBuilder().nAtt(8).nHead(2).nKv(4).dAtt(4).build()));
+        base.toBuilder().nAtt(1).nHead(8).nKv(2).dAtt(4).build().validate(); // classic GQA
+        base.toBuilder().nAtt(4).nHead(2).nKv(2).dAtt(4).build().validate(); // the paper's DS-MoE: N_head = N_kv
+        base.toBuilder().nAtt(4).nHead(4).nKv(1).dAtt(4).build().validate(); // multi-query
     }
 
     @Test
     void sizesMustBePositiveAndHeadDimEven() {
-        assertEquals("vocab_size (0) must be positive", invalid(tiny().withVocabSize(0)));
-        assertEquals("expert_intermediate_size (-1) must be positive", invalid(tiny().withMlp(3, -1)));
+        assertEquals("vocab_size (0) must be positive", invalid(tiny().toBuilder().vocabSize(0).build()));
+        assertEquals("expert_intermediate_size (-1) must be positive", invalid(tiny().toBuilder().nFfd(3).dFfd(-1).build()));
         assertEquals("head_dim (5) must be even: RoPE rotates pairs of dimensions",
-                invalid(tiny().withAttention(2, 2, 1, 5)));
-        assertEquals("max_position_embeddings (0) must be positive", invalid(tiny().withMaxPositions(0)));
-        assertEquals("router_hidden_size (0) must be positive", invalid(tiny().withRouterHiddenSize(0)));
+                invalid(tiny().toBuilder().nAtt(2).nHead(2).nKv(1).dAtt(5).build()));
+        assertEquals("max_position_embeddings (0) must be positive", invalid(tiny().toBuilder().maxPositions(0).build()));
+        assertEquals("router_hidden_size (0) must be positive", invalid(tiny().toBuilder().routerHiddenSize(0).build()));
     }
 
     /** Positions size the RoPE tables and a full KV cache (2^20 at most); layers, and widths the training step indexes in int, are bounded too. */
     @Test
     void positionsAndTotalWidthsHaveUpperBounds() {
-        tiny().withMaxPositions(ModelConfig.MAX_POSITIONS).validate();
+        tiny().toBuilder().maxPositions(ModelConfig.MAX_POSITIONS).build().validate();
         assertEquals("max_position_embeddings (2000000000) must be at most 1048576: the RoPE tables and the KV cache are sized by it",
-                invalid(tiny().withMaxPositions(2_000_000_000)));
-        assertEquals("num_hidden_layers (2000000000) must be at most 65536", invalid(tiny().withNumLayers(2_000_000_000)));
-        assertEquals("num_mlp_experts*expert_intermediate_size (4294967296) is too large", invalid(tiny().withMlp(65536, 65536)));
+                invalid(tiny().toBuilder().maxPositions(2_000_000_000).build()));
+        assertEquals("num_hidden_layers (2000000000) must be at most 65536", invalid(tiny().toBuilder().numLayers(2_000_000_000).build()));
+        assertEquals("num_mlp_experts*expert_intermediate_size (4294967296) is too large", invalid(tiny().toBuilder().nFfd(65536).dFfd(65536).build()));
         assertEquals("num_attention_experts*num_heads_per_expert*head_dim (2147483648) is too large",
-                invalid(tiny().withAttention(65536, 2, 1, 16384)));
+                invalid(tiny().toBuilder().nAtt(65536).nHead(2).nKv(1).dAtt(16384).build()));
         ObjectNode json = (ObjectNode) assertDoesNotThrow(() -> new ObjectMapper().readTree(tiny().toJson()));
         json.put("max_position_embeddings", 2_000_000_000);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(json.toString()));
@@ -190,37 +222,37 @@ class ModelConfigTest {
 
     @Test
     void topKRoutingRulesHaveOneMessageEach() {
-        ModelConfig smoe = tiny().withAttention(1, 2, 1, 4).withAuxLoss(AuxLoss.SWITCH, 0, 0.01);
-        smoe.withTrainingRouting(TrainingRouting.TOP_K, 2).validate();
-        smoe.withTrainingRouting(TrainingRouting.TOP_K, 3).validate();
+        ModelConfig smoe = tiny().toBuilder().nAtt(1).nHead(2).nKv(1).dAtt(4).auxLoss(AuxLoss.SWITCH).auxWeightAtt(0).auxWeightFfd(0.01).build();
+        smoe.toBuilder().trainingRouting(TrainingRouting.TOP_K).trainingTopK(2).build().validate();
+        smoe.toBuilder().trainingRouting(TrainingRouting.TOP_K).trainingTopK(3).build().validate();
         assertEquals("training_top_k (4) must be between 1 and num_mlp_experts (3) when training_routing is \"top_k\"",
-                invalid(smoe.withTrainingRouting(TrainingRouting.TOP_K, 4)));
-        assertEquals("training_top_k (0) must be >= 1", invalid(smoe.withTrainingRouting(TrainingRouting.TOP_K, 0)));
+                invalid(smoe.toBuilder().trainingRouting(TrainingRouting.TOP_K).trainingTopK(4).build()));
+        assertEquals("training_top_k (0) must be >= 1", invalid(smoe.toBuilder().trainingRouting(TrainingRouting.TOP_K).trainingTopK(0).build()));
         assertEquals("training_routing \"top_k\" requires num_attention_experts = 1 (got 2): top-k training routes"
                 + " MLP experts only, as in the SMoE baseline",
-                invalid(tiny().withTrainingRouting(TrainingRouting.TOP_K, 2)));
+                invalid(tiny().toBuilder().trainingRouting(TrainingRouting.TOP_K).trainingTopK(2).build()));
         assertEquals("aux_loss \"switch\" requires training_routing \"top_k\" (got \"dense\"): the switch loss"
                 + " counts the tokens routed to each expert", invalid(smoe));
         // K is irrelevant under dense routing: a K above N_ffd is not an error there.
-        tiny().withTrainingRouting(TrainingRouting.DENSE, 9).validate();
+        tiny().toBuilder().trainingRouting(TrainingRouting.DENSE).trainingTopK(9).build().validate();
     }
 
     @Test
     void realValuedSettingsMustBeFiniteAndInRange() {
         assertEquals("aux_loss_weight_mlp (-1.0) must be a finite number >= 0",
-                invalid(tiny().withAuxLoss(AuxLoss.MI, 0, -1.0)));
+                invalid(tiny().toBuilder().auxLoss(AuxLoss.MI).auxWeightAtt(0).auxWeightFfd(-1.0).build()));
         assertEquals("aux_loss_weight_attention (NaN) must be a finite number >= 0",
-                invalid(tiny().withAuxLoss(AuxLoss.MI, Double.NaN, 0)));
-        assertEquals("rope_theta (0.0) must be a finite number > 0", invalid(tiny().withRopeTheta(0)));
+                invalid(tiny().toBuilder().auxLoss(AuxLoss.MI).auxWeightAtt(Double.NaN).auxWeightFfd(0).build()));
+        assertEquals("rope_theta (0.0) must be a finite number > 0", invalid(tiny().toBuilder().ropeTheta(0).build()));
         assertEquals("rms_norm_eps (Infinity) must be a finite number > 0",
-                invalid(tiny().withRmsNormEps(Double.POSITIVE_INFINITY)));
+                invalid(tiny().toBuilder().rmsNormEps(Double.POSITIVE_INFINITY).build()));
     }
 
     @Test
     void everyProblemIsReportedOnOneLine() {
-        String msg = invalid(tiny().withVocabSize(0).withRopeTheta(-1));
+        String msg = invalid(tiny().toBuilder().vocabSize(0).ropeTheta(-1).build());
         assertEquals("vocab_size (0) must be positive; rope_theta (-1.0) must be a finite number > 0", msg);
-        assertEquals(2, tiny().withVocabSize(0).withRopeTheta(-1).validationErrors().size());
+        assertEquals(2, tiny().toBuilder().vocabSize(0).ropeTheta(-1).build().validationErrors().size());
         assertTrue(tiny().validationErrors().isEmpty());
     }
 
@@ -234,7 +266,7 @@ class ModelConfigTest {
         assertEquals(RouterKind.MLP, c.router());
         assertEquals(1e-3, c.auxWeightFfd());
         assertFalse(c.tieWordEmbeddings());
-        assertEquals(ModelConfig.preset("dsmoe-small").withVocabSize(4096), ModelConfig.preset("dsmoe-small")
+        assertEquals(ModelConfig.preset("dsmoe-small").toBuilder().vocabSize(4096).build(), ModelConfig.preset("dsmoe-small")
                 .with("vocab_size", "4096"));
         assertEquals("num_mlp_experts must be an integer, got \"many\"",
                 message(() -> c.with("num_mlp_experts", "many")));
@@ -400,7 +432,7 @@ class ModelConfigTest {
         assertWithin("dsmoe-3b", 2846e6, 0.01);
         assertWithin("dsmoe-6b", 6343e6, 0.01);
         // with linear routers the MoE rows fall 2-5% short (DS-MoE-3B: -4.7%)
-        ModelConfig linear3b = ModelConfig.preset("dsmoe-3b").withRouter(RouterKind.LINEAR);
+        ModelConfig linear3b = ModelConfig.preset("dsmoe-3b").toBuilder().router(RouterKind.LINEAR).build();
         assertEquals(handCount(3072, 28, 8, 4, 4, 96, 32, 384, 0), linear3b.nonEmbeddingParams());
         assertTrue(linear3b.nonEmbeddingParams() < 0.96 * 2846e6);
     }
@@ -425,15 +457,15 @@ class ModelConfigTest {
         assertEquals(2 * perLayer + 16, c.nonEmbeddingParams());
         assertEquals(50 * 16, c.embeddingParams());
         assertEquals(c.nonEmbeddingParams() + 50 * 16, c.totalParams());
-        assertEquals(c.nonEmbeddingParams() + 2 * 50 * 16, c.withTieWordEmbeddings(false).totalParams());
-        assertEquals(c.nonEmbeddingParams(), c.withTieWordEmbeddings(false).nonEmbeddingParams());
-        ModelConfig mlpRouter = c.withRouter(RouterKind.MLP);
+        assertEquals(c.nonEmbeddingParams() + 2 * 50 * 16, c.toBuilder().tieWordEmbeddings(false).build().totalParams());
+        assertEquals(c.nonEmbeddingParams(), c.toBuilder().tieWordEmbeddings(false).build().nonEmbeddingParams());
+        ModelConfig mlpRouter = c.toBuilder().router(RouterKind.MLP).build();
         assertEquals(256 * 16 + 2 * 256, mlpRouter.attentionRouterParams());
         assertEquals(256 * 16 + 3 * 256, mlpRouter.mlpRouterParams());
-        ModelConfig narrow = mlpRouter.withRouterHiddenSize(5);
+        ModelConfig narrow = mlpRouter.toBuilder().routerHiddenSize(5).build();
         assertEquals(5 * 16 + 2 * 5, narrow.attentionRouterParams());
         assertEquals(5 * 16 + 3 * 5, narrow.mlpRouterParams());
-        assertEquals(c.routerParams(), c.withRouterHiddenSize(5).routerParams()); // unused by linear routers
+        assertEquals(c.routerParams(), c.toBuilder().routerHiddenSize(5).build().routerParams()); // unused by linear routers
         assertEquals(0, ModelConfig.preset("dense-small").routerParams());
     }
 

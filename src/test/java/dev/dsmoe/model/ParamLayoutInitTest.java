@@ -56,7 +56,7 @@ class ParamLayoutInitTest {
 
     @Test
     void routersAreNormalWithStd002() {
-        ModelConfig cfg = ModelConfigTest.tiny().withDEmb(2048).withAttention(16, 2, 1, 4).withMlp(32, 8);
+        ModelConfig cfg = ModelConfigTest.tiny().toBuilder().dEmb(2048).nAtt(16).nHead(2).nKv(1).dAtt(4).nFfd(32).dFfd(8).build();
         ParamLayout p = ParamLayout.of(cfg);
         float[] w = init(p, 7);
         assertNormal(w, p.layer(0).mlpRouter().out(), 0.02); // 32 x 2048
@@ -65,7 +65,7 @@ class ParamLayoutInitTest {
 
     @Test
     void normGainsAreExactlyOneAndNothingIsLeftZero() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small").withTieWordEmbeddings(false));
+        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small").toBuilder().tieWordEmbeddings(false).build());
         float[] w = init(p, 3);
         int zeros = 0;
         for (Tensor t : p.tensors()) {

@@ -68,7 +68,7 @@ class ParamLayoutTest {
 
     @Test
     void untiedLmHeadIsTheLastTensorAndDecays() {
-        ModelConfig c = ModelConfigTest.tiny().withTieWordEmbeddings(false);
+        ModelConfig c = ModelConfigTest.tiny().toBuilder().tieWordEmbeddings(false).build();
         ParamLayout p = ParamLayout.of(c);
         Tensor last = p.tensors().get(p.tensors().size() - 1);
         assertEquals("lm_head.weight", last.name());
@@ -83,7 +83,7 @@ class ParamLayoutTest {
 
     @Test
     void mlpRouterIsTwoBiasFreeLinearsNamedLikeNnSequential() {
-        ParamLayout p = ParamLayout.of(ModelConfigTest.tiny().withRouter(RouterKind.MLP));
+        ParamLayout p = ParamLayout.of(ModelConfigTest.tiny().toBuilder().router(RouterKind.MLP).build());
         assertFalse(p.contains("model.layers.0.attn.router.weight"));
         assertArrayEquals(new int[] {256, 16}, p.tensor("model.layers.0.attn.router.0.weight").shape());
         assertArrayEquals(new int[] {2, 256}, p.tensor("model.layers.0.attn.router.2.weight").shape());
@@ -94,7 +94,7 @@ class ParamLayoutTest {
         assertSame(p.tensor("model.layers.1.mlp.router.0.weight"), r.hidden());
         assertSame(p.tensor("model.layers.1.mlp.router.2.weight"), r.out());
         assertEquals(p.config().totalParams(), p.totalSize());
-        ParamLayout narrow = ParamLayout.of(ModelConfigTest.tiny().withRouter(RouterKind.MLP).withRouterHiddenSize(7));
+        ParamLayout narrow = ParamLayout.of(ModelConfigTest.tiny().toBuilder().router(RouterKind.MLP).routerHiddenSize(7).build());
         assertArrayEquals(new int[] {7, 16}, narrow.tensor("model.layers.0.attn.router.0.weight").shape());
         assertArrayEquals(new int[] {3, 7}, narrow.tensor("model.layers.1.mlp.router.2.weight").shape());
         assertEquals(narrow.config().totalParams(), narrow.totalSize());
@@ -104,7 +104,7 @@ class ParamLayoutTest {
     void offsetsTileTheBufferAndTotalSizeIsTheParameterCountForEveryPreset() {
         List<ModelConfig> configs = new ArrayList<>();
         for (String n : ModelConfig.presetNames()) configs.add(ModelConfig.preset(n));
-        configs.add(ModelConfigTest.tiny().withTieWordEmbeddings(false).withRouter(RouterKind.MLP));
+        configs.add(ModelConfigTest.tiny().toBuilder().tieWordEmbeddings(false).router(RouterKind.MLP).build());
         for (ModelConfig c : configs) {
             ParamLayout p = ParamLayout.of(c);
             long next = 0;
@@ -185,7 +185,7 @@ class ParamLayoutTest {
 
     @Test
     void layoutRejectsAnInvalidConfig() {
-        assertThrows(IllegalArgumentException.class, () -> ParamLayout.of(ModelConfigTest.tiny().withVocabSize(0)));
+        assertThrows(IllegalArgumentException.class, () -> ParamLayout.of(ModelConfigTest.tiny().toBuilder().vocabSize(0).build()));
     }
 
     @Test

@@ -54,8 +54,8 @@ class TrainerTest {
     }
 
     static ModelConfig tiny() {
-        return ModelConfig.preset("dsmoe-small").withVocabSize(32).withDEmb(16).withNumLayers(2)
-                .withAttention(2, 2, 2, 4).withMlp(4, 8).withMaxPositions(16).validate();
+        return ModelConfig.preset("dsmoe-small").toBuilder().vocabSize(32).dEmb(16).numLayers(2)
+                .nAtt(2).nHead(2).nKv(2).dAtt(4).nFfd(4).dFfd(8).maxPositions(16).build().validate();
     }
 
     static int[] corpus() {
