@@ -2,6 +2,7 @@ package dev.dsmoe.bench;
 
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import dev.dsmoe.train.AdamWOptimizer;
@@ -70,10 +71,10 @@ public final class TrainingBenchmarks {
                 opt.step(p, g, 3e-4f, 1.0);
             });
             double tps = n / sec;
-            double flopsPerToken = 6.0 * (c.nonEmbeddingParams() + (long) c.vocabSize() * c.dEmb())
+            double flopsPerToken = 6.0 * (ParamCounts.of(c).nonEmbedding() + (long) c.vocabSize() * c.dEmb())
                     + 6.0 * c.numLayers() * c.totalQueryHeads() * c.dAtt() * seqLen; // causal QKᵀ and PV, fwd+bwd
             double ratio = rows.isEmpty() ? 1.0 : tps / rows.getFirst().tokensPerSecond();
-            rows.add(new Row(name, c.totalParams(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
+            rows.add(new Row(name, layout.totalSize(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
                     peakHeap(), model.activations(batch, seqLen).bytes()));
         }
         return rows;

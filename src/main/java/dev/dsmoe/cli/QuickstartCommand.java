@@ -19,6 +19,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import dev.dsmoe.tokenizer.Tokenizer;
@@ -299,8 +300,8 @@ final class QuickstartCommand implements Callable<Integer> {
                 r.put("code_acc", mc == null ? Double.NaN : mc.acc());
                 r.put("code_acc_norm", mc == null ? Double.NaN : mc.accNorm());
                 r.put("code_items", mc == null ? 0 : mc.items());
-                r.put("total_params", c.totalParams());
-                r.put("non_embedding_params", c.nonEmbeddingParams());
+                r.put("total_params", ParamCounts.of(c).total());
+                r.put("non_embedding_params", ParamCounts.of(c).nonEmbedding());
                 r.put("active_params_per_token", ppl.stats().activeParamsPerToken());
                 r.put("active_attention_experts", ppl.stats().meanActiveAttention());
                 r.put("active_mlp_experts", ppl.stats().meanActiveMlp());

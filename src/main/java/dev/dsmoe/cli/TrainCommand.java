@@ -5,6 +5,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.train.BatchSource;
 import dev.dsmoe.train.TrainData;
 import dev.dsmoe.train.Trainer;
@@ -340,7 +341,7 @@ final class TrainCommand implements Callable<Integer> {
         public void onStart(long step, long totalSteps, Trainer.Options o) {
             if (json) return;
             System.err.printf(Locale.ROOT, "dsmoe train: %s, %.2fM parameters (%.2fM non-embedding), %d steps of %d tokens%s%n",
-                    describe(config), config.totalParams() / 1e6, config.nonEmbeddingParams() / 1e6, totalSteps,
+                    describe(config), ParamCounts.of(config).total() / 1e6, ParamCounts.of(config).nonEmbedding() / 1e6, totalSteps,
                     o.tokensPerStep(), step > 0 ? ", resuming at step " + step : "");
         }
 

@@ -229,6 +229,16 @@ public record ModelConfig(
         Objects.requireNonNull(auxLoss, "aux_loss");
     }
 
+    /** Query heads over all attention experts, {@code N_att·N_head}. */
+    public int totalQueryHeads() {
+        return nAtt * nHead;
+    }
+
+    /** MLP width over all experts, {@code N_ffd·D_ffd}. */
+    public int totalMlpWidth() {
+        return nFfd * dFfd;
+    }
+
     // ------------------------------------------------------------------ validation
 
     /** Every problem with this config, one message each, in key order; empty if valid. */
@@ -634,112 +644,6 @@ public record ModelConfig(
             return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
                     maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting,
                     trainingTopK, auxLoss, auxWeightAtt, auxWeightFfd);
-        }
-    }
-
-    // ------------------------------------------------------------------ parameter counts
-
-    /** Query heads over all attention experts, {@code N_att*N_head}. */
-    public int totalQueryHeads() {
-        return nAtt * nHead;
-    }
-
-    /** MLP width over all experts, {@code N_ffd*D_ffd}. */
-    public int totalMlpWidth() {
-        return nFfd * dFfd;
-    }
-
-    /** Parameters of one router over {@code n} experts; 0 when {@code n == 1} (no router). */
-    public long routerParams(int n) {
-        if (n == 1) return 0;
-        return switch (router) {
-            case LINEAR -> (long) n * dEmb;
-            case MLP -> (long) routerHiddenSize * dEmb + (long) n * routerHiddenSize;
-        };
-    }
-
-    /** The attention router of one layer; 0 when N_att = 1. */
-    public long attentionRouterParams() {
-        return routerParams(nAtt);
-    }
-
-    /** The MLP router of one layer; 0 when N_ffd = 1. */
-    public long mlpRouterParams() {
-        return routerParams(nFfd);
-    }
-
-    /** All routers of all layers. */
-    public long routerParams() {
-        return (long) numLayers * (attentionRouterParams() + mlpRouterParams());
-    }
-
-    /** One attention expert of one layer: its q_proj and o_proj, {@code 2*N_head*D_att*d}. */
-    public long attentionExpertParams() {
-        return 2L * nHead * dAtt * dEmb;
-    }
-
-    /** The shared k_proj and v_proj of one layer, {@code 2*N_kv*D_att*d}. */
-    public long sharedKvParams() {
-        return 2L * nKv * dAtt * dEmb;
-    }
-
-    /** One MLP expert of one layer: up_proj and down_proj, {@code 2*D_ffd*d}. */
-    public long mlpExpertParams() {
-        return 2L * dFfd * dEmb;
-    }
-
-    /** One transformer layer: two norms, routers, attention (experts + shared KV), MLP experts. */
-    public long paramsPerLayer() {
-        return 2L * dEmb + attentionRouterParams() + nAtt * attentionExpertParams() + sharedKvParams()
-                + mlpRouterParams() + nFfd * mlpExpertParams();
-    }
-
-    /** {@code embed_tokens} plus an untied {@code lm_head}. */
-    public long embeddingParams() {
-        return (long) vocabSize * dEmb * (tieWordEmbeddings ? 1 : 2);
-    }
-
-    /** Everything except {@code embed_tokens} and an untied {@code lm_head} (the paper's totals). */
-    public long nonEmbeddingParams() {
-        return numLayers * paramsPerLayer() + dEmb;
-    }
-
-    /** Every parameter, the size of the flat buffer ({@link ParamLayout#totalSize()}). */
-    public long totalParams() {
-        return nonEmbeddingParams() + embeddingParams();
-    }
-
-    /** All expert parameters of all layers (attention q/o and MLP up/down). */
-    public long expertParams() {
-        return numLayers * (nAtt * attentionExpertParams() + nFfd * mlpExpertParams());
-    }
-
-    /**
-     * Non-embedding parameters a token reads when, per layer, {@code activeAtt} attention experts
-     * and {@code activeFfd} MLP experts are computed (means over tokens and layers may be
-     * fractional). Routers, norms and the shared KV projections are always counted.
-     */
-    public double activeParamsPerToken(double activeAtt, double activeFfd) {
-        checkActive(activeAtt, activeFfd);
-        return nonEmbeddingParams()
-                - numLayers * ((nAtt - activeAtt) * attentionExpertParams() + (nFfd - activeFfd) * mlpExpertParams());
-    }
-
-    /** "Active hidden": active expert parameters / all expert parameters (METHOD 5), in [0, 1]. */
-    public double activeExpertFraction(double activeAtt, double activeFfd) {
-        checkActive(activeAtt, activeFfd);
-        return numLayers * (activeAtt * attentionExpertParams() + activeFfd * mlpExpertParams())
-                / (double) expertParams();
-    }
-
-    private void checkActive(double activeAtt, double activeFfd) {
-        if (!(activeAtt >= 1 && activeAtt <= nAtt)) {
-            throw new IllegalArgumentException("active attention experts (" + activeAtt
-                    + ") must be between 1 and num_attention_experts (" + nAtt + ")");
-        }
-        if (!(activeFfd >= 1 && activeFfd <= nFfd)) {
-            throw new IllegalArgumentException("active MLP experts (" + activeFfd
-                    + ") must be between 1 and num_mlp_experts (" + nFfd + ")");
         }
     }
 

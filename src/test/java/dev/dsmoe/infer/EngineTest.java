@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import java.io.IOException;
@@ -181,8 +182,8 @@ class EngineTest {
             assertEquals(5, s.decodeTokens());
             assertEquals(1.0, s.meanActiveAttention(), 0);
             assertEquals(2.0, s.meanActiveMlp(), 0);
-            assertEquals(c.activeParamsPerToken(1, 2), s.activeParamsPerToken(), 1e-9);
-            assertEquals(c.activeExpertFraction(1, 2), s.activeExpertFraction(), 1e-12);
+            assertEquals(ParamCounts.of(c).activePerToken(1, 2), s.activeParamsPerToken(), 1e-9);
+            assertEquals(ParamCounts.of(c).activeExpertFraction(1, 2), s.activeExpertFraction(), 1e-12);
             assertEquals(c.numLayers(), s.activeMlpPerLayer().length);
 
             e.resetStats();
