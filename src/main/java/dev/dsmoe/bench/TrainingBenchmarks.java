@@ -2,6 +2,7 @@ package dev.dsmoe.bench;
 
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
@@ -49,7 +50,7 @@ public final class TrainingBenchmarks {
     private List<Row> measure(List<String> presets) {
         List<Row> rows = new ArrayList<>();
         for (String name : presets) {
-            ModelConfig c = ModelConfig.preset(name);
+            ModelConfig c = ModelPresets.get(name);
             ParamLayout layout = ParamLayout.of(c);
             float[] p = layout.newBuffer(), g = layout.newBuffer();
             Init.initialize(layout, p, 1);

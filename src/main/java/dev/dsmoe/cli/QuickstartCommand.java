@@ -19,6 +19,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
@@ -91,7 +92,7 @@ final class QuickstartCommand implements Callable<Integer> {
 
     /** A preset as the quickstart trains it: for --tiny, the same families and size matching at 1/8 of the width. */
     private ModelConfig config(String preset) {
-        ModelConfig c = ModelConfig.preset(preset);
+        ModelConfig c = ModelPresets.get(preset);
         if (!tiny) return c;
         return c.toBuilder().dEmb(32).numLayers(1).dAtt(8).dFfd(c.dFfd() / 8).maxPositions(64).build();
     }

@@ -5,6 +5,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.train.BatchSource;
 import dev.dsmoe.train.TrainData;
@@ -104,18 +105,17 @@ final class TrainCommand implements Callable<Integer> {
     static final class Presets implements Iterable<String> {
         @Override
         public java.util.Iterator<String> iterator() {
-            return ModelConfig.presetNames().iterator();
+            return ModelPresets.names().iterator();
         }
     }
 
     private ModelConfig resolveConfig(int tokenizerVocab) {
-        ModelConfig c = ModelConfig.preset(preset);
+        ModelConfig c = ModelPresets.get(preset);
         if (family != null) {
-            ModelConfig.Family f = ModelConfig.Family.parse(family);
-            int att = experts != null ? experts[0] : (f == ModelConfig.Family.DSMOE ? 4 : 1);
-            int mlp = experts != null && experts.length > 1 ? experts[1]
-                    : switch (f) { case DSMOE -> 16; case SMOE -> 8; case DENSE -> 1; };
-            c = ModelConfig.sizeMatched(c, f, att, mlp);
+            ModelPresets.Family f = ModelPresets.Family.parse(family);
+            int att = experts != null ? experts[0] : f.nAtt();
+            int mlp = experts != null && experts.length > 1 ? experts[1] : f.nFfd();
+            c = ModelPresets.sizeMatched(c, f, att, mlp);
         }
         boolean vocabGiven = false;
         for (String key : ModelConfig.jsonKeys()) {

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.RandomParams;
 import java.io.IOException;
@@ -27,7 +28,7 @@ class ModelFilesTest {
     Path dir;
 
     static ModelConfig tiny() {
-        return ModelConfig.preset("dsmoe-small").toBuilder().vocabSize(40).dEmb(16).numLayers(1)
+        return ModelPresets.get("dsmoe-small").toBuilder().vocabSize(40).dEmb(16).numLayers(1)
                 .nAtt(2).nHead(2).nKv(2).dAtt(4).nFfd(2).dFfd(8).maxPositions(16).build().validate();
     }
 

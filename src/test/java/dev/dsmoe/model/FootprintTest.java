@@ -17,7 +17,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 class FootprintTest {
 
     static Stream<Arguments> configs() {
-        ModelConfig base = ModelConfig.preset("dense-small").toBuilder().numLayers(2).vocabSize(97).dEmb(24).maxPositions(40).build();
+        ModelConfig base = ModelPresets.get("dense-small").toBuilder().numLayers(2).vocabSize(97).dEmb(24).maxPositions(40).build();
         return Stream.of(
                 Arguments.of("dense", base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(8).nFfd(1).dFfd(64).build().validate()),
                 Arguments.of("smoe top-2", base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(8).nFfd(4).dFfd(16)
@@ -57,7 +57,7 @@ class FootprintTest {
     @Test
     void anArenaPastAJavaArrayIsCountedAndRefusedNotWrapped() {
         // 65536 x 256 tokens of width 256: n*d = 2^32, which wraps to 0 in int arithmetic.
-        ModelConfig c = ModelConfig.preset("dense-small");
+        ModelConfig c = ModelPresets.get("dense-small");
         Footprint f = Activations.footprint(c, 65536, 256);
         assertEquals(65536L * 256 * 8192, f.longestArray(), "the logits [N, V]");
         assertTrue(f.heapBytes() > 4L * 65536 * 256 * 256 * 4, "at least the four [N, d] arrays of a layer");
@@ -67,7 +67,7 @@ class FootprintTest {
 
     @Test
     void sizesPastALongSaturate() {
-        ModelConfig c = ModelConfig.preset("dense-small").toBuilder().dEmb(Integer.MAX_VALUE - 1).maxPositions(1 << 20).build().validate();
+        ModelConfig c = ModelPresets.get("dense-small").toBuilder().dEmb(Integer.MAX_VALUE - 1).maxPositions(1 << 20).build().validate();
         Footprint f = Activations.footprint(c, Integer.MAX_VALUE, 1 << 20);
         assertEquals(Long.MAX_VALUE, f.heapBytes());
     }

@@ -11,10 +11,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.dsmoe.model.ModelConfig.Activation;
 import dev.dsmoe.model.ModelConfig.AuxLoss;
-import dev.dsmoe.model.ModelConfig.Family;
 import dev.dsmoe.model.ModelConfig.RouterKind;
 import dev.dsmoe.model.ModelConfig.TrainingRouting;
-import dev.dsmoe.model.ParamLayout.Role;
 import java.lang.reflect.RecordComponent;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -45,8 +43,8 @@ class ModelConfigTest {
 
     @Test
     void jsonRoundTripReturnsAnEqualConfigForEveryPreset() {
-        for (String name : ModelConfig.presetNames()) {
-            ModelConfig c = ModelConfig.preset(name);
+        for (String name : ModelPresets.names()) {
+            ModelConfig c = ModelPresets.get(name);
             assertEquals(c, ModelConfig.fromJson(c.toJson()), name);
         }
         ModelConfig odd = tiny().toBuilder().router(RouterKind.MLP).routerHiddenSize(40).hiddenAct(Activation.GELU).tieWordEmbeddings(false)
@@ -261,13 +259,13 @@ class ModelConfigTest {
 
     @Test
     void withKeyOverridesByJsonNameAndNamesTheKeyOnError() {
-        ModelConfig c = ModelConfig.preset("dsmoe-small").with("vocab_size", "4096").with("router", "mlp")
+        ModelConfig c = ModelPresets.get("dsmoe-small").with("vocab_size", "4096").with("router", "mlp")
                 .with("aux_loss_weight_mlp", "1e-3").with("tie_word_embeddings", "false");
         assertEquals(4096, c.vocabSize());
         assertEquals(RouterKind.MLP, c.router());
         assertEquals(1e-3, c.auxWeightFfd());
         assertFalse(c.tieWordEmbeddings());
-        assertEquals(ModelConfig.preset("dsmoe-small").toBuilder().vocabSize(4096).build(), ModelConfig.preset("dsmoe-small")
+        assertEquals(ModelPresets.get("dsmoe-small").toBuilder().vocabSize(4096).build(), ModelPresets.get("dsmoe-small")
                 .with("vocab_size", "4096"));
         assertEquals("num_mlp_experts must be an integer, got \"many\"",
                 message(() -> c.with("num_mlp_experts", "many")));
@@ -276,105 +274,5 @@ class ModelConfigTest {
         // overrides are not validated until asked, so they can be chained through invalid states
         ModelConfig mid = c.with("num_key_value_heads", "4");
         assertFalse(mid.validationErrors().isEmpty());
-    }
-
-    // ------------------------------------------------------------------ presets
-
-    @Test
-    void everyPresetIsValidAndNamesAreStable() {
-        assertEquals(List.of("dense-small", "smoe-small", "dsmoe-small", "dense-1b", "smoe-1b", "dsmoe-1b",
-                "dense-3b", "dsmoe-3b", "dense-6b", "dsmoe-6b"), ModelConfig.presetNames());
-        for (String n : ModelConfig.presetNames()) {
-            ModelConfig c = ModelConfig.preset(n);
-            assertTrue(c.validationErrors().isEmpty(), n);
-            assertEquals(n.endsWith("small") ? 8192 : 32000, c.vocabSize(), n);
-            assertEquals(n.endsWith("small") ? 256 : 2048, c.maxPositions(), n);
-            assertTrue(c.tieWordEmbeddings(), n);
-        }
-    }
-
-    @Test
-    void unknownPresetListsTheKnownNames() {
-        assertEquals("unknown model preset \"dsmoe-huge\"; known presets: dense-small, smoe-small, dsmoe-small,"
-                + " dense-1b, smoe-1b, dsmoe-1b, dense-3b, dsmoe-3b, dense-6b, dsmoe-6b",
-                message(() -> ModelConfig.preset("dsmoe-huge")));
-    }
-
-    @Test
-    void smallPresetsMatchTheMethodTable() {
-        ModelConfig d = ModelConfig.preset("dense-small");
-        ModelConfig s = ModelConfig.preset("smoe-small");
-        ModelConfig m = ModelConfig.preset("dsmoe-small");
-        assertShape(d, 256, 4, 1, 8, 2, 32, 1, 1024);
-        assertShape(s, 256, 4, 1, 8, 2, 32, 8, 128);
-        assertShape(m, 256, 4, 4, 2, 2, 32, 16, 64);
-        assertEquals(TrainingRouting.DENSE, d.trainingRouting());
-        assertEquals(AuxLoss.NONE, d.auxLoss());
-        assertEquals(TrainingRouting.TOP_K, s.trainingRouting());
-        assertEquals(2, s.trainingTopK());
-        assertEquals(AuxLoss.SWITCH, s.auxLoss());
-        assertEquals(TrainingRouting.DENSE, m.trainingRouting());
-        assertEquals(AuxLoss.MI, m.auxLoss());
-        assertEquals(3.5e-4, m.auxWeightAtt());
-        assertEquals(6.3e-4, m.auxWeightFfd());
-        // "equal across the three within the routers' few thousand"
-        ParamCounts dc = ParamCounts.of(d), sc = ParamCounts.of(s), mc = ParamCounts.of(m);
-        assertEquals(dc.nonEmbedding() + sc.count(Role.ROUTER), sc.nonEmbedding());
-        assertEquals(dc.nonEmbedding() + mc.count(Role.ROUTER), mc.nonEmbedding());
-        assertEquals(4 * (4 + 16) * 256, mc.count(Role.ROUTER));
-    }
-
-    @Test
-    void bigPresetsHaveThePaperShapesAndWeights() {
-        assertShape(ModelConfig.preset("dense-1b"), 2048, 24, 1, 32, 2, 64, 1, 8192);
-        assertShape(ModelConfig.preset("smoe-1b"), 2048, 24, 1, 32, 2, 64, 8, 1024);
-        assertShape(ModelConfig.preset("dsmoe-1b"), 2048, 24, 16, 2, 2, 64, 32, 256);
-        assertShape(ModelConfig.preset("dense-3b"), 3072, 28, 1, 32, 4, 96, 1, 12288);
-        assertShape(ModelConfig.preset("dsmoe-3b"), 3072, 28, 8, 4, 4, 96, 32, 384);
-        assertShape(ModelConfig.preset("dense-6b"), 4096, 36, 1, 32, 4, 128, 1, 16384);
-        assertShape(ModelConfig.preset("dsmoe-6b"), 4096, 36, 8, 4, 4, 128, 32, 512);
-        assertEquals(2e-4, ModelConfig.preset("dsmoe-3b").auxWeightAtt());
-        assertEquals(4e-4, ModelConfig.preset("dsmoe-3b").auxWeightFfd());
-        assertEquals(2e-4, ModelConfig.preset("dsmoe-6b").auxWeightFfd());
-    }
-
-    private static void assertShape(ModelConfig c, int d, int layers, int nAtt, int nHead, int nKv, int dAtt,
-            int nFfd, int dFfd) {
-        assertEquals(List.of(d, layers, nAtt, nHead, nKv, dAtt, nFfd, dFfd), List.of(c.dEmb(), c.numLayers(),
-                c.nAtt(), c.nHead(), c.nKv(), c.dAtt(), c.nFfd(), c.dFfd()), c.toString());
-    }
-
-    // ------------------------------------------------------------------ size matching
-
-    @Test
-    void sizeMatchingFollowsThePaperRule() {
-        ModelConfig dense = ModelConfig.preset("dense-small");
-        ModelConfig ds = ModelConfig.sizeMatched(dense, Family.DSMOE, 4, 16);
-        assertEquals(ModelConfig.preset("dsmoe-small"), ds);
-        assertEquals(dense.totalQueryHeads(), ds.totalQueryHeads());
-        assertEquals(dense.totalMlpWidth(), ds.totalMlpWidth());
-        assertEquals(dense.nKv(), ds.nKv());
-        // any family can be the reference: going back from DS-MoE gives the dense preset
-        assertEquals(dense, ModelConfig.sizeMatched(ds, Family.DENSE, 1, 1));
-        ModelConfig smoe2x = ModelConfig.sizeMatched(dense, Family.SMOE, 1, 8, 2.0);
-        assertEquals(256, smoe2x.dFfd());
-        assertEquals(2 * dense.totalMlpWidth(), smoe2x.totalMlpWidth());
-        assertEquals(ModelConfig.preset("smoe-small"), ModelConfig.sizeMatched(dense, Family.SMOE, 1, 8));
-    }
-
-    @Test
-    void sizeMatchingRejectsSplitsThatDoNotDivide() {
-        ModelConfig dense = ModelConfig.preset("dense-small");
-        assertEquals("the reference's 8 query heads do not split evenly over num_attention_experts (3)",
-                message(() -> ModelConfig.sizeMatched(dense, Family.DSMOE, 3, 16)));
-        assertEquals("the MLP width 1024 does not split evenly over num_mlp_experts (6)",
-                message(() -> ModelConfig.sizeMatched(dense, Family.DSMOE, 4, 6)));
-        assertEquals("smoe has num_attention_experts = 1 (got 2)",
-                message(() -> ModelConfig.sizeMatched(dense, Family.SMOE, 2, 8)));
-        // 8 heads over 8 experts is 1 query head per expert over 2 KV heads: invalid GQA, said so
-        assertTrue(message(() -> ModelConfig.sizeMatched(dense, Family.DSMOE, 8, 16))
-                .startsWith("num_key_value_heads (2) must not exceed num_heads_per_expert (1)"));
-        assertEquals(Family.SMOE, Family.parse("SMoE"));
-        assertEquals("unknown model family \"moe\"; known: dense, smoe, dsmoe", message(() -> Family.parse("moe")));
     }
 }

@@ -12,7 +12,7 @@ import org.junit.jupiter.api.Test;
 class ParamCountsTest {
 
     private static ParamCounts counts(String preset) {
-        return ParamCounts.of(ModelConfig.preset(preset));
+        return ParamCounts.of(ModelPresets.get(preset));
     }
 
     /**
@@ -59,7 +59,7 @@ class ParamCountsTest {
         String[][] pairs = {{"smoe-1b", "dense-1b"}, {"dsmoe-1b", "dense-1b"}, {"dsmoe-3b", "dense-3b"},
                 {"dsmoe-6b", "dense-6b"}};
         for (String[] p : pairs) {
-            ModelConfig moe = ModelConfig.preset(p[0]);
+            ModelConfig moe = ModelPresets.get(p[0]);
             assertEquals(RouterKind.MLP, moe.router(), p[0]);
             assertEquals(counts(p[1]).nonEmbedding() + counts(p[0]).count(Role.ROUTER), counts(p[0]).nonEmbedding(), p[0]);
             assertEquals(handCount(moe.dEmb(), moe.numLayers(), moe.nAtt(), moe.nHead(), moe.nKv(), moe.dAtt(),
@@ -75,7 +75,7 @@ class ParamCountsTest {
         assertWithin("dsmoe-3b", 2846e6, 0.01);
         assertWithin("dsmoe-6b", 6343e6, 0.01);
         // with linear routers the MoE rows fall 2-5% short (DS-MoE-3B: -4.7%)
-        ParamCounts linear3b = ParamCounts.of(ModelConfig.preset("dsmoe-3b").toBuilder().router(RouterKind.LINEAR).build());
+        ParamCounts linear3b = ParamCounts.of(ModelPresets.get("dsmoe-3b").toBuilder().router(RouterKind.LINEAR).build());
         assertEquals(handCount(3072, 28, 8, 4, 4, 96, 32, 384, 0), linear3b.nonEmbedding());
         assertTrue(linear3b.nonEmbedding() < 0.96 * 2846e6);
     }

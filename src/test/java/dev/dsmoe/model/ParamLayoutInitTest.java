@@ -23,7 +23,7 @@ class ParamLayoutInitTest {
 
     @Test
     void sameSeedGivesBitwiseIdenticalBuffersWhateverTheThreadCount() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         float[] a = init(p, 1234);
         int threads = Parallel.threads();
         float[] b;
@@ -43,7 +43,7 @@ class ParamLayoutInitTest {
 
     @Test
     void matricesAreNormalWithStd002AndResidualOutputsAreScaled() {
-        ModelConfig cfg = ModelConfig.preset("dense-small"); // 4 layers
+        ModelConfig cfg = ModelPresets.get("dense-small"); // 4 layers
         ParamLayout p = ParamLayout.of(cfg);
         float[] w = init(p, 42);
         // up_proj: 262144 values; the std estimate has relative error ~ 1/sqrt(2n) = 0.14%
@@ -65,7 +65,7 @@ class ParamLayoutInitTest {
 
     @Test
     void normGainsAreExactlyOneAndNothingIsLeftZero() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small").toBuilder().tieWordEmbeddings(false).build());
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small").toBuilder().tieWordEmbeddings(false).build());
         float[] w = init(p, 3);
         int zeros = 0;
         for (Tensor t : p.tensors()) {

@@ -53,7 +53,7 @@ class ParamLayoutTest {
 
     @Test
     void denseLayoutHasNoRoutersButKeepsTheExpertDimension() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dense-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dense-small"));
         assertTrue(p.tensors().stream().noneMatch(t -> t.name().contains("router")));
         assertTrue(p.tensors().stream().noneMatch(t -> t.role() == Role.ROUTER));
         assertNull(p.layer(0).attnRouter());
@@ -103,7 +103,7 @@ class ParamLayoutTest {
     @Test
     void offsetsTileTheBufferAndTotalSizeIsTheParameterCountForEveryPreset() {
         List<ModelConfig> configs = new ArrayList<>();
-        for (String n : ModelConfig.presetNames()) configs.add(ModelConfig.preset(n));
+        for (String n : ModelPresets.names()) configs.add(ModelPresets.get(n));
         configs.add(ModelConfigTest.tiny().toBuilder().tieWordEmbeddings(false).router(RouterKind.MLP).build());
         for (ModelConfig c : configs) {
             ParamLayout p = ParamLayout.of(c);
@@ -124,7 +124,7 @@ class ParamLayoutTest {
 
     @Test
     void layerAccessorsAreTheNamedTensors() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         for (int l = 0; l < p.numLayers(); l++) {
             String q = "model.layers." + l + ".";
             ParamLayout.Layer L = p.layer(l);
@@ -149,7 +149,7 @@ class ParamLayoutTest {
 
     @Test
     void unknownTensorNameIsAnErrorNamingIt() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dense-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dense-small"));
         String msg = assertThrows(IllegalArgumentException.class,
                 () -> p.tensor("model.layers.0.attn.router.weight")).getMessage();
         assertEquals("no parameter tensor named \"model.layers.0.attn.router.weight\" in this 34-tensor layout"
@@ -158,7 +158,7 @@ class ParamLayoutTest {
 
     @Test
     void onlyNormGainsAreExemptFromWeightDecay() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         for (Tensor t : p.tensors()) {
             boolean norm = t.name().endsWith("layernorm.weight") || t.name().equals("model.norm.weight");
             assertEquals(norm, t.role() == Role.NORM, t.name());
@@ -172,13 +172,13 @@ class ParamLayoutTest {
 
     @Test
     void layoutsTooBigForOneArraySaySo() {
-        ParamLayout big = ParamLayout.of(ModelConfig.preset("dense-3b"));
+        ParamLayout big = ParamLayout.of(ModelPresets.get("dense-3b"));
         assertFalse(big.fitsInArray());
         String msg = assertThrows(IllegalStateException.class, big::newBuffer).getMessage();
         assertTrue(msg.startsWith("this model has " + big.totalSize() + " parameters"), msg);
         Tensor last = big.finalNorm();
         assertThrows(IllegalStateException.class, last::off);
-        ParamLayout small = ParamLayout.of(ModelConfig.preset("dense-small"));
+        ParamLayout small = ParamLayout.of(ModelPresets.get("dense-small"));
         assertTrue(small.fitsInArray());
         assertEquals(small.totalSize(), small.newBuffer().length);
     }
