@@ -2,6 +2,7 @@ package dev.dsmoe.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.dsmoe.infer.InferenceModel;
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.kernels.BlasGemm;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
@@ -92,7 +93,7 @@ public final class EndToEndBenchmarks {
             for (String preset : presets) {
                 progress.accept("pytorch peer " + preset);
                 Path cfg = Files.createTempFile("dsmoe-" + preset, ".json");
-                Files.writeString(cfg, ModelPresets.get(preset).toJson());
+                Files.writeString(cfg, ConfigJson.toJson(ModelPresets.get(preset)));
                 peerRows.add(peer.run(List.of("speed", "--config", cfg.toString(), "--batch", "8", "--seq", "256",
                         "--threads", Integer.toString(Parallel.threads()), "--steps", Integer.toString(steps), "--warmup", "2"), 1800));
                 Files.deleteIfExists(cfg);

@@ -1,6 +1,7 @@
 package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
@@ -94,7 +95,7 @@ final class TrainCommand implements Callable<Integer> {
 
     /** Adds one option per config.json key ("--hidden-size" for hidden_size), so every key can be set. */
     static void addConfigOptions(CommandLine.Model.CommandSpec spec) {
-        for (String key : ModelConfig.jsonKeys()) {
+        for (String key : ConfigJson.keys()) {
             if (key.equals("model_type")) continue;
             spec.addOption(CommandLine.Model.OptionSpec.builder("--" + key.replace('_', '-'))
                     .paramLabel("VALUE").type(String.class)
@@ -118,12 +119,12 @@ final class TrainCommand implements Callable<Integer> {
             c = ModelPresets.sizeMatched(c, f, att, mlp);
         }
         boolean vocabGiven = false;
-        for (String key : ModelConfig.jsonKeys()) {
+        for (String key : ConfigJson.keys()) {
             if (key.equals("model_type")) continue;
             CommandLine.Model.OptionSpec opt = spec.findOption("--" + key.replace('_', '-'));
             String v = opt == null ? null : opt.getValue();
             if (v != null) {
-                c = c.with(key, v);
+                c = ConfigJson.with(c, key, v);
                 vocabGiven |= key.equals("vocab_size");
             }
         }
@@ -301,11 +302,11 @@ final class TrainCommand implements Callable<Integer> {
 
     /** With --resume: the checkpoint's config.json; model options are only accepted when they agree with it. */
     private ModelConfig checkModelOptions(ModelConfig saved, int tokenizerVocab) {
-        String savedJson = saved.toJson();
-        for (String key : ModelConfig.jsonKeys()) {
+        String savedJson = ConfigJson.toJson(saved);
+        for (String key : ConfigJson.keys()) {
             String option = "--" + key.replace('_', '-');
             CommandLine.Model.OptionSpec opt = spec.findOption(option);
-            if (opt == null || opt.getValue() == null || saved.with(key, opt.getValue()).equals(saved)) continue;
+            if (opt == null || opt.getValue() == null || ConfigJson.with(saved, key, opt.getValue()).equals(saved)) continue;
             String was;
             try {
                 was = new ObjectMapper().readTree(savedJson).path(key).asText();

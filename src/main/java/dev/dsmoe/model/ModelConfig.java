@@ -1,29 +1,19 @@
 package dev.dsmoe.model;
 
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
+import java.util.Locale;
 import java.util.Objects;
-import java.util.stream.Collectors;
 
 /**
  * The shape and training settings of one Dense, SMoE or DS-MoE transformer: exactly the keys of
- * {@code config.json} (docs/ARCHITECTURE.md, "Files a user sees"). Immutable; {@link #toBuilder()}
- * makes changed copies without validating, so several changes can be made before one
- * {@link #validate()}. {@link #fromJson(String)} returns validated configs. Presets and
- * size-matched families are {@link ModelPresets}; parameter counts come from the layout,
- * {@link ParamCounts}.
+ * {@code config.json} (docs/ARCHITECTURE.md, "Files a user sees"; read and written by
+ * {@code io.ConfigJson}). Immutable; {@link #toBuilder()} makes changed copies without validating,
+ * so several changes can be made before one {@link #validate()}. Presets and size-matched
+ * families are {@link ModelPresets}; parameter counts come from the layout, {@link ParamCounts}.
  *
- * <p>Components and their {@code config.json} keys (defaults of optional keys in brackets):
+ * <p>Components, their {@code config.json} keys and symbols (defaults of optional keys, which
+ * {@link #builder()} starts from, in brackets):
  * <pre>
  * vocabSize          vocab_size                  V
  * dEmb               hidden_size                 D_emb
@@ -47,13 +37,12 @@ import java.util.stream.Collectors;
  * auxWeightAtt       aux_loss_weight_attention   [0.0]  (alpha_att)
  * auxWeightFfd       aux_loss_weight_mlp         [0.0]  (alpha_ffd)
  * </pre>
- * plus {@code model_type}, which is required in a file and must be {@code "dsmoe"}.
  *
  * <p>Validation rules ({@link #validationErrors()}), each with its own message:
  * <ul>
- *   <li>every size is positive; {@code head_dim} is even (RoPE rotates pairs);
+ *   <li>every size is positive; {@code D_att} is even (RoPE rotates pairs);
  *       {@code max_position_embeddings <= }{@link #MAX_POSITIONS} (the RoPE tables and a full
- *       KV cache are sized by it) and {@code num_hidden_layers <= }{@link #MAX_LAYERS};</li>
+ *       KV cache are sized by it) and {@code L <= }{@link #MAX_LAYERS};</li>
  *   <li>GQA grouping: query head j of every attention expert reads KV head
  *       {@code floor(j*N_kv/N_head)} (METHOD 2.3), so {@code N_kv <= N_head} (a larger N_kv would
  *       leave KV heads that no query head of any expert reads) and {@code N_head % N_kv == 0}
@@ -64,15 +53,15 @@ import java.util.stream.Collectors;
  *   <li>{@code aux_loss "switch"} requires {@code training_routing "top_k"} (it counts the tokens
  *       routed to each expert; with dense routing it is a constant);</li>
  *   <li>aux weights, {@code rope_theta} and {@code rms_norm_eps} are finite; weights {@code >= 0},
- *       the other two {@code > 0}; projection heights fit in an {@code int}.</li>
+ *       the other two {@code > 0}; projection heights ({@code N_head·D_att}, {@code N_kv·D_att},
+ *       {@code N_att·N_head·D_att}, {@code N_ffd·D_ffd}) fit in an {@code int}.</li>
  * </ul>
  * An aux weight for a layer type without a router (N = 1) is allowed and simply unused.
  *
- * <p>The MLP router ({@code router "mlp"}) is ModuleFormer's {@code Linear(d, H) -> act ->
- * Linear(H, N)} with {@code H = router_hidden_size} (ModuleFormer's 256 by default), no biases,
- * the activation being {@code hidden_act}; its tensors are {@code ...router.0.weight [H, d]} and
- * {@code ...router.2.weight [N, H]} (PyTorch {@code nn.Sequential} indices). See
- * {@link ParamLayout}. {@code router_hidden_size} is unused by the linear router.
+ * <p>The MLP router ({@code router "mlp"}) is ModuleFormer's {@code Linear(D_emb, H) -> act ->
+ * Linear(H, N)} with {@code H = router_hidden_size}, no biases, the activation being
+ * {@code hidden_act}; see {@link ParamLayout} for its tensors. {@code router_hidden_size} is
+ * unused by the linear router.
  */
 public record ModelConfig(
         int vocabSize,
@@ -97,105 +86,33 @@ public record ModelConfig(
         double auxWeightAtt,
         double auxWeightFfd) {
 
-    /** The {@code model_type} of every config this engine reads or writes. */
-    public static final String MODEL_TYPE = "dsmoe";
-
-    /** Default {@code router_hidden_size}: the MLP router's hidden width in ModuleFormer. */
-    public static final int DEFAULT_ROUTER_HIDDEN_SIZE = 256;
-
-    /**
-     * The most positions a model may have, 2^20 (1,048,576; long-context Llama models have
-     * 131,072): the RoPE tables and a full-context KV cache are allocated for all of them.
-     */
+    /** The most positions, 2^20 (long-context Llama models have 131,072): RoPE tables and a full KV cache hold them all. */
     public static final int MAX_POSITIONS = 1 << 20;
 
-    /**
-     * The most layers, 2^16 (large models have about a hundred): past it no model fits a
-     * parameter buffer anyway, and the per-layer structures would be built before that shows.
-     */
+    /** The most layers, 2^16 (large models have about a hundred): past it no model fits a parameter buffer anyway. */
     public static final int MAX_LAYERS = 1 << 16;
 
-    /** Default {@code rope_theta}. */
-    public static final double DEFAULT_ROPE_THETA = 10000.0;
-    /** Default {@code rms_norm_eps}. */
-    public static final double DEFAULT_RMS_NORM_EPS = 1e-5;
-    /** Default {@code training_top_k}. */
-    public static final int DEFAULT_TRAINING_TOP_K = 2;
-
-    /** {@code hidden_act}: the activation of the MLP experts (and of the MLP router). */
-    public enum Activation {
-        /** Tanh approximation of GELU (project default). */
-        GELU_TANH("gelu_tanh"),
-        /** Exact GELU, {@code x * Phi(x)} with erf. */
-        GELU("gelu");
-
-        private final String json;
-
-        Activation(String json) {
-            this.json = json;
-        }
+    /** A setting spelled in {@code config.json} as its constant's name in lower case ("gelu_tanh", "top_k"). */
+    public sealed interface Choice permits Activation, RouterKind, TrainingRouting, AuxLoss {
+        String name();
 
         /** The {@code config.json} spelling. */
-        public String json() {
-            return json;
+        default String json() {
+            return name().toLowerCase(Locale.ROOT);
         }
     }
 
-    /** {@code router}: how router logits are computed from a token's hidden state. */
-    public enum RouterKind {
-        /** One bias-free {@code Linear(d, N)} (project default). */
-        LINEAR("linear"),
-        /** ModuleFormer's {@code Linear(d, H) -> act -> Linear(H, N)}, bias-free, H = router_hidden_size. */
-        MLP("mlp");
+    /** {@code hidden_act}, the activation of the MLP experts and router: GELU's tanh approximation (default) or exact {@code x·Φ(x)}. */
+    public enum Activation implements Choice { GELU_TANH, GELU }
 
-        private final String json;
+    /** {@code router}: a bias-free {@code Linear(D_emb, N)} (default) or ModuleFormer's MLP (class comment). */
+    public enum RouterKind implements Choice { LINEAR, MLP }
 
-        RouterKind(String json) {
-            this.json = json;
-        }
+    /** {@code training_routing}: all experts, router-weighted (DS-MoE; default), or the top {@code training_top_k} MLP experts (SMoE). */
+    public enum TrainingRouting implements Choice { DENSE, TOP_K }
 
-        public String json() {
-            return json;
-        }
-    }
-
-    /** {@code training_routing}: which experts compute a token during training. */
-    public enum TrainingRouting {
-        /** All experts, router-weighted sum (DS-MoE, and trivially Dense). */
-        DENSE("dense"),
-        /** The top {@code training_top_k} MLP experts only (SMoE baseline). */
-        TOP_K("top_k");
-
-        private final String json;
-
-        TrainingRouting(String json) {
-            this.json = json;
-        }
-
-        public String json() {
-            return json;
-        }
-    }
-
-    /** {@code aux_loss}: the router loss added to the LM loss (METHOD 3). */
-    public enum AuxLoss {
-        /** Mutual-information loss, per router, summed over layers. */
-        MI("mi"),
-        /** Switch load-balancing loss {@code N * sum_i f_i * P_i}. */
-        SWITCH("switch"),
-        /** No auxiliary loss. */
-        NONE("none");
-
-        private final String json;
-
-        AuxLoss(String json) {
-            this.json = json;
-        }
-
-        public String json() {
-            return json;
-        }
-    }
+    /** {@code aux_loss} (METHOD 3): mutual information per router (default), Switch's {@code N·Σ_i f_i·P_i}, or none. */
+    public enum AuxLoss implements Choice { MI, SWITCH, NONE }
 
     /** Null checks only; value checks are in {@link #validate()}. */
     public ModelConfig {
@@ -307,254 +224,6 @@ public record ModelConfig(
         List<String> e = validationErrors();
         if (!e.isEmpty()) throw new IllegalArgumentException(String.join("; ", e));
         return this;
-    }
-
-    // ------------------------------------------------------------------ JSON
-
-    private enum Type { INT, DOUBLE, BOOLEAN, STRING }
-
-    /** The config.json keys in file order, their types and whether they may be omitted. */
-    private enum Key {
-        MODEL_TYPE("model_type", Type.STRING, true),
-        VOCAB_SIZE("vocab_size", Type.INT, true),
-        HIDDEN_SIZE("hidden_size", Type.INT, true),
-        NUM_HIDDEN_LAYERS("num_hidden_layers", Type.INT, true),
-        NUM_ATTENTION_EXPERTS("num_attention_experts", Type.INT, true),
-        NUM_HEADS_PER_EXPERT("num_heads_per_expert", Type.INT, true),
-        NUM_KEY_VALUE_HEADS("num_key_value_heads", Type.INT, true),
-        HEAD_DIM("head_dim", Type.INT, true),
-        NUM_MLP_EXPERTS("num_mlp_experts", Type.INT, true),
-        EXPERT_INTERMEDIATE_SIZE("expert_intermediate_size", Type.INT, true),
-        HIDDEN_ACT("hidden_act", Type.STRING, false),
-        MAX_POSITION_EMBEDDINGS("max_position_embeddings", Type.INT, true),
-        ROPE_THETA("rope_theta", Type.DOUBLE, false),
-        RMS_NORM_EPS("rms_norm_eps", Type.DOUBLE, false),
-        TIE_WORD_EMBEDDINGS("tie_word_embeddings", Type.BOOLEAN, false),
-        ROUTER("router", Type.STRING, false),
-        ROUTER_HIDDEN_SIZE("router_hidden_size", Type.INT, false),
-        TRAINING_ROUTING("training_routing", Type.STRING, false),
-        TRAINING_TOP_K("training_top_k", Type.INT, false),
-        AUX_LOSS("aux_loss", Type.STRING, false),
-        AUX_LOSS_WEIGHT_ATTENTION("aux_loss_weight_attention", Type.DOUBLE, false),
-        AUX_LOSS_WEIGHT_MLP("aux_loss_weight_mlp", Type.DOUBLE, false);
-
-        final String json;
-        final Type type;
-        final boolean required;
-
-        Key(String json, Type type, boolean required) {
-            this.json = json;
-            this.type = type;
-            this.required = required;
-        }
-
-        static final Map<String, Key> BY_JSON = new LinkedHashMap<>();
-
-        static {
-            for (Key k : values()) BY_JSON.put(k.json, k);
-        }
-    }
-
-    private static final ObjectMapper MAPPER = new ObjectMapper()
-            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
-            .enable(SerializationFeature.INDENT_OUTPUT);
-
-    /** The {@code config.json} keys in file order. */
-    public static List<String> jsonKeys() {
-        return Arrays.stream(Key.values()).map(k -> k.json).toList();
-    }
-
-    /** This config as one flat JSON object with every key, in {@link #jsonKeys()} order. */
-    public ObjectNode toJsonNode() {
-        ObjectNode o = MAPPER.createObjectNode();
-        o.put("model_type", MODEL_TYPE);
-        o.put("vocab_size", vocabSize);
-        o.put("hidden_size", dEmb);
-        o.put("num_hidden_layers", numLayers);
-        o.put("num_attention_experts", nAtt);
-        o.put("num_heads_per_expert", nHead);
-        o.put("num_key_value_heads", nKv);
-        o.put("head_dim", dAtt);
-        o.put("num_mlp_experts", nFfd);
-        o.put("expert_intermediate_size", dFfd);
-        o.put("hidden_act", hiddenAct.json());
-        o.put("max_position_embeddings", maxPositions);
-        o.put("rope_theta", ropeTheta);
-        o.put("rms_norm_eps", rmsNormEps);
-        o.put("tie_word_embeddings", tieWordEmbeddings);
-        o.put("router", router.json());
-        o.put("router_hidden_size", routerHiddenSize);
-        o.put("training_routing", trainingRouting.json());
-        o.put("training_top_k", trainingTopK);
-        o.put("aux_loss", auxLoss.json());
-        o.put("aux_loss_weight_attention", auxWeightAtt);
-        o.put("aux_loss_weight_mlp", auxWeightFfd);
-        return o;
-    }
-
-    /** {@link #toJsonNode()} as indented JSON text (the content of {@code config.json}). */
-    public String toJson() {
-        try {
-            return MAPPER.writeValueAsString(toJsonNode());
-        } catch (JsonProcessingException ex) {
-            throw new IllegalStateException(ex); // cannot happen for an ObjectNode of scalars
-        }
-    }
-
-    /**
-     * Parses and validates a {@code config.json} text. Throws {@link IllegalArgumentException}
-     * naming the key for: an unknown key, a missing required key, a value of the wrong type, a
-     * duplicate key; and the {@link #validate()} messages for bad values.
-     */
-    public static ModelConfig fromJson(String json) {
-        JsonNode root;
-        try {
-            root = MAPPER.readTree(json);
-        } catch (JsonProcessingException ex) {
-            throw new IllegalArgumentException("config is not valid JSON: " + ex.getOriginalMessage());
-        }
-        if (root == null || !root.isObject()) {
-            throw new IllegalArgumentException("config must be one JSON object, got "
-                    + (root == null ? "nothing" : root.getNodeType().toString().toLowerCase()));
-        }
-        return fromJsonNode((ObjectNode) root).validate();
-    }
-
-    /** Parses a config object without validating the values (types and keys are checked). */
-    static ModelConfig fromJsonNode(ObjectNode o) {
-        for (Iterator<String> it = o.fieldNames(); it.hasNext(); ) {
-            String name = it.next();
-            if (!Key.BY_JSON.containsKey(name)) {
-                throw new IllegalArgumentException("unknown config key \"" + name + "\"; known keys: "
-                        + String.join(", ", jsonKeys()));
-            }
-        }
-        for (Key k : Key.values()) {
-            if (k.required && !o.has(k.json)) {
-                throw new IllegalArgumentException("missing required config key \"" + k.json + "\"");
-            }
-        }
-        String modelType = str(o, Key.MODEL_TYPE, MODEL_TYPE);
-        if (!MODEL_TYPE.equals(modelType)) {
-            throw new IllegalArgumentException("model_type must be \"" + MODEL_TYPE + "\", got \"" + modelType + "\"");
-        }
-        return new ModelConfig(
-                integer(o, Key.VOCAB_SIZE, 0),
-                integer(o, Key.HIDDEN_SIZE, 0),
-                integer(o, Key.NUM_HIDDEN_LAYERS, 0),
-                integer(o, Key.NUM_ATTENTION_EXPERTS, 0),
-                integer(o, Key.NUM_HEADS_PER_EXPERT, 0),
-                integer(o, Key.NUM_KEY_VALUE_HEADS, 0),
-                integer(o, Key.HEAD_DIM, 0),
-                integer(o, Key.NUM_MLP_EXPERTS, 0),
-                integer(o, Key.EXPERT_INTERMEDIATE_SIZE, 0),
-                choice(Key.HIDDEN_ACT, str(o, Key.HIDDEN_ACT, Activation.GELU_TANH.json()), Activation.values()),
-                integer(o, Key.MAX_POSITION_EMBEDDINGS, 0),
-                dbl(o, Key.ROPE_THETA, DEFAULT_ROPE_THETA),
-                dbl(o, Key.RMS_NORM_EPS, DEFAULT_RMS_NORM_EPS),
-                bool(o, Key.TIE_WORD_EMBEDDINGS, true),
-                choice(Key.ROUTER, str(o, Key.ROUTER, RouterKind.LINEAR.json()), RouterKind.values()),
-                integer(o, Key.ROUTER_HIDDEN_SIZE, DEFAULT_ROUTER_HIDDEN_SIZE),
-                choice(Key.TRAINING_ROUTING, str(o, Key.TRAINING_ROUTING, TrainingRouting.DENSE.json()),
-                        TrainingRouting.values()),
-                integer(o, Key.TRAINING_TOP_K, DEFAULT_TRAINING_TOP_K),
-                choice(Key.AUX_LOSS, str(o, Key.AUX_LOSS, AuxLoss.MI.json()), AuxLoss.values()),
-                dbl(o, Key.AUX_LOSS_WEIGHT_ATTENTION, 0.0),
-                dbl(o, Key.AUX_LOSS_WEIGHT_MLP, 0.0));
-    }
-
-    private static String describe(JsonNode v) {
-        return v.isTextual() ? "\"" + v.textValue() + "\"" : v.toString();
-    }
-
-    private static IllegalArgumentException wrongType(Key k, String expected, JsonNode v) {
-        return new IllegalArgumentException(k.json + " must be " + expected + ", got " + describe(v));
-    }
-
-    private static int integer(ObjectNode o, Key k, int dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isIntegralNumber() || !v.canConvertToInt()) throw wrongType(k, "an integer", v);
-        return v.intValue();
-    }
-
-    private static double dbl(ObjectNode o, Key k, double dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isNumber()) throw wrongType(k, "a number", v);
-        return v.doubleValue();
-    }
-
-    private static boolean bool(ObjectNode o, Key k, boolean dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isBoolean()) throw wrongType(k, "true or false", v);
-        return v.booleanValue();
-    }
-
-    private static String str(ObjectNode o, Key k, String dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isTextual()) throw wrongType(k, "a string", v);
-        return v.textValue();
-    }
-
-    private static <E extends Enum<E>> E choice(Key k, String value, E[] options) {
-        for (E e : options) {
-            if (jsonName(e).equals(value)) return e;
-        }
-        throw new IllegalArgumentException(k.json + " must be one of "
-                + Arrays.stream(options).map(e -> "\"" + jsonName(e) + "\"").collect(Collectors.joining(", "))
-                + "; got \"" + value + "\"");
-    }
-
-    private static String jsonName(Enum<?> e) {
-        return switch (e) {
-            case Activation a -> a.json();
-            case RouterKind r -> r.json();
-            case TrainingRouting t -> t.json();
-            case AuxLoss a -> a.json();
-            default -> e.name().toLowerCase();
-        };
-    }
-
-    /**
-     * A copy with one key overridden by its {@code config.json} name and a value written as on
-     * a command line ({@code "16"}, {@code "3.5e-4"}, {@code "true"}, {@code "mlp"}); not
-     * validated. Errors name the key (unknown key, wrong type).
-     */
-    public ModelConfig with(String key, String value) {
-        Key k = Key.BY_JSON.get(key);
-        if (k == null) {
-            throw new IllegalArgumentException("unknown config key \"" + key + "\"; known keys: "
-                    + String.join(", ", jsonKeys()));
-        }
-        ObjectNode o = toJsonNode();
-        String v = value.trim();
-        switch (k.type) {
-            case INT -> {
-                try {
-                    o.put(k.json, Integer.parseInt(v));
-                } catch (NumberFormatException ex) {
-                    throw new IllegalArgumentException(k.json + " must be an integer, got \"" + value + "\"");
-                }
-            }
-            case DOUBLE -> {
-                try {
-                    o.put(k.json, Double.parseDouble(v));
-                } catch (NumberFormatException ex) {
-                    throw new IllegalArgumentException(k.json + " must be a number, got \"" + value + "\"");
-                }
-            }
-            case BOOLEAN -> {
-                if (!v.equals("true") && !v.equals("false")) {
-                    throw new IllegalArgumentException(k.json + " must be true or false, got \"" + value + "\"");
-                }
-                o.put(k.json, Boolean.parseBoolean(v));
-            }
-            case STRING -> o.put(k.json, v);
-        }
-        return fromJsonNode(o);
     }
 
     // ------------------------------------------------------------------ copies

@@ -40,10 +40,10 @@ class ModelFilesTest {
 
     /** The old checkpoint committed, then the new one as a writer killed after its first rename leaves it. */
     private void newCheckpointKilledMidCommit() throws IOException {
-        new CheckpointFiles(dir).text(ModelFiles.CONFIG, OLD.toJson())
+        new CheckpointFiles(dir).text(ModelFiles.CONFIG, ConfigJson.toJson(OLD))
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(ParamLayout.of(OLD), OLD_PARAMS, SafeTensors.DType.F32))
                 .commit();
-        byte[] cfg = NEW.toJson().getBytes(StandardCharsets.UTF_8);
+        byte[] cfg = ConfigJson.toJson(NEW).getBytes(StandardCharsets.UTF_8);
         List<AtomicFiles.Temp> temps = List.of(
                 ModelFiles.modelTensors(ParamLayout.of(NEW), NEW_PARAMS, SafeTensors.DType.F32).writeTemp(dir.resolve(ModelFiles.MODEL)),
                 AtomicFiles.writeTemp(dir.resolve(ModelFiles.CONFIG), ch -> ch.write(ByteBuffer.wrap(cfg))));
@@ -112,7 +112,7 @@ class ModelFilesTest {
         ModelConfig small = tiny(), wide = tiny().toBuilder().nFfd(2).dFfd(12).build();
         ParamLayout layout = ParamLayout.of(small);
         float[] p = RandomParams.params(layout, 3);
-        Files.writeString(dir.resolve(ModelFiles.CONFIG), wide.toJson());
+        Files.writeString(dir.resolve(ModelFiles.CONFIG), ConfigJson.toJson(wide));
         ModelFiles.modelTensors(layout, p, SafeTensors.DType.F32).write(dir.resolve(ModelFiles.MODEL));
         ModelFiles.optimizerTensors(layout, p, p, 5).write(dir.resolve(ModelFiles.OPTIMIZER));
         ParamLayout expected = ParamLayout.of(ModelFiles.readConfig(dir));
@@ -140,7 +140,7 @@ class ModelFilesTest {
 
     @Test
     void aReaderRacingASaveGetsOneWholeCheckpoint() throws Exception {
-        new CheckpointFiles(dir).text(ModelFiles.CONFIG, OLD.toJson())
+        new CheckpointFiles(dir).text(ModelFiles.CONFIG, ConfigJson.toJson(OLD))
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(ParamLayout.of(OLD), OLD_PARAMS, SafeTensors.DType.F32))
                 .commit();
         java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
@@ -149,7 +149,7 @@ class ModelFilesTest {
             try {
                 for (int i = 0; !stop.get(); i++) {
                     ModelConfig c = i % 2 == 0 ? NEW : OLD;
-                    new CheckpointFiles(dir).text(ModelFiles.CONFIG, c.toJson())
+                    new CheckpointFiles(dir).text(ModelFiles.CONFIG, ConfigJson.toJson(c))
                             .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(ParamLayout.of(c), c == NEW ? NEW_PARAMS : OLD_PARAMS,
                                     SafeTensors.DType.F32))
                             .commit();
