@@ -21,10 +21,13 @@ class FootprintTest {
         return Stream.of(
                 Arguments.of("dense", base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(8).nFfd(1).dFfd(64).build().validate()),
                 Arguments.of("smoe top-2", base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(8).nFfd(4).dFfd(16)
-                        .trainingRouting(TrainingRouting.TOP_K).trainingTopK(2).auxLoss(AuxLoss.SWITCH).auxWeightAtt(0).auxWeightFfd(0.01).build().validate()),
-                Arguments.of("ds-moe", base.toBuilder().nAtt(3).nHead(2).nKv(1).dAtt(8).nFfd(6).dFfd(8).auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()),
-                Arguments.of("ds-moe, mlp router, untied", base.toBuilder().nAtt(2).nHead(2).nKv(2).dAtt(8).nFfd(4).dFfd(8).router(RouterKind.MLP)
-                        .routerHiddenSize(12).tieWordEmbeddings(false).auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()));
+                        .trainingRouting(TrainingRouting.TOP_K).trainingTopK(2)
+                        .auxLoss(AuxLoss.SWITCH).auxWeightAtt(0).auxWeightFfd(0.01).build().validate()),
+                Arguments.of("ds-moe", base.toBuilder().nAtt(3).nHead(2).nKv(1).dAtt(8).nFfd(6).dFfd(8)
+                        .auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()),
+                Arguments.of("ds-moe, mlp router, untied", base.toBuilder().nAtt(2).nHead(2).nKv(2).dAtt(8).nFfd(4).dFfd(8)
+                        .router(RouterKind.MLP).routerHiddenSize(12).tieWordEmbeddings(false)
+                        .auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()));
     }
 
     @ParameterizedTest(name = "{0}")

@@ -50,7 +50,8 @@ class TrainingStepAllocationTest {
                 .toBuilder().vocabSize(211).dEmb(64).maxPositions(64).build();
         return new ModelConfig[] {
                 base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(16).nFfd(1).dFfd(256).build().validate(),
-                base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(16).nFfd(4).dFfd(64).trainingRouting(TrainingRouting.TOP_K).trainingTopK(2)
+                base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(16).nFfd(4).dFfd(64)
+                        .trainingRouting(TrainingRouting.TOP_K).trainingTopK(2)
                         .auxLoss(AuxLoss.SWITCH).auxWeightAtt(0).auxWeightFfd(0.01).build().validate(),
                 base.toBuilder().nAtt(2).nHead(2).nKv(2).dAtt(16).nFfd(8).dFfd(32).router(RouterKind.MLP).routerHiddenSize(32)
                         .auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()};
