@@ -106,7 +106,7 @@ class ConfigError(ValueError):
 
 
 def parse_config(obj):
-    """A validated config dict with every key (defaults filled in), as ModelConfig.fromJson."""
+    """A validated config dict with every key (defaults filled in), as io.ConfigJson.fromJson."""
     if not isinstance(obj, dict):
         raise ConfigError("config must be one JSON object")
     known = [k for k, _, _, _ in CONFIG_KEYS]
@@ -195,7 +195,7 @@ def _dense(vocab, d, layers, heads, nkv, datt, width, context):
 
 
 def _size_matched(ref, family, n_att, n_ffd):
-    """ModelConfig.sizeMatched with an MLP width multiplier of 1."""
+    """ModelPresets.sizeMatched with an MLP width multiplier of 1."""
     c = dict(ref)
     heads = ref["num_attention_experts"] * ref["num_heads_per_expert"]
     width = ref["num_mlp_experts"] * ref["expert_intermediate_size"]

@@ -2,11 +2,13 @@ package dev.dsmoe.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.dsmoe.infer.InferenceModel;
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.kernels.BlasGemm;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import java.io.IOException;
@@ -91,7 +93,7 @@ public final class EndToEndBenchmarks {
             for (String preset : presets) {
                 progress.accept("pytorch peer " + preset);
                 Path cfg = Files.createTempFile("dsmoe-" + preset, ".json");
-                Files.writeString(cfg, ModelConfig.preset(preset).toJson());
+                Files.writeString(cfg, ConfigJson.toJson(ModelPresets.get(preset)));
                 peerRows.add(peer.run(List.of("speed", "--config", cfg.toString(), "--batch", "8", "--seq", "256",
                         "--threads", Integer.toString(Parallel.threads()), "--steps", Integer.toString(steps), "--warmup", "2"), 1800));
                 Files.deleteIfExists(cfg);
@@ -129,7 +131,7 @@ public final class EndToEndBenchmarks {
         p("|---|---:|---:|---:|");
         for (String preset : List.of("dense-small", "smoe-small", "dsmoe-small")) {
             progress.accept("loss check " + preset);
-            ModelConfig c = ModelConfig.preset(preset);
+            ModelConfig c = ModelPresets.get(preset);
             ParamLayout layout = ParamLayout.of(c);
             float[] params = layout.newBuffer();
             Init.initialize(layout, params, 7);

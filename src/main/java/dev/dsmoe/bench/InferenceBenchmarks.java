@@ -7,6 +7,7 @@ import dev.dsmoe.infer.InferenceStats;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -45,7 +46,7 @@ public final class InferenceBenchmarks {
 
     /** A preset with random weights (Init, seed 1), in {@code dtype}. */
     public static InferenceModel randomModel(String preset, MatVec.DType dtype) {
-        ParamLayout layout = ParamLayout.of(ModelConfig.preset(preset));
+        ParamLayout layout = ParamLayout.of(ModelPresets.get(preset));
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, 1);
         return InferenceModel.fromParams(layout, p, dtype);

@@ -83,7 +83,7 @@ public final class PyTorchPeer {
             throws IOException {
         Path dir = Files.createTempDirectory("dsmoe-peer-check");
         try {
-            Files.writeString(dir.resolve(dev.dsmoe.io.ModelFiles.CONFIG), layout.config().toJson());
+            Files.writeString(dir.resolve(dev.dsmoe.io.ModelFiles.CONFIG), dev.dsmoe.io.ConfigJson.toJson(layout.config()));
             dev.dsmoe.io.ModelFiles.modelTensors(layout, params, dev.dsmoe.io.SafeTensors.DType.F32)
                     .write(dir.resolve(dev.dsmoe.io.ModelFiles.MODEL));
             java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(4 * (inputs.length + targets.length))

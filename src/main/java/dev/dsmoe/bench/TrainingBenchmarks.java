@@ -2,6 +2,8 @@ package dev.dsmoe.bench;
 
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import dev.dsmoe.train.AdamWOptimizer;
@@ -48,7 +50,7 @@ public final class TrainingBenchmarks {
     private List<Row> measure(List<String> presets) {
         List<Row> rows = new ArrayList<>();
         for (String name : presets) {
-            ModelConfig c = ModelConfig.preset(name);
+            ModelConfig c = ModelPresets.get(name);
             ParamLayout layout = ParamLayout.of(c);
             float[] p = layout.newBuffer(), g = layout.newBuffer();
             Init.initialize(layout, p, 1);
@@ -70,10 +72,10 @@ public final class TrainingBenchmarks {
                 opt.step(p, g, 3e-4f, 1.0);
             });
             double tps = n / sec;
-            double flopsPerToken = 6.0 * (c.nonEmbeddingParams() + (long) c.vocabSize() * c.dEmb())
+            double flopsPerToken = 6.0 * (ParamCounts.of(c).nonEmbedding() + (long) c.vocabSize() * c.dEmb())
                     + 6.0 * c.numLayers() * c.totalQueryHeads() * c.dAtt() * seqLen; // causal QKᵀ and PV, fwd+bwd
             double ratio = rows.isEmpty() ? 1.0 : tps / rows.getFirst().tokensPerSecond();
-            rows.add(new Row(name, c.totalParams(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
+            rows.add(new Row(name, layout.totalSize(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
                     peakHeap(), model.activations(batch, seqLen).bytes()));
         }
         return rows;

@@ -7,7 +7,7 @@ import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
-import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -70,7 +70,7 @@ final class BenchInferCommand implements Callable<Integer> {
             }
         } else {
             for (String p : presets) {
-                MemoryCheck.randomModel(ModelConfig.preset(p), dt, prompt + decode);
+                MemoryCheck.randomModel(ModelPresets.get(p), dt, prompt + decode);
                 try (InferenceModel m = InferenceBenchmarks.randomModel(p, dt)) {
                     rows.addAll(b.run(p, m, strategies));
                 }

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.TrainingBenchmarks;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
-import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -43,7 +43,7 @@ final class BenchTrainCommand implements Callable<Integer> {
         }
         TrainingBenchmarks b = new TrainingBenchmarks(batch, seq, warmup, steps,
                 json ? s -> { } : s -> Terminal.status("training " + s));
-        for (String p : presets) MemoryCheck.training(ModelConfig.preset(p), null, batch, seq);
+        for (String p : presets) MemoryCheck.training(ModelPresets.get(p), null, batch, seq);
         List<TrainingBenchmarks.Row> rows = b.run(presets);
         Terminal.clearStatus();
         if (json) {

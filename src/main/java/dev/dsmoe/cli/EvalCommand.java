@@ -14,6 +14,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.tokenizer.Tokenizer;
 import dev.dsmoe.train.TrainData;
 import java.io.IOException;
@@ -230,7 +231,7 @@ final class EvalCommand implements Callable<Integer> {
         long valTokens = ds == null ? 0 : Perplexity.tokensRead(ds.val().size(), maxTokens == null ? -1 : maxTokens);
         if (!json) {
             System.out.printf(Locale.ROOT, "model %s: %s, %s non-embedding parameters, context %d, %s weights, %d threads%n",
-                    model, TrainCommand.ProgressListener.describe(config), Sweep.params(config.nonEmbeddingParams()),
+                    model, TrainCommand.ProgressListener.describe(config), Sweep.params(ParamCounts.of(config).nonEmbedding()),
                     config.maxPositions(), dt.name().toLowerCase(Locale.ROOT), Parallel.threads());
             if (ds != null && (!noPerplexity || epsValues != null)) {
                 System.out.printf(Locale.ROOT, "validation %s: %,d of %,d tokens in %,d windows of %d (%,d scored)%n",

@@ -19,6 +19,8 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import dev.dsmoe.tokenizer.Tokenizer;
@@ -90,10 +92,9 @@ final class QuickstartCommand implements Callable<Integer> {
 
     /** A preset as the quickstart trains it: for --tiny, the same families and size matching at 1/8 of the width. */
     private ModelConfig config(String preset) {
-        ModelConfig c = ModelConfig.preset(preset);
+        ModelConfig c = ModelPresets.get(preset);
         if (!tiny) return c;
-        return c.withDEmb(32).withNumLayers(1).withAttention(c.nAtt(), c.nHead(), c.nKv(), 8)
-                .withMlp(c.nFfd(), c.dFfd() / 8).withMaxPositions(64);
+        return c.toBuilder().dEmb(32).numLayers(1).dAtt(8).dFfd(c.dFfd() / 8).maxPositions(64).build();
     }
 
     /** The train verb's model options for {@link #config}. */
@@ -223,7 +224,7 @@ final class QuickstartCommand implements Callable<Integer> {
 
     /** Seconds of one forward + backward of a preset at the quickstart's batch (after one warm-up pass). */
     private double stepSeconds(String preset, int vocab) {
-        ParamLayout layout = ParamLayout.of(config(preset).withVocabSize(vocab).validate());
+        ParamLayout layout = ParamLayout.of(config(preset).toBuilder().vocabSize(vocab).build().validate());
         MemoryCheck.training(layout.config(), null, batch(), seq());
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, 1);
@@ -300,8 +301,8 @@ final class QuickstartCommand implements Callable<Integer> {
                 r.put("code_acc", mc == null ? Double.NaN : mc.acc());
                 r.put("code_acc_norm", mc == null ? Double.NaN : mc.accNorm());
                 r.put("code_items", mc == null ? 0 : mc.items());
-                r.put("total_params", c.totalParams());
-                r.put("non_embedding_params", c.nonEmbeddingParams());
+                r.put("total_params", ParamCounts.of(c).total());
+                r.put("non_embedding_params", ParamCounts.of(c).nonEmbedding());
                 r.put("active_params_per_token", ppl.stats().activeParamsPerToken());
                 r.put("active_attention_experts", ppl.stats().meanActiveAttention());
                 r.put("active_mlp_experts", ppl.stats().meanActiveMlp());

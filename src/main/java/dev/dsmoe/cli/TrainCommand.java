@@ -1,10 +1,13 @@
 package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.train.BatchSource;
 import dev.dsmoe.train.TrainData;
 import dev.dsmoe.train.Trainer;
@@ -92,7 +95,7 @@ final class TrainCommand implements Callable<Integer> {
 
     /** Adds one option per config.json key ("--hidden-size" for hidden_size), so every key can be set. */
     static void addConfigOptions(CommandLine.Model.CommandSpec spec) {
-        for (String key : ModelConfig.jsonKeys()) {
+        for (String key : ConfigJson.keys()) {
             if (key.equals("model_type")) continue;
             spec.addOption(CommandLine.Model.OptionSpec.builder("--" + key.replace('_', '-'))
                     .paramLabel("VALUE").type(String.class)
@@ -103,30 +106,29 @@ final class TrainCommand implements Callable<Integer> {
     static final class Presets implements Iterable<String> {
         @Override
         public java.util.Iterator<String> iterator() {
-            return ModelConfig.presetNames().iterator();
+            return ModelPresets.names().iterator();
         }
     }
 
     private ModelConfig resolveConfig(int tokenizerVocab) {
-        ModelConfig c = ModelConfig.preset(preset);
+        ModelConfig c = ModelPresets.get(preset);
         if (family != null) {
-            ModelConfig.Family f = ModelConfig.Family.parse(family);
-            int att = experts != null ? experts[0] : (f == ModelConfig.Family.DSMOE ? 4 : 1);
-            int mlp = experts != null && experts.length > 1 ? experts[1]
-                    : switch (f) { case DSMOE -> 16; case SMOE -> 8; case DENSE -> 1; };
-            c = ModelConfig.sizeMatched(c, f, att, mlp);
+            ModelPresets.Family f = ModelPresets.Family.parse(family);
+            int att = experts != null ? experts[0] : f.nAtt();
+            int mlp = experts != null && experts.length > 1 ? experts[1] : f.nFfd();
+            c = ModelPresets.sizeMatched(c, f, att, mlp);
         }
         boolean vocabGiven = false;
-        for (String key : ModelConfig.jsonKeys()) {
+        for (String key : ConfigJson.keys()) {
             if (key.equals("model_type")) continue;
             CommandLine.Model.OptionSpec opt = spec.findOption("--" + key.replace('_', '-'));
             String v = opt == null ? null : opt.getValue();
             if (v != null) {
-                c = c.with(key, v);
+                c = ConfigJson.with(c, key, v);
                 vocabGiven |= key.equals("vocab_size");
             }
         }
-        if (!vocabGiven) c = c.withVocabSize(tokenizerVocab);
+        if (!vocabGiven) c = c.toBuilder().vocabSize(tokenizerVocab).build();
         if (c.vocabSize() < tokenizerVocab) {
             throw new IllegalArgumentException("vocab_size " + c.vocabSize() + " is smaller than the tokenizer's "
                     + tokenizerVocab + " tokens in " + data + "; drop --vocab-size or raise it");
@@ -300,11 +302,11 @@ final class TrainCommand implements Callable<Integer> {
 
     /** With --resume: the checkpoint's config.json; model options are only accepted when they agree with it. */
     private ModelConfig checkModelOptions(ModelConfig saved, int tokenizerVocab) {
-        String savedJson = saved.toJson();
-        for (String key : ModelConfig.jsonKeys()) {
+        String savedJson = ConfigJson.toJson(saved);
+        for (String key : ConfigJson.keys()) {
             String option = "--" + key.replace('_', '-');
             CommandLine.Model.OptionSpec opt = spec.findOption(option);
-            if (opt == null || opt.getValue() == null || saved.with(key, opt.getValue()).equals(saved)) continue;
+            if (opt == null || opt.getValue() == null || ConfigJson.with(saved, key, opt.getValue()).equals(saved)) continue;
             String was;
             try {
                 was = new ObjectMapper().readTree(savedJson).path(key).asText();
@@ -340,7 +342,7 @@ final class TrainCommand implements Callable<Integer> {
         public void onStart(long step, long totalSteps, Trainer.Options o) {
             if (json) return;
             System.err.printf(Locale.ROOT, "dsmoe train: %s, %.2fM parameters (%.2fM non-embedding), %d steps of %d tokens%s%n",
-                    describe(config), config.totalParams() / 1e6, config.nonEmbeddingParams() / 1e6, totalSteps,
+                    describe(config), ParamCounts.of(config).total() / 1e6, ParamCounts.of(config).nonEmbedding() / 1e6, totalSteps,
                     o.tokensPerStep(), step > 0 ? ", resuming at step " + step : "");
         }
 

@@ -11,6 +11,7 @@ import dev.dsmoe.kernels.Softmax;
 import dev.dsmoe.model.ArrayAllocator;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -487,8 +488,9 @@ public final class Engine {
         if (routedTokens > 0 && numLayers > 0) {
             meanAtt = clamp(sumAtt / ((double) routedTokens * numLayers), nAtt);
             meanMlp = clamp(sumMlp / ((double) routedTokens * numLayers), nFfd);
-            params = c.activeParamsPerToken(meanAtt, meanMlp);
-            frac = c.activeExpertFraction(meanAtt, meanMlp);
+            ParamCounts counts = ParamCounts.of(c);
+            params = counts.activePerToken(meanAtt, meanMlp);
+            frac = counts.activeExpertFraction(meanAtt, meanMlp);
         }
         return new InferenceStats(selection.toString(), prefillTokens, prefillNanos / 1e9, decodeTokens,
                 decodeNanos / 1e9, meanAtt, meanMlp, att, mlp, params, frac);

@@ -7,6 +7,7 @@ import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -293,10 +294,10 @@ public final class InferenceModel implements AutoCloseable {
     /**
      * Bytes of weights one token reads when, per layer, {@code activeAtt} attention and
      * {@code activeFfd} MLP experts are computed: the non-embedding parameters
-     * ({@link ModelConfig#activeParamsPerToken}) plus the output projection, in this model's dtype.
+     * ({@link ParamCounts#activePerToken}) plus the output projection, in this model's dtype.
      */
     public double weightBytesPerToken(double activeAtt, double activeFfd) {
-        double params = config.activeParamsPerToken(activeAtt, activeFfd) + (double) config.vocabSize() * config.dEmb();
+        double params = ParamCounts.of(config).activePerToken(activeAtt, activeFfd) + (double) config.vocabSize() * config.dEmb();
         return params * dtype.bytes;
     }
 

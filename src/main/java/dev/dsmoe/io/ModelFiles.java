@@ -40,7 +40,7 @@ public final class ModelFiles {
             throw new NoSuchFileException(f + ": no config.json (is " + dir + " a model directory?)");
         }
         try {
-            return ModelConfig.fromJson(Files.readString(f));
+            return ConfigJson.fromJson(Files.readString(f));
         } catch (IllegalArgumentException e) {
             throw new IOException(f + ": " + e.getMessage(), e);
         }

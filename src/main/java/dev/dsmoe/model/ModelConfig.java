@@ -1,28 +1,19 @@
 package dev.dsmoe.model;
 
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
+import java.util.Locale;
 import java.util.Objects;
-import java.util.stream.Collectors;
 
 /**
  * The shape and training settings of one Dense, SMoE or DS-MoE transformer: exactly the keys of
- * {@code config.json} (docs/ARCHITECTURE.md, "Files a user sees"). Immutable; the
- * {@code with...} methods return modified copies without validating, so several overrides can
- * be chained before one {@link #validate()}. {@link #fromJson(String)} and {@link #preset(String)}
- * return validated configs.
+ * {@code config.json} (docs/ARCHITECTURE.md, "Files a user sees"; read and written by
+ * {@code io.ConfigJson}). Immutable; {@link #toBuilder()} makes changed copies without validating,
+ * so several changes can be made before one {@link #validate()}. Presets and size-matched
+ * families are {@link ModelPresets}; parameter counts come from the layout, {@link ParamCounts}.
  *
- * <p>Components and their {@code config.json} keys (defaults of optional keys in brackets):
+ * <p>Components, their {@code config.json} keys and symbols (defaults of optional keys, which
+ * {@link #builder()} starts from, in brackets):
  * <pre>
  * vocabSize          vocab_size                  V
  * dEmb               hidden_size                 D_emb
@@ -46,13 +37,12 @@ import java.util.stream.Collectors;
  * auxWeightAtt       aux_loss_weight_attention   [0.0]  (alpha_att)
  * auxWeightFfd       aux_loss_weight_mlp         [0.0]  (alpha_ffd)
  * </pre>
- * plus {@code model_type}, which is required in a file and must be {@code "dsmoe"}.
  *
  * <p>Validation rules ({@link #validationErrors()}), each with its own message:
  * <ul>
- *   <li>every size is positive; {@code head_dim} is even (RoPE rotates pairs);
+ *   <li>every size is positive; {@code D_att} is even (RoPE rotates pairs);
  *       {@code max_position_embeddings <= }{@link #MAX_POSITIONS} (the RoPE tables and a full
- *       KV cache are sized by it) and {@code num_hidden_layers <= }{@link #MAX_LAYERS};</li>
+ *       KV cache are sized by it) and {@code L <= }{@link #MAX_LAYERS};</li>
  *   <li>GQA grouping: query head j of every attention expert reads KV head
  *       {@code floor(j*N_kv/N_head)} (METHOD 2.3), so {@code N_kv <= N_head} (a larger N_kv would
  *       leave KV heads that no query head of any expert reads) and {@code N_head % N_kv == 0}
@@ -63,20 +53,15 @@ import java.util.stream.Collectors;
  *   <li>{@code aux_loss "switch"} requires {@code training_routing "top_k"} (it counts the tokens
  *       routed to each expert; with dense routing it is a constant);</li>
  *   <li>aux weights, {@code rope_theta} and {@code rms_norm_eps} are finite; weights {@code >= 0},
- *       the other two {@code > 0}; projection heights fit in an {@code int}.</li>
+ *       the other two {@code > 0}; projection heights ({@code N_head·D_att}, {@code N_kv·D_att},
+ *       {@code N_att·N_head·D_att}, {@code N_ffd·D_ffd}) fit in an {@code int}.</li>
  * </ul>
  * An aux weight for a layer type without a router (N = 1) is allowed and simply unused.
  *
- * <p>The MLP router ({@code router "mlp"}) is ModuleFormer's {@code Linear(d, H) -> act ->
- * Linear(H, N)} with {@code H = router_hidden_size} (ModuleFormer's 256 by default), no biases,
- * the activation being {@code hidden_act}; its tensors are {@code ...router.0.weight [H, d]} and
- * {@code ...router.2.weight [N, H]} (PyTorch {@code nn.Sequential} indices). See
- * {@link ParamLayout}. {@code router_hidden_size} is unused by the linear router.
- *
- * <p>The paper's MoE presets ({@code smoe-1b}, {@code dsmoe-1b/3b/6b}) use MLP routers of width
- * 512 (1B, 6B) and 768 (3B): the paper does not state its router, but its totals (METHOD 2.5)
- * exceed the dense model's by far more than linear routers hold (DS-MoE-1B: +50M against
- * +2.4M), and MLP routers of those widths reproduce all four MoE totals within 0.3%.
+ * <p>The MLP router ({@code router "mlp"}) is ModuleFormer's {@code Linear(D_emb, H) -> act ->
+ * Linear(H, N)} with {@code H = router_hidden_size}, no biases, the activation being
+ * {@code hidden_act}; see {@link ParamLayout} for its tensors. {@code router_hidden_size} is
+ * unused by the linear router.
  */
 public record ModelConfig(
         int vocabSize,
@@ -101,125 +86,33 @@ public record ModelConfig(
         double auxWeightAtt,
         double auxWeightFfd) {
 
-    /** The {@code model_type} of every config this engine reads or writes. */
-    public static final String MODEL_TYPE = "dsmoe";
-
-    /** Default {@code router_hidden_size}: the MLP router's hidden width in ModuleFormer. */
-    public static final int DEFAULT_ROUTER_HIDDEN_SIZE = 256;
-
-    /**
-     * The most positions a model may have, 2^20 (1,048,576; long-context Llama models have
-     * 131,072): the RoPE tables and a full-context KV cache are allocated for all of them.
-     */
+    /** The most positions, 2^20 (long-context Llama models have 131,072): RoPE tables and a full KV cache hold them all. */
     public static final int MAX_POSITIONS = 1 << 20;
 
-    /**
-     * The most layers, 2^16 (large models have about a hundred): past it no model fits a
-     * parameter buffer anyway, and the per-layer structures would be built before that shows.
-     */
+    /** The most layers, 2^16 (large models have about a hundred): past it no model fits a parameter buffer anyway. */
     public static final int MAX_LAYERS = 1 << 16;
 
-    /** Default {@code rope_theta}. */
-    public static final double DEFAULT_ROPE_THETA = 10000.0;
-    /** Default {@code rms_norm_eps}. */
-    public static final double DEFAULT_RMS_NORM_EPS = 1e-5;
-    /** Default {@code training_top_k}. */
-    public static final int DEFAULT_TRAINING_TOP_K = 2;
-
-    /** Paper MI-loss weights for the 1B models (METHOD 3), used by the small presets too. */
-    public static final double MI_ALPHA_ATT_1B = 3.5e-4;
-    public static final double MI_ALPHA_FFD_1B = 6.3e-4;
-    /** Switch-loss weight of the SMoE presets (Fedus et al.'s 0.01). */
-    public static final double SWITCH_ALPHA = 0.01;
-
-    /** {@code hidden_act}: the activation of the MLP experts (and of the MLP router). */
-    public enum Activation {
-        /** Tanh approximation of GELU (project default). */
-        GELU_TANH("gelu_tanh"),
-        /** Exact GELU, {@code x * Phi(x)} with erf. */
-        GELU("gelu");
-
-        private final String json;
-
-        Activation(String json) {
-            this.json = json;
-        }
+    /** A setting spelled in {@code config.json} as its constant's name in lower case ("gelu_tanh", "top_k"). */
+    public sealed interface Choice permits Activation, RouterKind, TrainingRouting, AuxLoss {
+        String name();
 
         /** The {@code config.json} spelling. */
-        public String json() {
-            return json;
+        default String json() {
+            return name().toLowerCase(Locale.ROOT);
         }
     }
 
-    /** {@code router}: how router logits are computed from a token's hidden state. */
-    public enum RouterKind {
-        /** One bias-free {@code Linear(d, N)} (project default). */
-        LINEAR("linear"),
-        /** ModuleFormer's {@code Linear(d, H) -> act -> Linear(H, N)}, bias-free, H = router_hidden_size. */
-        MLP("mlp");
+    /** {@code hidden_act}, the activation of the MLP experts and router: GELU's tanh approximation (default) or exact {@code x·Φ(x)}. */
+    public enum Activation implements Choice { GELU_TANH, GELU }
 
-        private final String json;
+    /** {@code router}: a bias-free {@code Linear(D_emb, N)} (default) or ModuleFormer's MLP (class comment). */
+    public enum RouterKind implements Choice { LINEAR, MLP }
 
-        RouterKind(String json) {
-            this.json = json;
-        }
+    /** {@code training_routing}: all experts, router-weighted (DS-MoE; default), or the top {@code training_top_k} MLP experts (SMoE). */
+    public enum TrainingRouting implements Choice { DENSE, TOP_K }
 
-        public String json() {
-            return json;
-        }
-    }
-
-    /** {@code training_routing}: which experts compute a token during training. */
-    public enum TrainingRouting {
-        /** All experts, router-weighted sum (DS-MoE, and trivially Dense). */
-        DENSE("dense"),
-        /** The top {@code training_top_k} MLP experts only (SMoE baseline). */
-        TOP_K("top_k");
-
-        private final String json;
-
-        TrainingRouting(String json) {
-            this.json = json;
-        }
-
-        public String json() {
-            return json;
-        }
-    }
-
-    /** {@code aux_loss}: the router loss added to the LM loss (METHOD 3). */
-    public enum AuxLoss {
-        /** Mutual-information loss, per router, summed over layers. */
-        MI("mi"),
-        /** Switch load-balancing loss {@code N * sum_i f_i * P_i}. */
-        SWITCH("switch"),
-        /** No auxiliary loss. */
-        NONE("none");
-
-        private final String json;
-
-        AuxLoss(String json) {
-            this.json = json;
-        }
-
-        public String json() {
-            return json;
-        }
-    }
-
-    /** The three model families of METHOD 2.5. */
-    public enum Family {
-        DENSE, SMOE, DSMOE;
-
-        /** Parses "dense", "smoe" or "dsmoe" (case-insensitive). */
-        public static Family parse(String name) {
-            for (Family f : values()) {
-                if (f.name().equalsIgnoreCase(name)) return f;
-            }
-            throw new IllegalArgumentException("unknown model family \"" + name
-                    + "\"; known: dense, smoe, dsmoe");
-        }
-    }
+    /** {@code aux_loss} (METHOD 3): mutual information per router (default), Switch's {@code N·Σ_i f_i·P_i}, or none. */
+    public enum AuxLoss implements Choice { MI, SWITCH, NONE }
 
     /** Null checks only; value checks are in {@link #validate()}. */
     public ModelConfig {
@@ -227,6 +120,16 @@ public record ModelConfig(
         Objects.requireNonNull(router, "router");
         Objects.requireNonNull(trainingRouting, "training_routing");
         Objects.requireNonNull(auxLoss, "aux_loss");
+    }
+
+    /** Query heads over all attention experts, {@code N_att·N_head}. */
+    public int totalQueryHeads() {
+        return nAtt * nHead;
+    }
+
+    /** MLP width over all experts, {@code N_ffd·D_ffd}. */
+    public int totalMlpWidth() {
+        return nFfd * dFfd;
     }
 
     // ------------------------------------------------------------------ validation
@@ -323,569 +226,69 @@ public record ModelConfig(
         return this;
     }
 
-    // ------------------------------------------------------------------ JSON
+    // ------------------------------------------------------------------ copies
 
-    private enum Type { INT, DOUBLE, BOOLEAN, STRING }
-
-    /** The config.json keys in file order, their types and whether they may be omitted. */
-    private enum Key {
-        MODEL_TYPE("model_type", Type.STRING, true),
-        VOCAB_SIZE("vocab_size", Type.INT, true),
-        HIDDEN_SIZE("hidden_size", Type.INT, true),
-        NUM_HIDDEN_LAYERS("num_hidden_layers", Type.INT, true),
-        NUM_ATTENTION_EXPERTS("num_attention_experts", Type.INT, true),
-        NUM_HEADS_PER_EXPERT("num_heads_per_expert", Type.INT, true),
-        NUM_KEY_VALUE_HEADS("num_key_value_heads", Type.INT, true),
-        HEAD_DIM("head_dim", Type.INT, true),
-        NUM_MLP_EXPERTS("num_mlp_experts", Type.INT, true),
-        EXPERT_INTERMEDIATE_SIZE("expert_intermediate_size", Type.INT, true),
-        HIDDEN_ACT("hidden_act", Type.STRING, false),
-        MAX_POSITION_EMBEDDINGS("max_position_embeddings", Type.INT, true),
-        ROPE_THETA("rope_theta", Type.DOUBLE, false),
-        RMS_NORM_EPS("rms_norm_eps", Type.DOUBLE, false),
-        TIE_WORD_EMBEDDINGS("tie_word_embeddings", Type.BOOLEAN, false),
-        ROUTER("router", Type.STRING, false),
-        ROUTER_HIDDEN_SIZE("router_hidden_size", Type.INT, false),
-        TRAINING_ROUTING("training_routing", Type.STRING, false),
-        TRAINING_TOP_K("training_top_k", Type.INT, false),
-        AUX_LOSS("aux_loss", Type.STRING, false),
-        AUX_LOSS_WEIGHT_ATTENTION("aux_loss_weight_attention", Type.DOUBLE, false),
-        AUX_LOSS_WEIGHT_MLP("aux_loss_weight_mlp", Type.DOUBLE, false);
-
-        final String json;
-        final Type type;
-        final boolean required;
-
-        Key(String json, Type type, boolean required) {
-            this.json = json;
-            this.type = type;
-            this.required = required;
-        }
-
-        static final Map<String, Key> BY_JSON = new LinkedHashMap<>();
-
-        static {
-            for (Key k : values()) BY_JSON.put(k.json, k);
-        }
+    /** A builder with the sizes at 0 (to be set) and every optional key at its default. */
+    public static Builder builder() {
+        return new Builder();
     }
 
-    private static final ObjectMapper MAPPER = new ObjectMapper()
-            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
-            .enable(SerializationFeature.INDENT_OUTPUT);
-
-    /** The {@code config.json} keys in file order. */
-    public static List<String> jsonKeys() {
-        return Arrays.stream(Key.values()).map(k -> k.json).toList();
-    }
-
-    /** This config as one flat JSON object with every key, in {@link #jsonKeys()} order. */
-    public ObjectNode toJsonNode() {
-        ObjectNode o = MAPPER.createObjectNode();
-        o.put("model_type", MODEL_TYPE);
-        o.put("vocab_size", vocabSize);
-        o.put("hidden_size", dEmb);
-        o.put("num_hidden_layers", numLayers);
-        o.put("num_attention_experts", nAtt);
-        o.put("num_heads_per_expert", nHead);
-        o.put("num_key_value_heads", nKv);
-        o.put("head_dim", dAtt);
-        o.put("num_mlp_experts", nFfd);
-        o.put("expert_intermediate_size", dFfd);
-        o.put("hidden_act", hiddenAct.json());
-        o.put("max_position_embeddings", maxPositions);
-        o.put("rope_theta", ropeTheta);
-        o.put("rms_norm_eps", rmsNormEps);
-        o.put("tie_word_embeddings", tieWordEmbeddings);
-        o.put("router", router.json());
-        o.put("router_hidden_size", routerHiddenSize);
-        o.put("training_routing", trainingRouting.json());
-        o.put("training_top_k", trainingTopK);
-        o.put("aux_loss", auxLoss.json());
-        o.put("aux_loss_weight_attention", auxWeightAtt);
-        o.put("aux_loss_weight_mlp", auxWeightFfd);
-        return o;
-    }
-
-    /** {@link #toJsonNode()} as indented JSON text (the content of {@code config.json}). */
-    public String toJson() {
-        try {
-            return MAPPER.writeValueAsString(toJsonNode());
-        } catch (JsonProcessingException ex) {
-            throw new IllegalStateException(ex); // cannot happen for an ObjectNode of scalars
-        }
+    /** A builder holding this config, for a changed copy: {@code c.toBuilder().dEmb(16).numLayers(2).build()}. */
+    public Builder toBuilder() {
+        return new Builder().vocabSize(vocabSize).dEmb(dEmb).numLayers(numLayers).nAtt(nAtt).nHead(nHead).nKv(nKv)
+                .dAtt(dAtt).nFfd(nFfd).dFfd(dFfd).hiddenAct(hiddenAct).maxPositions(maxPositions).ropeTheta(ropeTheta)
+                .rmsNormEps(rmsNormEps).tieWordEmbeddings(tieWordEmbeddings).router(router)
+                .routerHiddenSize(routerHiddenSize).trainingRouting(trainingRouting).trainingTopK(trainingTopK)
+                .auxLoss(auxLoss).auxWeightAtt(auxWeightAtt).auxWeightFfd(auxWeightFfd);
     }
 
     /**
-     * Parses and validates a {@code config.json} text. Throws {@link IllegalArgumentException}
-     * naming the key for: an unknown key, a missing required key, a value of the wrong type, a
-     * duplicate key; and the {@link #validate()} messages for bad values.
+     * The components of a config being made; {@link #build()} does not validate. Fields are
+     * declared in component order and start at the {@code config.json} defaults (the sizes at 0).
      */
-    public static ModelConfig fromJson(String json) {
-        JsonNode root;
-        try {
-            root = MAPPER.readTree(json);
-        } catch (JsonProcessingException ex) {
-            throw new IllegalArgumentException("config is not valid JSON: " + ex.getOriginalMessage());
+    public static final class Builder {
+        private int vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd;
+        private Activation hiddenAct = Activation.GELU_TANH;
+        private int maxPositions;
+        private double ropeTheta = 10000.0;
+        private double rmsNormEps = 1e-5;
+        private boolean tieWordEmbeddings = true;
+        private RouterKind router = RouterKind.LINEAR;
+        private int routerHiddenSize = 256; // ModuleFormer's MLP router width
+        private TrainingRouting trainingRouting = TrainingRouting.DENSE;
+        private int trainingTopK = 2;
+        private AuxLoss auxLoss = AuxLoss.MI;
+        private double auxWeightAtt, auxWeightFfd;
+
+        private Builder() {}
+
+        public Builder vocabSize(int v) { vocabSize = v; return this; }
+        public Builder dEmb(int v) { dEmb = v; return this; }
+        public Builder numLayers(int v) { numLayers = v; return this; }
+        public Builder nAtt(int v) { nAtt = v; return this; }
+        public Builder nHead(int v) { nHead = v; return this; }
+        public Builder nKv(int v) { nKv = v; return this; }
+        public Builder dAtt(int v) { dAtt = v; return this; }
+        public Builder nFfd(int v) { nFfd = v; return this; }
+        public Builder dFfd(int v) { dFfd = v; return this; }
+        public Builder hiddenAct(Activation v) { hiddenAct = v; return this; }
+        public Builder maxPositions(int v) { maxPositions = v; return this; }
+        public Builder ropeTheta(double v) { ropeTheta = v; return this; }
+        public Builder rmsNormEps(double v) { rmsNormEps = v; return this; }
+        public Builder tieWordEmbeddings(boolean v) { tieWordEmbeddings = v; return this; }
+        public Builder router(RouterKind v) { router = v; return this; }
+        public Builder routerHiddenSize(int v) { routerHiddenSize = v; return this; }
+        public Builder trainingRouting(TrainingRouting v) { trainingRouting = v; return this; }
+        public Builder trainingTopK(int v) { trainingTopK = v; return this; }
+        public Builder auxLoss(AuxLoss v) { auxLoss = v; return this; }
+        public Builder auxWeightAtt(double v) { auxWeightAtt = v; return this; }
+        public Builder auxWeightFfd(double v) { auxWeightFfd = v; return this; }
+
+        /** The config (not validated). */
+        public ModelConfig build() {
+            return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
+                    maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting,
+                    trainingTopK, auxLoss, auxWeightAtt, auxWeightFfd);
         }
-        if (root == null || !root.isObject()) {
-            throw new IllegalArgumentException("config must be one JSON object, got "
-                    + (root == null ? "nothing" : root.getNodeType().toString().toLowerCase()));
-        }
-        return fromJsonNode((ObjectNode) root).validate();
-    }
-
-    /** Parses a config object without validating the values (types and keys are checked). */
-    static ModelConfig fromJsonNode(ObjectNode o) {
-        for (Iterator<String> it = o.fieldNames(); it.hasNext(); ) {
-            String name = it.next();
-            if (!Key.BY_JSON.containsKey(name)) {
-                throw new IllegalArgumentException("unknown config key \"" + name + "\"; known keys: "
-                        + String.join(", ", jsonKeys()));
-            }
-        }
-        for (Key k : Key.values()) {
-            if (k.required && !o.has(k.json)) {
-                throw new IllegalArgumentException("missing required config key \"" + k.json + "\"");
-            }
-        }
-        String modelType = str(o, Key.MODEL_TYPE, MODEL_TYPE);
-        if (!MODEL_TYPE.equals(modelType)) {
-            throw new IllegalArgumentException("model_type must be \"" + MODEL_TYPE + "\", got \"" + modelType + "\"");
-        }
-        return new ModelConfig(
-                integer(o, Key.VOCAB_SIZE, 0),
-                integer(o, Key.HIDDEN_SIZE, 0),
-                integer(o, Key.NUM_HIDDEN_LAYERS, 0),
-                integer(o, Key.NUM_ATTENTION_EXPERTS, 0),
-                integer(o, Key.NUM_HEADS_PER_EXPERT, 0),
-                integer(o, Key.NUM_KEY_VALUE_HEADS, 0),
-                integer(o, Key.HEAD_DIM, 0),
-                integer(o, Key.NUM_MLP_EXPERTS, 0),
-                integer(o, Key.EXPERT_INTERMEDIATE_SIZE, 0),
-                choice(Key.HIDDEN_ACT, str(o, Key.HIDDEN_ACT, Activation.GELU_TANH.json()), Activation.values()),
-                integer(o, Key.MAX_POSITION_EMBEDDINGS, 0),
-                dbl(o, Key.ROPE_THETA, DEFAULT_ROPE_THETA),
-                dbl(o, Key.RMS_NORM_EPS, DEFAULT_RMS_NORM_EPS),
-                bool(o, Key.TIE_WORD_EMBEDDINGS, true),
-                choice(Key.ROUTER, str(o, Key.ROUTER, RouterKind.LINEAR.json()), RouterKind.values()),
-                integer(o, Key.ROUTER_HIDDEN_SIZE, DEFAULT_ROUTER_HIDDEN_SIZE),
-                choice(Key.TRAINING_ROUTING, str(o, Key.TRAINING_ROUTING, TrainingRouting.DENSE.json()),
-                        TrainingRouting.values()),
-                integer(o, Key.TRAINING_TOP_K, DEFAULT_TRAINING_TOP_K),
-                choice(Key.AUX_LOSS, str(o, Key.AUX_LOSS, AuxLoss.MI.json()), AuxLoss.values()),
-                dbl(o, Key.AUX_LOSS_WEIGHT_ATTENTION, 0.0),
-                dbl(o, Key.AUX_LOSS_WEIGHT_MLP, 0.0));
-    }
-
-    private static String describe(JsonNode v) {
-        return v.isTextual() ? "\"" + v.textValue() + "\"" : v.toString();
-    }
-
-    private static IllegalArgumentException wrongType(Key k, String expected, JsonNode v) {
-        return new IllegalArgumentException(k.json + " must be " + expected + ", got " + describe(v));
-    }
-
-    private static int integer(ObjectNode o, Key k, int dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isIntegralNumber() || !v.canConvertToInt()) throw wrongType(k, "an integer", v);
-        return v.intValue();
-    }
-
-    private static double dbl(ObjectNode o, Key k, double dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isNumber()) throw wrongType(k, "a number", v);
-        return v.doubleValue();
-    }
-
-    private static boolean bool(ObjectNode o, Key k, boolean dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isBoolean()) throw wrongType(k, "true or false", v);
-        return v.booleanValue();
-    }
-
-    private static String str(ObjectNode o, Key k, String dflt) {
-        JsonNode v = o.get(k.json);
-        if (v == null) return dflt;
-        if (!v.isTextual()) throw wrongType(k, "a string", v);
-        return v.textValue();
-    }
-
-    private static <E extends Enum<E>> E choice(Key k, String value, E[] options) {
-        for (E e : options) {
-            if (jsonName(e).equals(value)) return e;
-        }
-        throw new IllegalArgumentException(k.json + " must be one of "
-                + Arrays.stream(options).map(e -> "\"" + jsonName(e) + "\"").collect(Collectors.joining(", "))
-                + "; got \"" + value + "\"");
-    }
-
-    private static String jsonName(Enum<?> e) {
-        return switch (e) {
-            case Activation a -> a.json();
-            case RouterKind r -> r.json();
-            case TrainingRouting t -> t.json();
-            case AuxLoss a -> a.json();
-            default -> e.name().toLowerCase();
-        };
-    }
-
-    /**
-     * A copy with one key overridden by its {@code config.json} name and a value written as on
-     * a command line ({@code "16"}, {@code "3.5e-4"}, {@code "true"}, {@code "mlp"}); not
-     * validated. Errors name the key (unknown key, wrong type).
-     */
-    public ModelConfig with(String key, String value) {
-        Key k = Key.BY_JSON.get(key);
-        if (k == null) {
-            throw new IllegalArgumentException("unknown config key \"" + key + "\"; known keys: "
-                    + String.join(", ", jsonKeys()));
-        }
-        ObjectNode o = toJsonNode();
-        String v = value.trim();
-        switch (k.type) {
-            case INT -> {
-                try {
-                    o.put(k.json, Integer.parseInt(v));
-                } catch (NumberFormatException ex) {
-                    throw new IllegalArgumentException(k.json + " must be an integer, got \"" + value + "\"");
-                }
-            }
-            case DOUBLE -> {
-                try {
-                    o.put(k.json, Double.parseDouble(v));
-                } catch (NumberFormatException ex) {
-                    throw new IllegalArgumentException(k.json + " must be a number, got \"" + value + "\"");
-                }
-            }
-            case BOOLEAN -> {
-                if (!v.equals("true") && !v.equals("false")) {
-                    throw new IllegalArgumentException(k.json + " must be true or false, got \"" + value + "\"");
-                }
-                o.put(k.json, Boolean.parseBoolean(v));
-            }
-            case STRING -> o.put(k.json, v);
-        }
-        return fromJsonNode(o);
-    }
-
-    // ------------------------------------------------------------------ with...
-
-    public ModelConfig withVocabSize(int v) {
-        return new ModelConfig(v, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withDEmb(int v) {
-        return new ModelConfig(vocabSize, v, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withNumLayers(int v) {
-        return new ModelConfig(vocabSize, dEmb, v, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    /** Attention shape in one step: N_att experts of N_head query heads over N_kv KV heads of D_att. */
-    public ModelConfig withAttention(int nAtt, int nHead, int nKv, int dAtt) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK,
-                auxLoss, auxWeightAtt, auxWeightFfd);
-    }
-
-    /** MLP shape in one step: N_ffd experts of width D_ffd. */
-    public ModelConfig withMlp(int nFfd, int dFfd) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK,
-                auxLoss, auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withHiddenAct(Activation v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, v, maxPositions,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withMaxPositions(int v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct, v,
-                ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withRopeTheta(double v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, v, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withRmsNormEps(double v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, v, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withTieWordEmbeddings(boolean v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, v, router, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    public ModelConfig withRouter(RouterKind v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, v, routerHiddenSize, trainingRouting, trainingTopK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    /** The MLP router's hidden width ({@code router_hidden_size}); unused by the linear router. */
-    public ModelConfig withRouterHiddenSize(int v) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, v, trainingRouting, trainingTopK,
-                auxLoss, auxWeightAtt, auxWeightFfd);
-    }
-
-    /** Training routing and its K in one step (K is ignored by dense routing). */
-    public ModelConfig withTrainingRouting(TrainingRouting v, int topK) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, v, topK, auxLoss,
-                auxWeightAtt, auxWeightFfd);
-    }
-
-    /** Aux loss and its two weights (alpha_att, alpha_ffd) in one step. */
-    public ModelConfig withAuxLoss(AuxLoss v, double weightAtt, double weightFfd) {
-        return new ModelConfig(vocabSize, dEmb, numLayers, nAtt, nHead, nKv, dAtt, nFfd, dFfd, hiddenAct,
-                maxPositions, ropeTheta, rmsNormEps, tieWordEmbeddings, router, routerHiddenSize, trainingRouting, trainingTopK, v,
-                weightAtt, weightFfd);
-    }
-
-    // ------------------------------------------------------------------ parameter counts
-
-    /** Query heads over all attention experts, {@code N_att*N_head}. */
-    public int totalQueryHeads() {
-        return nAtt * nHead;
-    }
-
-    /** MLP width over all experts, {@code N_ffd*D_ffd}. */
-    public int totalMlpWidth() {
-        return nFfd * dFfd;
-    }
-
-    /** Parameters of one router over {@code n} experts; 0 when {@code n == 1} (no router). */
-    public long routerParams(int n) {
-        if (n == 1) return 0;
-        return switch (router) {
-            case LINEAR -> (long) n * dEmb;
-            case MLP -> (long) routerHiddenSize * dEmb + (long) n * routerHiddenSize;
-        };
-    }
-
-    /** The attention router of one layer; 0 when N_att = 1. */
-    public long attentionRouterParams() {
-        return routerParams(nAtt);
-    }
-
-    /** The MLP router of one layer; 0 when N_ffd = 1. */
-    public long mlpRouterParams() {
-        return routerParams(nFfd);
-    }
-
-    /** All routers of all layers. */
-    public long routerParams() {
-        return (long) numLayers * (attentionRouterParams() + mlpRouterParams());
-    }
-
-    /** One attention expert of one layer: its q_proj and o_proj, {@code 2*N_head*D_att*d}. */
-    public long attentionExpertParams() {
-        return 2L * nHead * dAtt * dEmb;
-    }
-
-    /** The shared k_proj and v_proj of one layer, {@code 2*N_kv*D_att*d}. */
-    public long sharedKvParams() {
-        return 2L * nKv * dAtt * dEmb;
-    }
-
-    /** One MLP expert of one layer: up_proj and down_proj, {@code 2*D_ffd*d}. */
-    public long mlpExpertParams() {
-        return 2L * dFfd * dEmb;
-    }
-
-    /** One transformer layer: two norms, routers, attention (experts + shared KV), MLP experts. */
-    public long paramsPerLayer() {
-        return 2L * dEmb + attentionRouterParams() + nAtt * attentionExpertParams() + sharedKvParams()
-                + mlpRouterParams() + nFfd * mlpExpertParams();
-    }
-
-    /** {@code embed_tokens} plus an untied {@code lm_head}. */
-    public long embeddingParams() {
-        return (long) vocabSize * dEmb * (tieWordEmbeddings ? 1 : 2);
-    }
-
-    /** Everything except {@code embed_tokens} and an untied {@code lm_head} (the paper's totals). */
-    public long nonEmbeddingParams() {
-        return numLayers * paramsPerLayer() + dEmb;
-    }
-
-    /** Every parameter, the size of the flat buffer ({@link ParamLayout#totalSize()}). */
-    public long totalParams() {
-        return nonEmbeddingParams() + embeddingParams();
-    }
-
-    /** All expert parameters of all layers (attention q/o and MLP up/down). */
-    public long expertParams() {
-        return numLayers * (nAtt * attentionExpertParams() + nFfd * mlpExpertParams());
-    }
-
-    /**
-     * Non-embedding parameters a token reads when, per layer, {@code activeAtt} attention experts
-     * and {@code activeFfd} MLP experts are computed (means over tokens and layers may be
-     * fractional). Routers, norms and the shared KV projections are always counted.
-     */
-    public double activeParamsPerToken(double activeAtt, double activeFfd) {
-        checkActive(activeAtt, activeFfd);
-        return nonEmbeddingParams()
-                - numLayers * ((nAtt - activeAtt) * attentionExpertParams() + (nFfd - activeFfd) * mlpExpertParams());
-    }
-
-    /** "Active hidden": active expert parameters / all expert parameters (METHOD 5), in [0, 1]. */
-    public double activeExpertFraction(double activeAtt, double activeFfd) {
-        checkActive(activeAtt, activeFfd);
-        return numLayers * (activeAtt * attentionExpertParams() + activeFfd * mlpExpertParams())
-                / (double) expertParams();
-    }
-
-    private void checkActive(double activeAtt, double activeFfd) {
-        if (!(activeAtt >= 1 && activeAtt <= nAtt)) {
-            throw new IllegalArgumentException("active attention experts (" + activeAtt
-                    + ") must be between 1 and num_attention_experts (" + nAtt + ")");
-        }
-        if (!(activeFfd >= 1 && activeFfd <= nFfd)) {
-            throw new IllegalArgumentException("active MLP experts (" + activeFfd
-                    + ") must be between 1 and num_mlp_experts (" + nFfd + ")");
-        }
-    }
-
-    // ------------------------------------------------------------------ size matching
-
-    /** {@link #sizeMatched(ModelConfig, Family, int, int, double)} with an MLP width multiplier of 1. */
-    public static ModelConfig sizeMatched(ModelConfig reference, Family family, int nAtt, int nFfd) {
-        return sizeMatched(reference, family, nAtt, nFfd, 1.0);
-    }
-
-    /**
-     * The config of {@code family} matched to {@code reference} by the paper's rule (METHOD 2.5).
-     * The reference's query heads {@code H = N_att*N_head} and MLP width {@code W = N_ffd*D_ffd}
-     * are what is matched, so any family can be the reference; everything else (d, layers, N_kv,
-     * D_att, vocabulary, context, norms, router kind) is copied.
-     * <ul>
-     *   <li>DENSE: N_att = N_ffd = 1, N_head = H, D_ffd = W * mlpWidthMultiplier; dense routing,
-     *       no aux loss ({@code nAtt}, {@code nFfd} must be 1).</li>
-     *   <li>SMOE: N_att = 1, N_head = H, {@code nFfd} experts of D_ffd = W * mlpWidthMultiplier /
-     *       nFfd; top-2 training routing, switch loss with weight {@link #SWITCH_ALPHA} on the MLP
-     *       ({@code nAtt} must be 1).</li>
-     *   <li>DSMOE: {@code nAtt} experts of N_head = H / nAtt, {@code nFfd} experts of D_ffd =
-     *       W * mlpWidthMultiplier / nFfd; dense routing, MI loss with the paper's 1B weights
-     *       {@link #MI_ALPHA_ATT_1B}, {@link #MI_ALPHA_FFD_1B}.</li>
-     * </ul>
-     * The result is validated; a split that does not divide evenly is an error saying so.
-     */
-    public static ModelConfig sizeMatched(ModelConfig reference, Family family, int nAtt, int nFfd,
-            double mlpWidthMultiplier) {
-        int heads = reference.totalQueryHeads();
-        double widthD = reference.totalMlpWidth() * mlpWidthMultiplier;
-        if (!(mlpWidthMultiplier > 0) || widthD != Math.rint(widthD) || widthD > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("MLP width " + reference.totalMlpWidth() + " x multiplier "
-                    + mlpWidthMultiplier + " must be a positive whole number");
-        }
-        int width = (int) widthD;
-        if (nAtt < 1 || nFfd < 1) {
-            throw new IllegalArgumentException("expert counts must be positive, got num_attention_experts "
-                    + nAtt + " and num_mlp_experts " + nFfd);
-        }
-        if (family != Family.DSMOE && nAtt != 1) {
-            throw new IllegalArgumentException(family.name().toLowerCase()
-                    + " has num_attention_experts = 1 (got " + nAtt + ")");
-        }
-        if (family == Family.DENSE && nFfd != 1) {
-            throw new IllegalArgumentException("dense has num_mlp_experts = 1 (got " + nFfd + ")");
-        }
-        if (heads % nAtt != 0) {
-            throw new IllegalArgumentException("the reference's " + heads
-                    + " query heads do not split evenly over num_attention_experts (" + nAtt + ")");
-        }
-        if (width % nFfd != 0) {
-            throw new IllegalArgumentException("the MLP width " + width
-                    + " does not split evenly over num_mlp_experts (" + nFfd + ")");
-        }
-        ModelConfig c = reference.withAttention(nAtt, heads / nAtt, reference.nKv(), reference.dAtt())
-                .withMlp(nFfd, width / nFfd);
-        c = switch (family) {
-            case DENSE -> c.withTrainingRouting(TrainingRouting.DENSE, DEFAULT_TRAINING_TOP_K)
-                    .withAuxLoss(AuxLoss.NONE, 0.0, 0.0);
-            case SMOE -> c.withTrainingRouting(TrainingRouting.TOP_K, DEFAULT_TRAINING_TOP_K)
-                    .withAuxLoss(AuxLoss.SWITCH, 0.0, SWITCH_ALPHA);
-            case DSMOE -> c.withTrainingRouting(TrainingRouting.DENSE, DEFAULT_TRAINING_TOP_K)
-                    .withAuxLoss(AuxLoss.MI, MI_ALPHA_ATT_1B, MI_ALPHA_FFD_1B);
-        };
-        return c.validate();
-    }
-
-    // ------------------------------------------------------------------ presets
-
-    private static final Map<String, ModelConfig> PRESETS = buildPresets();
-
-    private static ModelConfig dense(int vocab, int d, int layers, int heads, int nKv, int dAtt, int width,
-            int context) {
-        return new ModelConfig(vocab, d, layers, 1, heads, nKv, dAtt, 1, width, Activation.GELU_TANH, context,
-                DEFAULT_ROPE_THETA, DEFAULT_RMS_NORM_EPS, true, RouterKind.LINEAR, DEFAULT_ROUTER_HIDDEN_SIZE,
-                TrainingRouting.DENSE,
-                DEFAULT_TRAINING_TOP_K, AuxLoss.NONE, 0.0, 0.0).validate();
-    }
-
-    private static Map<String, ModelConfig> buildPresets() {
-        Map<String, ModelConfig> p = new LinkedHashMap<>();
-        // METHOD 7: trained in minutes on 2 cores; vocabulary 8192, context 256.
-        ModelConfig small = dense(8192, 256, 4, 8, 2, 32, 1024, 256);
-        p.put("dense-small", small);
-        p.put("smoe-small", sizeMatched(small, Family.SMOE, 1, 8));
-        p.put("dsmoe-small", sizeMatched(small, Family.DSMOE, 4, 16));
-        // METHOD 2.5 paper shapes, vocabulary 32000, context 2048.
-        ModelConfig b1 = dense(32000, 2048, 24, 32, 2, 64, 8192, 2048);
-        p.put("dense-1b", b1);
-        p.put("smoe-1b", paperRouter(sizeMatched(b1, Family.SMOE, 1, 8), 512));
-        p.put("dsmoe-1b", paperRouter(sizeMatched(b1, Family.DSMOE, 16, 32), 512));
-        ModelConfig b3 = dense(32000, 3072, 28, 32, 4, 96, 12288, 2048);
-        p.put("dense-3b", b3);
-        p.put("dsmoe-3b", paperRouter(sizeMatched(b3, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 4e-4), 768));
-        ModelConfig b6 = dense(32000, 4096, 36, 32, 4, 128, 16384, 2048);
-        p.put("dense-6b", b6);
-        p.put("dsmoe-6b", paperRouter(sizeMatched(b6, Family.DSMOE, 8, 32).withAuxLoss(AuxLoss.MI, 2e-4, 2e-4), 512));
-        return p;
-    }
-
-    /**
-     * The paper's MoE models carry MLP routers: their totals (METHOD 2.5) are only reached with
-     * a hidden layer of this width in every router (see the class comment).
-     */
-    private static ModelConfig paperRouter(ModelConfig c, int hidden) {
-        return c.withRouter(RouterKind.MLP).withRouterHiddenSize(hidden).validate();
-    }
-
-    /** The preset names, in a stable order (small first, then by size). */
-    public static List<String> presetNames() {
-        return List.copyOf(PRESETS.keySet());
-    }
-
-    /** A named preset (METHOD 7 and 2.5); an unknown name is an error listing the known ones. */
-    public static ModelConfig preset(String name) {
-        ModelConfig c = PRESETS.get(name);
-        if (c == null) {
-            throw new IllegalArgumentException("unknown model preset \"" + name + "\"; known presets: "
-                    + String.join(", ", PRESETS.keySet()));
-        }
-        return c;
     }
 }

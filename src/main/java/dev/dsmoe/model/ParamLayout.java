@@ -253,7 +253,7 @@ public final class ParamLayout {
         return lmHead != null ? lmHead : embedTokens;
     }
 
-    /** Number of floats in the flat buffer; equals {@link ModelConfig#totalParams()}. */
+    /** Number of floats in the flat buffer: every parameter ({@link ParamCounts#total()}). */
     public long totalSize() {
         return totalSize;
     }

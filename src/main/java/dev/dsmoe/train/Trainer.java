@@ -3,6 +3,7 @@ package dev.dsmoe.train;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.dsmoe.io.CheckpointFiles;
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.Kernels;
@@ -359,7 +360,7 @@ public final class Trainer {
                 elapsedSeconds, dataDescription, dataFingerprint, kernels, threads, schedule.fromStep(),
                 schedule.fromProgress(), List.copyOf(budgets), o.saveEvery(), o.evalEvery(), o.evalBatches(), o.json());
         CheckpointFiles cf = new CheckpointFiles(out)
-                .text(ModelFiles.CONFIG, config.toJson() + "\n")
+                .text(ModelFiles.CONFIG, ConfigJson.toJson(config) + "\n")
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(layout, params, SafeTensors.DType.F32)
                         .metadata("step", Long.toString(step)))
                 .safetensors(ModelFiles.OPTIMIZER, ModelFiles.optimizerTensors(layout, opt.m(), opt.v(), opt.steps()))

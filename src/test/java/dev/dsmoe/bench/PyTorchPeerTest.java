@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.RandomParams;
 import dev.dsmoe.model.Transformer;
@@ -31,11 +32,10 @@ class PyTorchPeerTest {
         assumeTrue(peer.available(), () -> "skipped: " + peer.unavailableReason());
         for (String preset : new String[] {"dense-small", "smoe-small", "dsmoe-small", "dsmoe-small+mlp-router"}) {
             boolean mlpRouter = preset.endsWith("+mlp-router");
-            ModelConfig base = ModelConfig.preset(preset.replace("+mlp-router", ""));
-            ModelConfig c = base.withVocabSize(97).withDEmb(32).withNumLayers(2)
-                    .withAttention(base.nAtt(), base.nHead(), base.nKv(), 8).withMlp(base.nFfd(), Math.max(4, base.dFfd() / 16))
-                    .withMaxPositions(32);
-            if (mlpRouter) c = c.withRouter(ModelConfig.RouterKind.MLP).withRouterHiddenSize(12);
+            ModelConfig base = ModelPresets.get(preset.replace("+mlp-router", ""));
+            ModelConfig c = base.toBuilder().vocabSize(97).dEmb(32).numLayers(2).dAtt(8)
+                    .dFfd(Math.max(4, base.dFfd() / 16)).maxPositions(32).build();
+            if (mlpRouter) c = c.toBuilder().router(ModelConfig.RouterKind.MLP).routerHiddenSize(12).build();
             c = c.validate();
             ParamLayout layout = ParamLayout.of(c);
             float[] p = RandomParams.params(layout, 3);

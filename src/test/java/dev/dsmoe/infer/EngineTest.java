@@ -4,9 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import java.io.IOException;
@@ -181,8 +183,8 @@ class EngineTest {
             assertEquals(5, s.decodeTokens());
             assertEquals(1.0, s.meanActiveAttention(), 0);
             assertEquals(2.0, s.meanActiveMlp(), 0);
-            assertEquals(c.activeParamsPerToken(1, 2), s.activeParamsPerToken(), 1e-9);
-            assertEquals(c.activeExpertFraction(1, 2), s.activeExpertFraction(), 1e-12);
+            assertEquals(ParamCounts.of(c).activePerToken(1, 2), s.activeParamsPerToken(), 1e-9);
+            assertEquals(ParamCounts.of(c).activeExpertFraction(1, 2), s.activeExpertFraction(), 1e-12);
             assertEquals(c.numLayers(), s.activeMlpPerLayer().length);
 
             e.resetStats();
@@ -245,13 +247,13 @@ class EngineTest {
         Path empty = Files.createDirectories(dir.resolve("empty"));
         NoSuchFileException noConfig = assertThrows(NoSuchFileException.class, () -> InferenceModel.load(empty, MatVec.DType.F32));
         assertTrue(noConfig.getMessage().contains("config.json"), noConfig.getMessage());
-        Files.writeString(empty.resolve("config.json"), c.toJson());
+        Files.writeString(empty.resolve("config.json"), ConfigJson.toJson(c));
         NoSuchFileException noWeights = assertThrows(NoSuchFileException.class, () -> InferenceModel.load(empty, MatVec.DType.F32));
         assertTrue(noWeights.getMessage().contains("model.safetensors"), noWeights.getMessage());
         // a checkpoint of another shape: the missing tensor is named
         Path other = TinyModels.write(dir.resolve("other"), TinyModels.smoe(),
                 TinyModels.params(ParamLayout.of(TinyModels.smoe()), 1), SafeTensors.DType.F32);
-        Files.writeString(other.resolve("config.json"), TinyModels.dsmoe().toJson());
+        Files.writeString(other.resolve("config.json"), ConfigJson.toJson(TinyModels.dsmoe()));
         IOException wrong = assertThrows(IOException.class, () -> InferenceModel.load(other, MatVec.DType.F32));
         assertTrue(wrong.getMessage().contains("model.safetensors"), wrong.getMessage());
     }

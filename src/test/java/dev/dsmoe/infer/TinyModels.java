@@ -1,5 +1,6 @@
 package dev.dsmoe.infer;
 
+import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
@@ -72,7 +73,7 @@ final class TinyModels {
     /** Writes config.json and model.safetensors (in {@code dtype}) of the params to {@code dir}. */
     static Path write(Path dir, ModelConfig c, float[] params, SafeTensors.DType dtype) throws IOException {
         Files.createDirectories(dir);
-        Files.writeString(dir.resolve(ModelFiles.CONFIG), c.toJson());
+        Files.writeString(dir.resolve(ModelFiles.CONFIG), ConfigJson.toJson(c));
         ModelFiles.modelTensors(ParamLayout.of(c), params, dtype).write(dir.resolve(ModelFiles.MODEL));
         return dir;
     }

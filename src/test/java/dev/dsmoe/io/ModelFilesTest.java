@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.RandomParams;
 import java.io.IOException;
@@ -27,22 +28,22 @@ class ModelFilesTest {
     Path dir;
 
     static ModelConfig tiny() {
-        return ModelConfig.preset("dsmoe-small").withVocabSize(40).withDEmb(16).withNumLayers(1)
-                .withAttention(2, 2, 2, 4).withMlp(2, 8).withMaxPositions(16).validate();
+        return ModelPresets.get("dsmoe-small").toBuilder().vocabSize(40).dEmb(16).numLayers(1)
+                .nAtt(2).nHead(2).nKv(2).dAtt(4).nFfd(2).dFfd(8).maxPositions(16).build().validate();
     }
 
     // The two checkpoints differ in a key that does not change any shape, so a mix would load silently.
     static final ModelConfig OLD = tiny();
-    static final ModelConfig NEW = tiny().withRopeTheta(500000.0);
+    static final ModelConfig NEW = tiny().toBuilder().ropeTheta(500000.0).build();
     static final float[] OLD_PARAMS = RandomParams.params(ParamLayout.of(OLD), 1);
     static final float[] NEW_PARAMS = RandomParams.params(ParamLayout.of(NEW), 2);
 
     /** The old checkpoint committed, then the new one as a writer killed after its first rename leaves it. */
     private void newCheckpointKilledMidCommit() throws IOException {
-        new CheckpointFiles(dir).text(ModelFiles.CONFIG, OLD.toJson())
+        new CheckpointFiles(dir).text(ModelFiles.CONFIG, ConfigJson.toJson(OLD))
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(ParamLayout.of(OLD), OLD_PARAMS, SafeTensors.DType.F32))
                 .commit();
-        byte[] cfg = NEW.toJson().getBytes(StandardCharsets.UTF_8);
+        byte[] cfg = ConfigJson.toJson(NEW).getBytes(StandardCharsets.UTF_8);
         List<AtomicFiles.Temp> temps = List.of(
                 ModelFiles.modelTensors(ParamLayout.of(NEW), NEW_PARAMS, SafeTensors.DType.F32).writeTemp(dir.resolve(ModelFiles.MODEL)),
                 AtomicFiles.writeTemp(dir.resolve(ModelFiles.CONFIG), ch -> ch.write(ByteBuffer.wrap(cfg))));
@@ -108,10 +109,10 @@ class ModelFilesTest {
 
     @Test
     void aTensorOfTheWrongShapeOrTypeIsNamedWithWhatConfigJsonExpects() throws IOException {
-        ModelConfig small = tiny(), wide = tiny().withMlp(2, 12);
+        ModelConfig small = tiny(), wide = tiny().toBuilder().nFfd(2).dFfd(12).build();
         ParamLayout layout = ParamLayout.of(small);
         float[] p = RandomParams.params(layout, 3);
-        Files.writeString(dir.resolve(ModelFiles.CONFIG), wide.toJson());
+        Files.writeString(dir.resolve(ModelFiles.CONFIG), ConfigJson.toJson(wide));
         ModelFiles.modelTensors(layout, p, SafeTensors.DType.F32).write(dir.resolve(ModelFiles.MODEL));
         ModelFiles.optimizerTensors(layout, p, p, 5).write(dir.resolve(ModelFiles.OPTIMIZER));
         ParamLayout expected = ParamLayout.of(ModelFiles.readConfig(dir));
@@ -139,7 +140,7 @@ class ModelFilesTest {
 
     @Test
     void aReaderRacingASaveGetsOneWholeCheckpoint() throws Exception {
-        new CheckpointFiles(dir).text(ModelFiles.CONFIG, OLD.toJson())
+        new CheckpointFiles(dir).text(ModelFiles.CONFIG, ConfigJson.toJson(OLD))
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(ParamLayout.of(OLD), OLD_PARAMS, SafeTensors.DType.F32))
                 .commit();
         java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
@@ -148,7 +149,7 @@ class ModelFilesTest {
             try {
                 for (int i = 0; !stop.get(); i++) {
                     ModelConfig c = i % 2 == 0 ? NEW : OLD;
-                    new CheckpointFiles(dir).text(ModelFiles.CONFIG, c.toJson())
+                    new CheckpointFiles(dir).text(ModelFiles.CONFIG, ConfigJson.toJson(c))
                             .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(ParamLayout.of(c), c == NEW ? NEW_PARAMS : OLD_PARAMS,
                                     SafeTensors.DType.F32))
                             .commit();

@@ -17,14 +17,17 @@ import org.junit.jupiter.params.provider.MethodSource;
 class FootprintTest {
 
     static Stream<Arguments> configs() {
-        ModelConfig base = ModelConfig.preset("dense-small").withNumLayers(2).withVocabSize(97).withDEmb(24).withMaxPositions(40);
+        ModelConfig base = ModelPresets.get("dense-small").toBuilder().numLayers(2).vocabSize(97).dEmb(24).maxPositions(40).build();
         return Stream.of(
-                Arguments.of("dense", base.withAttention(1, 4, 2, 8).withMlp(1, 64).validate()),
-                Arguments.of("smoe top-2", base.withAttention(1, 4, 2, 8).withMlp(4, 16)
-                        .withTrainingRouting(TrainingRouting.TOP_K, 2).withAuxLoss(AuxLoss.SWITCH, 0, 0.01).validate()),
-                Arguments.of("ds-moe", base.withAttention(3, 2, 1, 8).withMlp(6, 8).withAuxLoss(AuxLoss.MI, 0.01, 0.01).validate()),
-                Arguments.of("ds-moe, mlp router, untied", base.withAttention(2, 2, 2, 8).withMlp(4, 8).withRouter(RouterKind.MLP)
-                        .withRouterHiddenSize(12).withTieWordEmbeddings(false).withAuxLoss(AuxLoss.MI, 0.01, 0.01).validate()));
+                Arguments.of("dense", base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(8).nFfd(1).dFfd(64).build().validate()),
+                Arguments.of("smoe top-2", base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(8).nFfd(4).dFfd(16)
+                        .trainingRouting(TrainingRouting.TOP_K).trainingTopK(2)
+                        .auxLoss(AuxLoss.SWITCH).auxWeightAtt(0).auxWeightFfd(0.01).build().validate()),
+                Arguments.of("ds-moe", base.toBuilder().nAtt(3).nHead(2).nKv(1).dAtt(8).nFfd(6).dFfd(8)
+                        .auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()),
+                Arguments.of("ds-moe, mlp router, untied", base.toBuilder().nAtt(2).nHead(2).nKv(2).dAtt(8).nFfd(4).dFfd(8)
+                        .router(RouterKind.MLP).routerHiddenSize(12).tieWordEmbeddings(false)
+                        .auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -57,7 +60,7 @@ class FootprintTest {
     @Test
     void anArenaPastAJavaArrayIsCountedAndRefusedNotWrapped() {
         // 65536 x 256 tokens of width 256: n*d = 2^32, which wraps to 0 in int arithmetic.
-        ModelConfig c = ModelConfig.preset("dense-small");
+        ModelConfig c = ModelPresets.get("dense-small");
         Footprint f = Activations.footprint(c, 65536, 256);
         assertEquals(65536L * 256 * 8192, f.longestArray(), "the logits [N, V]");
         assertTrue(f.heapBytes() > 4L * 65536 * 256 * 256 * 4, "at least the four [N, d] arrays of a layer");
@@ -67,7 +70,7 @@ class FootprintTest {
 
     @Test
     void sizesPastALongSaturate() {
-        ModelConfig c = ModelConfig.preset("dense-small").withDEmb(Integer.MAX_VALUE - 1).withMaxPositions(1 << 20).validate();
+        ModelConfig c = ModelPresets.get("dense-small").toBuilder().dEmb(Integer.MAX_VALUE - 1).maxPositions(1 << 20).build().validate();
         Footprint f = Activations.footprint(c, Integer.MAX_VALUE, 1 << 20);
         assertEquals(Long.MAX_VALUE, f.heapBytes());
     }

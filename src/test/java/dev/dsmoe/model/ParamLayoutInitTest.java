@@ -23,7 +23,7 @@ class ParamLayoutInitTest {
 
     @Test
     void sameSeedGivesBitwiseIdenticalBuffersWhateverTheThreadCount() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         float[] a = init(p, 1234);
         int threads = Parallel.threads();
         float[] b;
@@ -43,7 +43,7 @@ class ParamLayoutInitTest {
 
     @Test
     void matricesAreNormalWithStd002AndResidualOutputsAreScaled() {
-        ModelConfig cfg = ModelConfig.preset("dense-small"); // 4 layers
+        ModelConfig cfg = ModelPresets.get("dense-small"); // 4 layers
         ParamLayout p = ParamLayout.of(cfg);
         float[] w = init(p, 42);
         // up_proj: 262144 values; the std estimate has relative error ~ 1/sqrt(2n) = 0.14%
@@ -56,7 +56,7 @@ class ParamLayoutInitTest {
 
     @Test
     void routersAreNormalWithStd002() {
-        ModelConfig cfg = ModelConfigTest.tiny().withDEmb(2048).withAttention(16, 2, 1, 4).withMlp(32, 8);
+        ModelConfig cfg = ModelConfigTest.tiny().toBuilder().dEmb(2048).nAtt(16).nHead(2).nKv(1).dAtt(4).nFfd(32).dFfd(8).build();
         ParamLayout p = ParamLayout.of(cfg);
         float[] w = init(p, 7);
         assertNormal(w, p.layer(0).mlpRouter().out(), 0.02); // 32 x 2048
@@ -65,7 +65,7 @@ class ParamLayoutInitTest {
 
     @Test
     void normGainsAreExactlyOneAndNothingIsLeftZero() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small").withTieWordEmbeddings(false));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small").toBuilder().tieWordEmbeddings(false).build());
         float[] w = init(p, 3);
         int zeros = 0;
         for (Tensor t : p.tensors()) {

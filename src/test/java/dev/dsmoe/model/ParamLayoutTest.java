@@ -53,7 +53,7 @@ class ParamLayoutTest {
 
     @Test
     void denseLayoutHasNoRoutersButKeepsTheExpertDimension() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dense-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dense-small"));
         assertTrue(p.tensors().stream().noneMatch(t -> t.name().contains("router")));
         assertTrue(p.tensors().stream().noneMatch(t -> t.role() == Role.ROUTER));
         assertNull(p.layer(0).attnRouter());
@@ -68,7 +68,7 @@ class ParamLayoutTest {
 
     @Test
     void untiedLmHeadIsTheLastTensorAndDecays() {
-        ModelConfig c = ModelConfigTest.tiny().withTieWordEmbeddings(false);
+        ModelConfig c = ModelConfigTest.tiny().toBuilder().tieWordEmbeddings(false).build();
         ParamLayout p = ParamLayout.of(c);
         Tensor last = p.tensors().get(p.tensors().size() - 1);
         assertEquals("lm_head.weight", last.name());
@@ -78,12 +78,12 @@ class ParamLayoutTest {
         assertEquals(Role.LM_HEAD, last.role());
         assertTrue(last.weightDecay());
         assertEquals(p.totalSize(), last.end());
-        assertEquals(c.totalParams(), p.totalSize());
+        assertEquals(ParamCountsTest.handTotal(c), p.totalSize());
     }
 
     @Test
     void mlpRouterIsTwoBiasFreeLinearsNamedLikeNnSequential() {
-        ParamLayout p = ParamLayout.of(ModelConfigTest.tiny().withRouter(RouterKind.MLP));
+        ParamLayout p = ParamLayout.of(ModelConfigTest.tiny().toBuilder().router(RouterKind.MLP).build());
         assertFalse(p.contains("model.layers.0.attn.router.weight"));
         assertArrayEquals(new int[] {256, 16}, p.tensor("model.layers.0.attn.router.0.weight").shape());
         assertArrayEquals(new int[] {2, 256}, p.tensor("model.layers.0.attn.router.2.weight").shape());
@@ -93,18 +93,18 @@ class ParamLayoutTest {
         assertTrue(r.isMlp());
         assertSame(p.tensor("model.layers.1.mlp.router.0.weight"), r.hidden());
         assertSame(p.tensor("model.layers.1.mlp.router.2.weight"), r.out());
-        assertEquals(p.config().totalParams(), p.totalSize());
-        ParamLayout narrow = ParamLayout.of(ModelConfigTest.tiny().withRouter(RouterKind.MLP).withRouterHiddenSize(7));
+        assertEquals(ParamCountsTest.handTotal(p.config()), p.totalSize());
+        ParamLayout narrow = ParamLayout.of(ModelConfigTest.tiny().toBuilder().router(RouterKind.MLP).routerHiddenSize(7).build());
         assertArrayEquals(new int[] {7, 16}, narrow.tensor("model.layers.0.attn.router.0.weight").shape());
         assertArrayEquals(new int[] {3, 7}, narrow.tensor("model.layers.1.mlp.router.2.weight").shape());
-        assertEquals(narrow.config().totalParams(), narrow.totalSize());
+        assertEquals(ParamCountsTest.handTotal(narrow.config()), narrow.totalSize());
     }
 
     @Test
     void offsetsTileTheBufferAndTotalSizeIsTheParameterCountForEveryPreset() {
         List<ModelConfig> configs = new ArrayList<>();
-        for (String n : ModelConfig.presetNames()) configs.add(ModelConfig.preset(n));
-        configs.add(ModelConfigTest.tiny().withTieWordEmbeddings(false).withRouter(RouterKind.MLP));
+        for (String n : ModelPresets.names()) configs.add(ModelPresets.get(n));
+        configs.add(ModelConfigTest.tiny().toBuilder().tieWordEmbeddings(false).router(RouterKind.MLP).build());
         for (ModelConfig c : configs) {
             ParamLayout p = ParamLayout.of(c);
             long next = 0;
@@ -117,14 +117,14 @@ class ParamLayoutTest {
                 next = t.end();
             }
             assertEquals(next, p.totalSize());
-            assertEquals(c.totalParams(), p.totalSize());
+            assertEquals(ParamCountsTest.handTotal(c), p.totalSize());
             assertEquals(p.tensors().size(), p.tensors().stream().map(Tensor::name).distinct().count());
         }
     }
 
     @Test
     void layerAccessorsAreTheNamedTensors() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         for (int l = 0; l < p.numLayers(); l++) {
             String q = "model.layers." + l + ".";
             ParamLayout.Layer L = p.layer(l);
@@ -149,7 +149,7 @@ class ParamLayoutTest {
 
     @Test
     void unknownTensorNameIsAnErrorNamingIt() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dense-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dense-small"));
         String msg = assertThrows(IllegalArgumentException.class,
                 () -> p.tensor("model.layers.0.attn.router.weight")).getMessage();
         assertEquals("no parameter tensor named \"model.layers.0.attn.router.weight\" in this 34-tensor layout"
@@ -158,7 +158,7 @@ class ParamLayoutTest {
 
     @Test
     void onlyNormGainsAreExemptFromWeightDecay() {
-        ParamLayout p = ParamLayout.of(ModelConfig.preset("dsmoe-small"));
+        ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         for (Tensor t : p.tensors()) {
             boolean norm = t.name().endsWith("layernorm.weight") || t.name().equals("model.norm.weight");
             assertEquals(norm, t.role() == Role.NORM, t.name());
@@ -172,20 +172,20 @@ class ParamLayoutTest {
 
     @Test
     void layoutsTooBigForOneArraySaySo() {
-        ParamLayout big = ParamLayout.of(ModelConfig.preset("dense-3b"));
+        ParamLayout big = ParamLayout.of(ModelPresets.get("dense-3b"));
         assertFalse(big.fitsInArray());
         String msg = assertThrows(IllegalStateException.class, big::newBuffer).getMessage();
         assertTrue(msg.startsWith("this model has " + big.totalSize() + " parameters"), msg);
         Tensor last = big.finalNorm();
         assertThrows(IllegalStateException.class, last::off);
-        ParamLayout small = ParamLayout.of(ModelConfig.preset("dense-small"));
+        ParamLayout small = ParamLayout.of(ModelPresets.get("dense-small"));
         assertTrue(small.fitsInArray());
         assertEquals(small.totalSize(), small.newBuffer().length);
     }
 
     @Test
     void layoutRejectsAnInvalidConfig() {
-        assertThrows(IllegalArgumentException.class, () -> ParamLayout.of(ModelConfigTest.tiny().withVocabSize(0)));
+        assertThrows(IllegalArgumentException.class, () -> ParamLayout.of(ModelConfigTest.tiny().toBuilder().vocabSize(0).build()));
     }
 
     @Test

@@ -40,13 +40,14 @@ class TrainingStepAllocationTest {
     private static ModelConfig[] configs() {
         // big enough that kernels split their work over the thread pool
         ModelConfig base = TransformerTest.tiny(1, 4, 2, 1, 16, RouterKind.LINEAR, TrainingRouting.DENSE, AuxLoss.NONE)
-                .withVocabSize(211).withDEmb(64).withMaxPositions(64);
+                .toBuilder().vocabSize(211).dEmb(64).maxPositions(64).build();
         return new ModelConfig[] {
-                base.withAttention(1, 4, 2, 16).withMlp(1, 256).validate(),
-                base.withAttention(1, 4, 2, 16).withMlp(4, 64).withTrainingRouting(TrainingRouting.TOP_K, 2)
-                        .withAuxLoss(AuxLoss.SWITCH, 0, 0.01).validate(),
-                base.withAttention(2, 2, 2, 16).withMlp(8, 32).withRouter(RouterKind.MLP).withRouterHiddenSize(32)
-                        .withAuxLoss(AuxLoss.MI, 0.01, 0.01).validate()};
+                base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(16).nFfd(1).dFfd(256).build().validate(),
+                base.toBuilder().nAtt(1).nHead(4).nKv(2).dAtt(16).nFfd(4).dFfd(64)
+                        .trainingRouting(TrainingRouting.TOP_K).trainingTopK(2)
+                        .auxLoss(AuxLoss.SWITCH).auxWeightAtt(0).auxWeightFfd(0.01).build().validate(),
+                base.toBuilder().nAtt(2).nHead(2).nKv(2).dAtt(16).nFfd(8).dFfd(32).router(RouterKind.MLP).routerHiddenSize(32)
+                        .auxLoss(AuxLoss.MI).auxWeightAtt(0.01).auxWeightFfd(0.01).build().validate()};
     }
 
     @Test

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -54,8 +55,8 @@ class TrainerTest {
     }
 
     static ModelConfig tiny() {
-        return ModelConfig.preset("dsmoe-small").withVocabSize(32).withDEmb(16).withNumLayers(2)
-                .withAttention(2, 2, 2, 4).withMlp(4, 8).withMaxPositions(16).validate();
+        return ModelPresets.get("dsmoe-small").toBuilder().vocabSize(32).dEmb(16).numLayers(2)
+                .nAtt(2).nHead(2).nKv(2).dAtt(4).nFfd(4).dFfd(8).maxPositions(16).build().validate();
     }
 
     static int[] corpus() {
