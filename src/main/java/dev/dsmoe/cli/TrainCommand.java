@@ -2,8 +2,6 @@ package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.io.ModelFiles;
-import dev.dsmoe.kernels.Kernels;
-import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.train.BatchSource;
 import dev.dsmoe.train.TrainData;
@@ -239,8 +237,8 @@ final class TrainCommand implements Callable<Integer> {
         if (!s.legacy()) {
             // Both change the bits (measured: every thread count gives other weights on OpenBLAS,
             // which picks its kernels by each thread's block size; some counts on the Java kernels).
-            if (given("--kernels")) adopt("--kernels", Kernels.gemm().name(), s.kernels(), "kernels", clashes);
-            if (given("--threads")) adopt("--threads", Parallel.threads(), s.threads(), "thread count", clashes);
+            if (given("--kernels")) adopt("--kernels", ComputeOptions.kernels(), s.kernels(), "kernels", clashes);
+            if (given("--threads")) adopt("--threads", ComputeOptions.threads(), s.threads(), "thread count", clashes);
         }
         if (!clashes.isEmpty()) {
             throw new IllegalArgumentException("--resume " + resume + ": " + String.join("; ", clashes.values()) + "; drop "
@@ -248,19 +246,19 @@ final class TrainCommand implements Callable<Integer> {
         }
         if (s.legacy()) {
             System.err.println("dsmoe train: note: " + resume.resolve(TrainerState.FILE) + " is from an older build (format "
-                    + s.format() + "): continuing on " + Kernels.gemm().name() + " kernels, " + Parallel.threads()
+                    + s.format() + "): continuing on " + ComputeOptions.kernels() + " kernels, " + ComputeOptions.threads()
                     + " threads, without checking the data's fingerprint; all three are recorded from now on");
             return s;
         }
         if (!given("--kernels")) {
             try {
-                Kernels.select(Kernels.parse(s.kernels()));
+                ComputeOptions.useKernels(s.kernels());
             } catch (UnsupportedOperationException | LinkageError e) {
                 throw new IllegalArgumentException("--resume " + resume + ": the run computes with the " + s.kernels()
                         + " kernels, which do not load here (" + e.getMessage() + "); it can only continue where they do");
             }
         }
-        if (!given("--threads")) Parallel.setThreads(s.threads());
+        if (!given("--threads")) ComputeOptions.useThreads(s.threads());
         if (!given("--save-every")) saveEvery = s.saveEvery();
         if (!given("--eval-every")) evalEvery = s.evalEvery();
         if (!given("--eval-batches")) evalBatches = s.evalBatches();
