@@ -211,7 +211,7 @@ final class EvalCommand implements Callable<Integer> {
         long valTokens = ds == null ? 0 : Perplexity.tokensRead(ds.val().size(), maxTokens == null ? -1 : maxTokens);
         if (!json) {
             System.out.printf(Locale.ROOT, "model %s: %s, %s non-embedding parameters, context %d, %s weights, %d threads%n",
-                    model, TrainCommand.ProgressListener.describe(config), Sweep.params(config.nonEmbeddingParams()),
+                    model, TrainCommand.describe(config), Sweep.params(config.nonEmbeddingParams()),
                     config.maxPositions(), dtype.label(), ComputeOptions.threads());
             if (ds != null && (!noPerplexity || epsValues != null)) {
                 System.out.printf(Locale.ROOT, "validation %s: %,d of %,d tokens in %,d windows of %d (%,d scored)%n",
@@ -339,7 +339,7 @@ final class EvalCommand implements Callable<Integer> {
     /** Progress on stderr: a status line on a terminal; otherwise a line every 10 s of long runs (none with --json). */
     private final class Progress {
         private final String label, unit;
-        private long lastDraw, lastLine = System.nanoTime();
+        private final Terminal.Progress display = new Terminal.Progress(json ? null : "dsmoe eval: ", false);
 
         Progress(String label, String unit) {
             this.label = label;
@@ -347,17 +347,11 @@ final class EvalCommand implements Callable<Integer> {
         }
 
         void update(long done, long total, double secs) {
-            long now = System.nanoTime();
-            boolean interactive = Terminal.isInteractive();
-            if (interactive ? now - lastDraw < 200_000_000L && done < total : now - lastLine < 10_000_000_000L || json) return;
-            lastDraw = lastLine = now;
+            if (!display.due(done, total, false)) return;
             double f = total <= 0 ? 1 : Math.min(1, done / (double) total);
             double rate = secs > 0 ? done / secs : 0;
-            String eta = f > 0 && f < 1 ? " ETA " + TrainCommand.ProgressListener.duration(secs * (1 - f) / f) : "";
-            String line = String.format(Locale.ROOT, "%s %s %,d/%,d %s %.0f %s/s%s", label,
-                    TrainCommand.ProgressListener.bar(done, total), done, total, unit, rate, unit, eta);
-            if (interactive) Terminal.status(line);
-            else System.err.println("dsmoe eval: " + line);
+            display.show(String.format(Locale.ROOT, "%s %s %,d/%,d %s %.0f %s/s%s", label, Terminal.bar(done, total), done,
+                    total, unit, rate, unit, Terminal.eta(secs, f)));
         }
 
         void done() {

@@ -112,7 +112,7 @@ final class QuickstartCommand implements Callable<Integer> {
 
     private void say(String fmt, Object... args) {
         Terminal.clearStatus();
-        System.err.printf(Locale.ROOT, "[%s] %s%n", PrepareCommand.duration((System.nanoTime() - start) / 1e9),
+        System.err.printf(Locale.ROOT, "[%s] %s%n", Terminal.seconds((System.nanoTime() - start) / 1e9),
                 String.format(Locale.ROOT, fmt, args));
     }
 
@@ -168,7 +168,7 @@ final class QuickstartCommand implements Callable<Integer> {
         @SuppressWarnings("unchecked")
         Map<String, String> comp = (Map<String, String>) results.get("completions");
         comp.forEach((model, text) -> System.out.printf("--- %s (greedy)%n%s%s%n", model, PROMPT, text));
-        say("done in %s: %s, %s, %s", PrepareCommand.duration(elapsed()), dir.resolve("results.md"),
+        say("done in %s: %s, %s, %s", Terminal.seconds(elapsed()), dir.resolve("results.md"),
                 dir.resolve("loss_curves.png"), dir.resolve("sweep"));
         return 0;
     }
