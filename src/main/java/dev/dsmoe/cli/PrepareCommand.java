@@ -54,16 +54,8 @@ final class PrepareCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        List<Path> in = inputs;
-        if (in == null || in.isEmpty()) {
-            Path def = TextSources.defaultInput();
-            if (!Files.isRegularFile(def)) {
-                throw new Errors.UserError("no --input given and this JDK has no " + def
-                        + " (some JDK builds leave the sources out); pass --input PATH");
-            }
-            in = List.of(def);
-        }
-        if (vocabSize > (1 << 24)) throw new Errors.UserError("--vocab-size " + vocabSize + " is too large (at most 16777216)");
+        List<Path> in = inputsOrDefault(inputs);
+        checkVocabSize(vocabSize);
         Progress progress = new Progress();
         CorpusPreparer.Result r;
         try {
@@ -72,6 +64,27 @@ final class PrepareCommand implements Callable<Integer> {
         } finally {
             Terminal.clearStatus();
         }
+        report(out, r);
+        return 0;
+    }
+
+    /** The inputs given, or the JDK's src.zip (the default corpus) when none is; bad input when it has none. */
+    static List<Path> inputsOrDefault(List<Path> given) {
+        if (given != null && !given.isEmpty()) return given;
+        Path def = TextSources.defaultInput();
+        if (!Files.isRegularFile(def)) {
+            throw new Errors.UserError("no --input given and this JDK has no " + def
+                    + " (some JDK builds leave the sources out); pass --input PATH");
+        }
+        return List.of(def);
+    }
+
+    static void checkVocabSize(int vocabSize) {
+        if (vocabSize > (1 << 24)) throw new Errors.UserError("--vocab-size " + vocabSize + " is too large (at most 16777216)");
+    }
+
+    /** What preparing {@code out} did, on stdout: the tokenizer, the documents and tokens, or that it was up to date. */
+    static void report(Path out, CorpusPreparer.Result r) {
         DataMeta m = r.meta();
         long docs = m.trainDocuments() + m.valDocuments();
         long tokens = m.trainTokens() + m.valTokens();
@@ -79,7 +92,7 @@ final class PrepareCommand implements Callable<Integer> {
         if (r.upToDate()) {
             System.out.printf(Locale.ROOT, "%s is up to date: %d documents, %s tokens from %s; nothing to do (--force prepares again)%n",
                     out, docs, human(tokens), m.source());
-            return 0;
+            return;
         }
         if (m.tokenizerTrained()) {
             System.out.printf(Locale.ROOT, "tokenizer: %d ids trained on %.1f MB of text in %.1f s%n",
@@ -95,7 +108,6 @@ final class PrepareCommand implements Callable<Integer> {
         if (m.valTokens() == 0) {
             System.out.println("note: the validation split is empty (a small corpus); raise --val-fraction to get one");
         }
-        return 0;
     }
 
     static String human(long n) {
