@@ -126,7 +126,7 @@ final class EvalCommand implements Callable<Integer> {
         }
         if (window < 2) throw new Errors.UserError("--seq must be at least 2 (one context token and one scored), got " + window);
         if (maxTokens != null && maxTokens < 2) throw new Errors.UserError("--max-tokens must be at least 2, got " + maxTokens);
-        List<ExpertSelection> selections = strategies.all(config, Strategies.defaultsFor(config));
+        List<ExpertSelection> selections = strategies.all(config, () -> Strategies.defaultsFor(config));
         double[] epsValues = null;
         if (sweep) {
             try {

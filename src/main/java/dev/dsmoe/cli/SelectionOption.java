@@ -4,6 +4,7 @@ import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.model.ModelConfig;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Supplier;
 import picocli.CommandLine.Option;
 
 /** Mixin of eval and generate: {@code --strategy}, the expert selection (eval runs each one given). */
@@ -15,8 +16,8 @@ final class SelectionOption {
     List<String> given;
 
     /** The selections given, in order and without repeats, checked against {@code c}; {@code defaults} when none is. */
-    List<ExpertSelection> all(ModelConfig c, List<ExpertSelection> defaults) {
-        if (given == null || given.isEmpty()) return defaults;
+    List<ExpertSelection> all(ModelConfig c, Supplier<List<ExpertSelection>> defaults) {
+        if (given == null || given.isEmpty()) return defaults.get();
         List<ExpertSelection> out = new ArrayList<>();
         for (String s : given) {
             ExpertSelection sel = parse(s, c);
