@@ -1,19 +1,17 @@
 package dev.dsmoe.bench;
 
-import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamCounts;
-import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.Transformer;
 import dev.dsmoe.train.AdamWOptimizer;
+import dev.dsmoe.train.StepTiming;
 import java.lang.management.ManagementFactory;
 import java.lang.management.MemoryPoolMXBean;
 import java.lang.management.MemoryType;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.function.Consumer;
 
 /**
@@ -51,31 +49,23 @@ public final class TrainingBenchmarks {
         List<Row> rows = new ArrayList<>();
         for (String name : presets) {
             ModelConfig c = ModelPresets.get(name);
-            ParamLayout layout = ParamLayout.of(c);
-            float[] p = layout.newBuffer(), g = layout.newBuffer();
-            Init.initialize(layout, p, 1);
-            Transformer model = new Transformer(layout, p, g);
-            AdamWOptimizer opt = AdamWOptimizer.standard(layout);
+            StepTiming timing = StepTiming.randomModel(c, batch, seqLen, 2);
+            Transformer model = timing.model();
+            AdamWOptimizer opt = AdamWOptimizer.standard(model.layout());
             int n = batch * seqLen;
-            SplittableRandom r = new SplittableRandom(2);
-            int[] in = new int[n], tgt = new int[n];
-            for (int i = 0; i < n; i++) {
-                in[i] = r.nextInt(c.vocabSize());
-                tgt[i] = r.nextInt(c.vocabSize());
-            }
             resetPeaks();
             int[] done = {0};
             double sec = Timing.medianSeconds(warmup, steps, () -> {
                 progress.accept(name + " step " + (++done[0]) + "/" + (warmup + steps));
-                Arrays.fill(g, 0f);
-                model.forwardBackward(in, tgt, batch, seqLen, 1f);
-                opt.step(p, g, 3e-4f, 1.0);
+                Arrays.fill(model.grads(), 0f);
+                timing.pass();
+                opt.step(model.params(), model.grads(), 3e-4f, 1.0);
             });
             double tps = n / sec;
             double flopsPerToken = 6.0 * (ParamCounts.of(c).nonEmbedding() + (long) c.vocabSize() * c.dEmb())
                     + 6.0 * c.numLayers() * c.totalQueryHeads() * c.dAtt() * seqLen; // causal QKᵀ and PV, fwd+bwd
             double ratio = rows.isEmpty() ? 1.0 : tps / rows.getFirst().tokensPerSecond();
-            rows.add(new Row(name, layout.totalSize(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
+            rows.add(new Row(name, model.layout().totalSize(), batch, seqLen, sec, tps, ratio, flopsPerToken * tps / 1e9,
                     peakHeap(), model.activations(batch, seqLen).bytes()));
         }
         return rows;

@@ -4,9 +4,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.InferenceBenchmarks;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
-import dev.dsmoe.kernels.Kernels;
-import dev.dsmoe.kernels.MatVec;
-import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelPresets;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -14,6 +11,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code ./dsmoe bench infer}: prefill and decode tokens/s under expert selections, with weight bandwidth. */
@@ -35,8 +33,8 @@ final class BenchInferCommand implements Callable<Integer> {
                     "Forms: " + ExpertSelection.FORMS + ". Default: ${DEFAULT-VALUE}."})
     List<String> strategies;
 
-    @Option(names = "--dtype", defaultValue = "f32", description = "Weight type: f32 or bf16. Default: ${DEFAULT-VALUE}.")
-    String dtype;
+    @Mixin
+    ComputeOptions.Dtype dtype;
 
     @Option(names = "--prompt", defaultValue = "128", description = "Prompt tokens. Default: ${DEFAULT-VALUE}.")
     int prompt;
@@ -55,23 +53,19 @@ final class BenchInferCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        MatVec.DType dt = switch (dtype.toLowerCase(Locale.ROOT)) {
-            case "f32", "fp32", "float32" -> MatVec.DType.F32;
-            case "bf16", "bfloat16" -> MatVec.DType.BF16;
-            default -> throw new IllegalArgumentException("--dtype '" + dtype + "': use f32 or bf16");
-        };
+        dtype.get(); // bad input first
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
                 json ? s -> { } : s -> Terminal.status("inference " + s));
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
         if (model != null) {
-            MemoryCheck.model(model, dt, prompt + decode);
-            try (InferenceModel m = InferenceModel.load(model, dt)) {
+            MemoryCheck.model(model, dtype, prompt + decode);
+            try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
                 rows.addAll(b.run(model.getFileName().toString(), m, strategies));
             }
         } else {
             for (String p : presets) {
-                MemoryCheck.randomModel(ModelPresets.get(p), dt, prompt + decode);
-                try (InferenceModel m = InferenceBenchmarks.randomModel(p, dt)) {
+                MemoryCheck.randomModel(ModelPresets.get(p), dtype, prompt + decode);
+                try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
                     rows.addAll(b.run(p, m, strategies));
                 }
             }
@@ -83,7 +77,7 @@ final class BenchInferCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "prompt %d, decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, decode,
-                dt.name().toLowerCase(Locale.ROOT), Parallel.threads(), Kernels.gemm().name());
+                dtype.label(), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -2,7 +2,6 @@ package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.KernelBenchmarks;
-import dev.dsmoe.kernels.Parallel;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -46,7 +45,7 @@ final class BenchKernelsCommand implements Callable<Integer> {
             for (KernelBenchmarks.Row r : rows) System.out.println(om.writeValueAsString(r));
             return 0;
         }
-        System.out.printf(Locale.ROOT, "threads: %d, java %s, %s%n", Parallel.threads(), Runtime.version(),
+        System.out.printf(Locale.ROOT, "threads: %d, java %s, %s%n", ComputeOptions.threads(), Runtime.version(),
                 System.getenv("OPENBLAS_CORETYPE") == null ? "OPENBLAS_CORETYPE unset"
                         : "OPENBLAS_CORETYPE=" + System.getenv("OPENBLAS_CORETYPE"));
         System.out.printf(Locale.ROOT, "| %-8s | %-26s | %-24s | %-16s | %10s | %12s | %-18s |%n",

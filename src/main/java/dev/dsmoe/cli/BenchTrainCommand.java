@@ -2,8 +2,6 @@ package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.TrainingBenchmarks;
-import dev.dsmoe.kernels.Kernels;
-import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelPresets;
 import java.util.List;
 import java.util.Locale;
@@ -52,7 +50,7 @@ final class BenchTrainCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "batch %d x %d tokens, %d threads, kernels %s%n", batch, seq,
-                Parallel.threads(), Kernels.gemm().name());
+                ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("| preset | params | step ms (median) | tokens/s | vs first | GFLOP/s | peak heap MiB | arena MiB |");
         System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|");
         for (TrainingBenchmarks.Row r : rows) {

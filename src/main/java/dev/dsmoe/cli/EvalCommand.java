@@ -11,8 +11,6 @@ import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.io.ModelFiles;
-import dev.dsmoe.kernels.MatVec;
-import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.tokenizer.Tokenizer;
@@ -28,6 +26,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -55,10 +54,8 @@ final class EvalCommand implements Callable<Integer> {
             description = "Data directory from 'dsmoe prepare' (val.bin, meta.json). Default: the one recorded in the model's trainer_state.json.")
     Path data;
 
-    @Option(names = "--strategy", paramLabel = "SELECTION",
-            description = {"Expert selection; repeat for several. Default: a set for the model (see above).",
-                    "Forms: " + ExpertSelection.FORMS + "."})
-    List<String> strategies;
+    @Mixin
+    SelectionOption strategies;
 
     @Option(names = "--seq", paramLabel = "N", description = "Window length in tokens (default: the model's max_position_embeddings).")
     Integer seq;
@@ -103,8 +100,8 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--code-task-seed", defaultValue = "1234", paramLabel = "N", description = "Seed of the code task's choice of snippets. Default: ${DEFAULT-VALUE}.")
     long codeTaskSeed;
 
-    @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16", description = "Weight type at inference: f32 or bf16. Default: ${DEFAULT-VALUE}.")
-    String dtype;
+    @Mixin
+    ComputeOptions.Dtype dtype;
 
     @Option(names = "--json", description = "One JSON object per result (strategy, sweep point, task) on stdout instead of tables.")
     boolean json;
@@ -122,11 +119,7 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
         ModelConfig config = ModelFiles.readConfig(model);
-        MatVec.DType dt = switch (dtype.toLowerCase(Locale.ROOT)) {
-            case "f32", "fp32", "float32" -> MatVec.DType.F32;
-            case "bf16", "bfloat16" -> MatVec.DType.BF16;
-            default -> throw new Errors.UserError("--dtype '" + dtype + "': use f32 or bf16");
-        };
+        dtype.get(); // bad input before any long work
         int window = seq != null ? seq : config.maxPositions();
         if (window > config.maxPositions()) {
             throw new Errors.UserError("--seq " + window + " exceeds the model's context (max_position_embeddings "
@@ -134,19 +127,7 @@ final class EvalCommand implements Callable<Integer> {
         }
         if (window < 2) throw new Errors.UserError("--seq must be at least 2 (one context token and one scored), got " + window);
         if (maxTokens != null && maxTokens < 2) throw new Errors.UserError("--max-tokens must be at least 2, got " + maxTokens);
-        List<ExpertSelection> selections = new ArrayList<>();
-        if (strategies == null || strategies.isEmpty()) {
-            selections.addAll(Strategies.defaultsFor(config));
-        } else {
-            for (String s : strategies) {
-                try {
-                    ExpertSelection sel = ExpertSelection.parse(s, config);
-                    if (!selections.contains(sel)) selections.add(sel);
-                } catch (IllegalArgumentException e) {
-                    throw new Errors.UserError("--strategy: " + e.getMessage());
-                }
-            }
-        }
+        List<ExpertSelection> selections = strategies.all(config, () -> Strategies.defaultsFor(config));
         double[] epsValues = null;
         if (sweep) {
             try {
@@ -192,13 +173,13 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
         try (TokenDataset ds = dataDir == null ? null : TokenDataset.open(dataDir)) {
-            return evaluate(config, dt, window, selections, epsValues, codeOptions, ds);
+            return evaluate(config, window, selections, epsValues, codeOptions, ds);
         } finally {
             Terminal.clearStatus();
         }
     }
 
-    private int evaluate(ModelConfig config, MatVec.DType dt, int window, List<ExpertSelection> selections,
+    private int evaluate(ModelConfig config, int window, List<ExpertSelection> selections,
                          double[] epsValues, CodeTask.Options codeOptions, TokenDataset ds) throws IOException {
         if (ds != null && ds.vocabSize() > config.vocabSize()) {
             throw new Errors.UserError("--data " + ds.dir() + " was tokenized with " + ds.vocabSize()
@@ -231,8 +212,8 @@ final class EvalCommand implements Callable<Integer> {
         long valTokens = ds == null ? 0 : Perplexity.tokensRead(ds.val().size(), maxTokens == null ? -1 : maxTokens);
         if (!json) {
             System.out.printf(Locale.ROOT, "model %s: %s, %s non-embedding parameters, context %d, %s weights, %d threads%n",
-                    model, TrainCommand.ProgressListener.describe(config), Sweep.params(ParamCounts.of(config).nonEmbedding()),
-                    config.maxPositions(), dt.name().toLowerCase(Locale.ROOT), Parallel.threads());
+                    model, TrainCommand.describe(config), Sweep.params(ParamCounts.of(config).nonEmbedding()),
+                    config.maxPositions(), dtype.label(), ComputeOptions.threads());
             if (ds != null && (!noPerplexity || epsValues != null)) {
                 System.out.printf(Locale.ROOT, "validation %s: %,d of %,d tokens in %,d windows of %d (%,d scored)%n",
                         ds.dir().resolve(TokenDataset.VAL), valTokens, ds.val().size(), Perplexity.windows(valTokens, window),
@@ -240,8 +221,8 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
 
-        MemoryCheck.model(model, dt, config.maxPositions());
-        try (InferenceModel m = InferenceModel.load(model, dt)) {
+        MemoryCheck.model(model, dtype, config.maxPositions());
+        try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
             Engine engine = new Engine(m, selections.getFirst(), config.maxPositions(), Engine.DEFAULT_CHUNK);
             if (ds != null && ds.val().size() >= 2) Perplexity.warmUp(engine, ds.val(), window, 64, 3.0); // tok/s without JIT time
             Map<String, Perplexity.Result> cache = new HashMap<>();
@@ -359,7 +340,7 @@ final class EvalCommand implements Callable<Integer> {
     /** Progress on stderr: a status line on a terminal; otherwise a line every 10 s of long runs (none with --json). */
     private final class Progress {
         private final String label, unit;
-        private long lastDraw, lastLine = System.nanoTime();
+        private final Terminal.Progress display = new Terminal.Progress(json ? null : "dsmoe eval: ", false);
 
         Progress(String label, String unit) {
             this.label = label;
@@ -367,17 +348,11 @@ final class EvalCommand implements Callable<Integer> {
         }
 
         void update(long done, long total, double secs) {
-            long now = System.nanoTime();
-            boolean interactive = Terminal.isInteractive();
-            if (interactive ? now - lastDraw < 200_000_000L && done < total : now - lastLine < 10_000_000_000L || json) return;
-            lastDraw = lastLine = now;
+            if (!display.due(done, total, false)) return;
             double f = total <= 0 ? 1 : Math.min(1, done / (double) total);
             double rate = secs > 0 ? done / secs : 0;
-            String eta = f > 0 && f < 1 ? " ETA " + TrainCommand.ProgressListener.duration(secs * (1 - f) / f) : "";
-            String line = String.format(Locale.ROOT, "%s %s %,d/%,d %s %.0f %s/s%s", label,
-                    TrainCommand.ProgressListener.bar(done, total), done, total, unit, rate, unit, eta);
-            if (interactive) Terminal.status(line);
-            else System.err.println("dsmoe eval: " + line);
+            display.show(String.format(Locale.ROOT, "%s %s %,d/%,d %s %.0f %s/s%s", label, Terminal.bar(done, total), done,
+                    total, unit, rate, unit, Terminal.eta(secs, f)));
         }
 
         void done() {

@@ -7,7 +7,6 @@ import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.infer.InferenceStats;
 import dev.dsmoe.infer.Sampler;
 import dev.dsmoe.io.ModelFiles;
-import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
@@ -22,13 +21,14 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code ./dsmoe generate}: streams a completion of a prompt from a model directory. */
 @Command(name = "generate", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Complete a prompt with a trained model, streaming tokens as they come, then print the",
                 "decode speed and the mean number of active experts per token (stderr).",
-                "Strategies: " + ExpertSelection.FORMS})
+                "Strategies: " + ExpertSelection.FORMS + "; default: dense for Dense and DS-MoE, the training top-k for SMoE."})
 final class GenerateCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Model directory (config.json, model.safetensors, tokenizer.json).")
@@ -37,8 +37,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--prompt", required = true, description = "Text to complete.")
     String prompt;
 
-    @Option(names = "--strategy", description = "Expert selection (default: dense for Dense and DS-MoE, the training top-k for SMoE).")
-    String strategy;
+    @Mixin
+    SelectionOption strategy;
 
     @Option(names = "--max-tokens", defaultValue = "200", description = "Most tokens to generate. Default: ${DEFAULT-VALUE}.")
     int maxTokens;
@@ -58,8 +58,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--stop", description = "Stop when the text generated so far contains this string (repeatable).")
     List<String> stops = List.of();
 
-    @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16", description = "Weight type in memory (converted at load). Default: ${DEFAULT-VALUE}.")
-    String dtype;
+    @Mixin
+    ComputeOptions.Dtype dtype;
 
     @Override
     public Integer call() throws Exception {
@@ -67,22 +67,18 @@ final class GenerateCommand implements Callable<Integer> {
         if (temperature < 0 || topK < 0 || !(topP > 0 && topP <= 1)) {
             throw new IllegalArgumentException("need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1");
         }
-        MatVec.DType dt = switch (dtype.toLowerCase(Locale.ROOT)) {
-            case "f32", "fp32", "float32" -> MatVec.DType.F32;
-            case "bf16", "bfloat16" -> MatVec.DType.BF16;
-            default -> throw new IllegalArgumentException("--dtype " + dtype + ": use f32 or bf16");
-        };
+        dtype.get(); // bad input before any file is read
         if (!Files.isDirectory(model)) throw new NoSuchFileException(model + ": no such model directory");
         Path tokFile = model.resolve(ModelFiles.TOKENIZER);
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
-        MemoryCheck.model(model, dt, Integer.MAX_VALUE); // the engine below holds the model's whole context
-        try (InferenceModel m = InferenceModel.load(model, dt)) {
+        MemoryCheck.model(model, dtype, Integer.MAX_VALUE); // the engine below holds the model's whole context
+        try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
             // after the load has finished any interrupted save; ids at or above the model's
             // vocab_size are refused while the file is read, before any table is sized by them
             Tokenizer tok = Tokenizer.load(tokFile, m.config().vocabSize());
-            ExpertSelection sel = strategy == null ? ExpertSelection.defaultFor(m.config()) : ExpertSelection.parse(strategy, m.config());
+            ExpertSelection sel = strategy.last(m.config());
             int[] ids = tok.encode(prompt);
             if (ids.length == 0) throw new IllegalArgumentException("--prompt is empty");
             int ctx = m.config().maxPositions();

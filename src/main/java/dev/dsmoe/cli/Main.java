@@ -16,26 +16,12 @@ public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @CommandLine.Option(names = "--kernels", scope = INHERIT, paramLabel = "auto|blas|java",
-            description = "GEMM backend: OpenBLAS (blas), pure Java Vector API (java), or auto (blas when it loads).")
-    void kernels(String value) {
-        try {
-            dev.dsmoe.kernels.Kernels.select(dev.dsmoe.kernels.Kernels.parse(value));
-        } catch (IllegalArgumentException | UnsupportedOperationException e) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "--kernels: " + e.getMessage());
-        }
-    }
-
-    @CommandLine.Option(names = "--threads", scope = INHERIT, paramLabel = "N",
-            description = "Worker threads (default: the machine's cores, or DSMOE_THREADS).")
-    void threads(int n) {
-        if (n < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be >= 1, got " + n);
-        dev.dsmoe.kernels.Parallel.setThreads(n);
-    }
-
     @CommandLine.Option(names = "--verbose", scope = INHERIT,
             description = "Print stack traces on errors.")
     boolean verbose;
+
+    @CommandLine.Mixin
+    ComputeOptions compute;
 
     public static void main(String[] args) {
         System.exit(run(args));

@@ -54,16 +54,8 @@ final class PrepareCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        List<Path> in = inputs;
-        if (in == null || in.isEmpty()) {
-            Path def = TextSources.defaultInput();
-            if (!Files.isRegularFile(def)) {
-                throw new Errors.UserError("no --input given and this JDK has no " + def
-                        + " (some JDK builds leave the sources out); pass --input PATH");
-            }
-            in = List.of(def);
-        }
-        if (vocabSize > (1 << 24)) throw new Errors.UserError("--vocab-size " + vocabSize + " is too large (at most 16777216)");
+        List<Path> in = inputsOrDefault(inputs);
+        checkVocabSize(vocabSize);
         Progress progress = new Progress();
         CorpusPreparer.Result r;
         try {
@@ -72,6 +64,27 @@ final class PrepareCommand implements Callable<Integer> {
         } finally {
             Terminal.clearStatus();
         }
+        report(out, r);
+        return 0;
+    }
+
+    /** The inputs given, or the JDK's src.zip (the default corpus) when none is; bad input when it has none. */
+    static List<Path> inputsOrDefault(List<Path> given) {
+        if (given != null && !given.isEmpty()) return given;
+        Path def = TextSources.defaultInput();
+        if (!Files.isRegularFile(def)) {
+            throw new Errors.UserError("no --input given and this JDK has no " + def
+                    + " (some JDK builds leave the sources out); pass --input PATH");
+        }
+        return List.of(def);
+    }
+
+    static void checkVocabSize(int vocabSize) {
+        if (vocabSize > (1 << 24)) throw new Errors.UserError("--vocab-size " + vocabSize + " is too large (at most 16777216)");
+    }
+
+    /** What preparing {@code out} did, on stdout: the tokenizer, the documents and tokens, or that it was up to date. */
+    static void report(Path out, CorpusPreparer.Result r) {
         DataMeta m = r.meta();
         long docs = m.trainDocuments() + m.valDocuments();
         long tokens = m.trainTokens() + m.valTokens();
@@ -79,7 +92,7 @@ final class PrepareCommand implements Callable<Integer> {
         if (r.upToDate()) {
             System.out.printf(Locale.ROOT, "%s is up to date: %d documents, %s tokens from %s; nothing to do (--force prepares again)%n",
                     out, docs, human(tokens), m.source());
-            return 0;
+            return;
         }
         if (m.tokenizerTrained()) {
             System.out.printf(Locale.ROOT, "tokenizer: %d ids trained on %.1f MB of text in %.1f s%n",
@@ -89,13 +102,12 @@ final class PrepareCommand implements Callable<Integer> {
                 "prepared %d documents (%d train, %d val), %.1f MB -> %s tokens (%s), %.2f bytes/token in %s"
                         + " (encoding %.1f MB/s); skipped %d not UTF-8%s -> %s%n",
                 docs, m.trainDocuments(), m.valDocuments(), bytes / 1e6, human(tokens), m.dtype().jsonName(),
-                tokens == 0 ? 0.0 : bytes / (double) tokens, duration(r.seconds()),
+                tokens == 0 ? 0.0 : bytes / (double) tokens, Terminal.seconds(r.seconds()),
                 r.encodeSeconds() > 0 ? r.encodedBytes() / 1e6 / r.encodeSeconds() : 0.0,
                 m.skipped(), m.skipped() > 0 ? " (first: " + r.firstSkipped() + ")" : "", out);
         if (m.valTokens() == 0) {
             System.out.println("note: the validation split is empty (a small corpus); raise --val-fraction to get one");
         }
-        return 0;
     }
 
     static String human(long n) {
@@ -104,22 +116,17 @@ final class PrepareCommand implements Callable<Integer> {
         return Long.toString(n);
     }
 
-    static String duration(double s) {
-        if (s < 60) return String.format(Locale.ROOT, "%.1f s", s);
-        return String.format(Locale.ROOT, "%dm %02ds", (long) s / 60, (long) s % 60);
-    }
-
-    /** A one-line progress bar on stderr: phase, bar, amount, percent, rate, ETA (interactive only). */
+    /** The status line of each phase: phase, bar, amount, percent, rate, ETA (on a terminal only). */
     static final class Progress implements CorpusPreparer.Listener {
         String phase = "";
         long start = System.nanoTime();
-        long lastDraw;
+        Terminal.Progress display = new Terminal.Progress(null, false);
 
         @Override
         public void phase(String name) {
             phase = name;
             start = System.nanoTime();
-            lastDraw = 0;
+            display = new Terminal.Progress(null, false);
             Terminal.status(name + " ...");
         }
 
@@ -127,20 +134,16 @@ final class PrepareCommand implements Callable<Integer> {
         public void progress(long done, long total) {
             long now = System.nanoTime();
             if (done == 0) start = now; // e.g. merging starts after counting pre-tokens
-            if (now - lastDraw < 200_000_000L && done < total) return;
-            lastDraw = now;
+            if (!display.due(done, total, false)) return;
             double f = total <= 0 ? 0 : Math.min(1, done / (double) total);
-            int width = 24;
-            int filled = (int) Math.round(f * width);
-            String bar = "[" + "#".repeat(filled) + ".".repeat(width - filled) + "]";
             double secs = (now - start) / 1e9;
             boolean merges = phase.startsWith("training");
             String amount = merges ? String.format(Locale.ROOT, "%d/%d merges", done, total)
                     : String.format(Locale.ROOT, "%.1f/%.1f MB", done / 1e6, total / 1e6);
             String rate = secs <= 0 ? "" : merges ? String.format(Locale.ROOT, "%.0f merges/s", done / secs)
                     : String.format(Locale.ROOT, "%.1f MB/s", done / 1e6 / secs);
-            String eta = f > 0 && f < 1 ? " ETA " + duration(secs * (1 - f) / f) : "";
-            Terminal.status(String.format(Locale.ROOT, "%-18s %s %s %3.0f%% %s%s", phase, bar, amount, f * 100, rate, eta));
+            display.show(String.format(Locale.ROOT, "%-18s %s %s %3.0f%% %s%s", phase, Terminal.bar(done, total), amount,
+                    f * 100, rate, Terminal.eta(secs, f)));
         }
     }
 }

@@ -3,8 +3,6 @@ package dev.dsmoe.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
-import dev.dsmoe.kernels.Kernels;
-import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamCounts;
@@ -241,8 +239,8 @@ final class TrainCommand implements Callable<Integer> {
         if (!s.legacy()) {
             // Both change the bits (measured: every thread count gives other weights on OpenBLAS,
             // which picks its kernels by each thread's block size; some counts on the Java kernels).
-            if (given("--kernels")) adopt("--kernels", Kernels.gemm().name(), s.kernels(), "kernels", clashes);
-            if (given("--threads")) adopt("--threads", Parallel.threads(), s.threads(), "thread count", clashes);
+            if (given("--kernels")) adopt("--kernels", ComputeOptions.kernels(), s.kernels(), "kernels", clashes);
+            if (given("--threads")) adopt("--threads", ComputeOptions.threads(), s.threads(), "thread count", clashes);
         }
         if (!clashes.isEmpty()) {
             throw new IllegalArgumentException("--resume " + resume + ": " + String.join("; ", clashes.values()) + "; drop "
@@ -250,19 +248,19 @@ final class TrainCommand implements Callable<Integer> {
         }
         if (s.legacy()) {
             System.err.println("dsmoe train: note: " + resume.resolve(TrainerState.FILE) + " is from an older build (format "
-                    + s.format() + "): continuing on " + Kernels.gemm().name() + " kernels, " + Parallel.threads()
+                    + s.format() + "): continuing on " + ComputeOptions.kernels() + " kernels, " + ComputeOptions.threads()
                     + " threads, without checking the data's fingerprint; all three are recorded from now on");
             return s;
         }
         if (!given("--kernels")) {
             try {
-                Kernels.select(Kernels.parse(s.kernels()));
+                ComputeOptions.useKernels(s.kernels());
             } catch (UnsupportedOperationException | LinkageError e) {
                 throw new IllegalArgumentException("--resume " + resume + ": the run computes with the " + s.kernels()
                         + " kernels, which do not load here (" + e.getMessage() + "); it can only continue where they do");
             }
         }
-        if (!given("--threads")) Parallel.setThreads(s.threads());
+        if (!given("--threads")) ComputeOptions.useThreads(s.threads());
         if (!given("--save-every")) saveEvery = s.saveEvery();
         if (!given("--eval-every")) evalEvery = s.evalEvery();
         if (!given("--eval-batches")) evalBatches = s.evalBatches();
@@ -326,12 +324,19 @@ final class TrainCommand implements Callable<Integer> {
         return saved;
     }
 
+    /** "dense d=512 layers=8 N_att=1 N_ffd=1": a model's family and shape in one line. */
+    static String describe(ModelConfig c) {
+        String fam = c.nAtt() == 1 && c.nFfd() == 1 ? "dense"
+                : c.trainingRouting() == ModelConfig.TrainingRouting.TOP_K ? "smoe (top-" + c.trainingTopK() + ")" : "ds-moe";
+        return fam + " d=" + c.dEmb() + " layers=" + c.numLayers() + " N_att=" + c.nAtt() + " N_ffd=" + c.nFfd();
+    }
+
     /** Progress bar (interactive), periodic lines (logs) or JSON lines (--json). */
     static final class ProgressListener implements Trainer.Listener {
         private final boolean json;
         private final ModelConfig config;
         private final ObjectMapper om = new ObjectMapper();
-        private long lastLine;
+        private final Terminal.Progress log = new Terminal.Progress("", true);
 
         ProgressListener(boolean json, ModelConfig config) {
             this.json = json;
@@ -357,19 +362,19 @@ final class TrainCommand implements Callable<Integer> {
                 return;
             }
             double eta = (m.totalSteps() - m.step()) * (m.elapsedSeconds() / Math.max(1, m.step()));
+            boolean val = !Double.isNaN(m.valLoss());
             String line = String.format(Locale.ROOT, "step %d/%d  loss %.4f  lm %.4f%s  lr %.2e  |g| %.2f  %.0f tok/s  ETA %s",
                     m.step(), m.totalSteps(), m.loss(), m.lmLoss(),
-                    Double.isNaN(m.valLoss()) ? "" : String.format(Locale.ROOT, "  val %.4f", m.valLoss()),
-                    m.lr(), m.gradNorm(), m.tokensPerSecond(), duration(eta));
+                    val ? String.format(Locale.ROOT, "  val %.4f", m.valLoss()) : "",
+                    m.lr(), m.gradNorm(), m.tokensPerSecond(), Terminal.duration(eta));
             if (Terminal.isInteractive()) {
-                Terminal.status(bar(m.step(), m.totalSteps()) + " " + line);
-                if (!Double.isNaN(m.valLoss())) {
+                Terminal.status(Terminal.bar(m.step(), m.totalSteps()) + " " + line);
+                if (val) {
                     Terminal.clearStatus();
                     System.err.println(line);
                 }
-            } else if (m.step() == m.totalSteps() || !Double.isNaN(m.valLoss()) || System.nanoTime() - lastLine > 10e9) {
-                System.err.println(line);
-                lastLine = System.nanoTime();
+            } else if (log.due(m.step(), m.totalSteps(), val || m.step() == m.totalSteps())) {
+                log.show(line);
             }
         }
 
@@ -378,23 +383,6 @@ final class TrainCommand implements Callable<Integer> {
             if (!json) {
                 System.err.printf(Locale.ROOT, "dsmoe train: done at step %d; checkpoint in %s%n", t.step(), out);
             }
-        }
-
-        static String describe(ModelConfig c) {
-            String fam = c.nAtt() == 1 && c.nFfd() == 1 ? "dense"
-                    : c.trainingRouting() == ModelConfig.TrainingRouting.TOP_K ? "smoe (top-" + c.trainingTopK() + ")" : "ds-moe";
-            return fam + " d=" + c.dEmb() + " layers=" + c.numLayers() + " N_att=" + c.nAtt() + " N_ffd=" + c.nFfd();
-        }
-
-        static String bar(long done, long total) {
-            int w = 20, filled = (int) (w * done / Math.max(1, total));
-            return "[" + "#".repeat(filled) + "-".repeat(w - filled) + "]";
-        }
-
-        static String duration(double s) {
-            long t = (long) s;
-            return t >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", t / 3600, t / 60 % 60)
-                    : String.format(Locale.ROOT, "%dm%02ds", t / 60, t % 60);
         }
     }
 }

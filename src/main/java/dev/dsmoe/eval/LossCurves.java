@@ -6,17 +6,21 @@ import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;
 import java.io.IOException;
+import java.math.BigDecimal;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import org.knowm.xchart.BitmapEncoder;
 import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
 import org.knowm.xchart.XYSeries;
 import org.knowm.xchart.style.Styler;
+import org.knowm.xchart.style.lines.SeriesLines;
 import org.knowm.xchart.style.markers.SeriesMarkers;
 
 /**
@@ -69,6 +73,19 @@ public final class LossCurves {
         chart.getStyler().setAxisTitleFont(new Font(Font.SANS_SERIF, Font.PLAIN, 14));
         chart.getStyler().setLegendFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
         chart.getStyler().setToolTipsEnabled(false);
+        // Ticks at round token counts from 0, labelled 80k or 1.2M. XChart puts the ticks on the
+        // data's x values when those are equally spaced (one point per step here), labelled like
+        // 1.18784E5 and running into each other; an invisible series from 0 to the last token count
+        // breaks that spacing, so XChart picks round steps.
+        chart.getStyler().setXAxisMin(0.0);
+        chart.getStyler().setXAxisTickMarkSpacingHint(100);
+        chart.getStyler().setxAxisTickLabelsFormattingFunction(LossCurves::tokens);
+        double xMax = curves.stream().flatMapToDouble(c -> Arrays.stream(c.tokens())).max().orElse(0);
+        double y0 = curves.stream().filter(c -> c.lmLoss().length > 0).mapToDouble(c -> c.lmLoss()[0]).findFirst().orElse(0);
+        XYSeries range = chart.addSeries(" ", new double[] {0, xMax}, new double[] {y0, y0});
+        range.setMarker(SeriesMarkers.NONE);
+        range.setLineStyle(SeriesLines.NONE);
+        range.setShowInLegend(false);
         Map<String, Integer> color = new LinkedHashMap<>();
         for (Curve c : curves) {
             if (c.tokens().length == 0) continue;
@@ -86,5 +103,12 @@ public final class LossCurves {
             }
         }
         return BitmapEncoder.getBitmapBytes(chart, BitmapEncoder.BitmapFormat.PNG);
+    }
+
+    /** A token count as an axis label: {@code 500}, {@code 80k}, {@code 2.5k}, {@code 1.2M}. */
+    static String tokens(double n) {
+        double a = Math.abs(n), unit = a >= 1e6 ? 1e6 : a >= 1e3 ? 1e3 : 1;
+        String digits = new BigDecimal(String.format(Locale.ROOT, "%.2f", n / unit)).stripTrailingZeros().toPlainString();
+        return digits + (unit == 1e6 ? "M" : unit == 1e3 ? "k" : "");
     }
 }

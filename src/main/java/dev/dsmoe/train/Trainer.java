@@ -328,10 +328,7 @@ public final class Trainer {
         int[] in = new int[n], tgt = new int[n];
         long pos = train.position();
         train.next(in, tgt, o.batch(), o.seqLen());
-        model.forwardBackward(in, tgt, o.batch(), o.seqLen(), 1f); // JIT warm-up
-        long t0 = System.nanoTime();
-        model.forwardBackward(in, tgt, o.batch(), o.seqLen(), 1f);
-        double perMicro = (System.nanoTime() - t0) / 1e9;
+        double perMicro = new StepTiming(model, in, tgt, o.batch(), o.seqLen()).fastestSeconds(1, 1); // after a JIT warm-up pass
         Arrays.fill(grads, 0f);
         train.seek(pos);
         return perMicro * o.gradAccum() * 1.03; // the optimizer and bookkeeping

@@ -5,10 +5,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.eval.Quickstart;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
 
 /** The whole quickstart pipeline with --tiny models on a tiny corpus; a second run reuses everything. */
 class QuickstartCommandTest {
@@ -39,5 +41,21 @@ class QuickstartCommandTest {
         PrepareCommandTest.Run second = PrepareCommandTest.run(args);
         assertEquals(0, second.status(), second.err());
         assertTrue(second.err().contains("trained already"), second.err());
+    }
+
+    /** The quickstart trains and prepares with the train and prepare verbs' defaults (it used to run those verbs). */
+    @Test
+    void recipeIsTheTrainAndPrepareVerbsDefaults() {
+        CommandLine cl = Main.commandLine();
+        CommandLine.Model.CommandSpec train = cl.getSubcommands().get("train").getCommandSpec();
+        CommandLine.Model.CommandSpec prepare = cl.getSubcommands().get("prepare").getCommandSpec();
+        assertEquals(Quickstart.LR, Double.parseDouble(train.findOption("--lr").defaultValue()));
+        assertEquals(Quickstart.WARMUP, Long.parseLong(train.findOption("--warmup").defaultValue()));
+        assertEquals(Quickstart.WEIGHT_DECAY, Double.parseDouble(train.findOption("--weight-decay").defaultValue()));
+        assertEquals(Quickstart.CLIP, Double.parseDouble(train.findOption("--clip").defaultValue()));
+        assertEquals(Quickstart.SEED, Long.parseLong(train.findOption("--seed").defaultValue()));
+        assertEquals(Quickstart.GLOB, prepare.findOption("--glob").defaultValue());
+        assertEquals(Quickstart.VAL_FRACTION, Double.parseDouble(prepare.findOption("--val-fraction").defaultValue()));
+        assertEquals(Quickstart.TOKENIZER_SAMPLE_MB, Long.parseLong(prepare.findOption("--tokenizer-sample-mb").defaultValue()));
     }
 }

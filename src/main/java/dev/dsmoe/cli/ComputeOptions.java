@@ -1,0 +1,83 @@
+package dev.dsmoe.cli;
+
+import dev.dsmoe.kernels.Kernels;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Parallel;
+import java.util.Locale;
+import picocli.CommandLine;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import static picocli.CommandLine.ScopeType.INHERIT;
+
+/**
+ * How the engine computes, as the command line chooses it: this mixin of {@link Main} holds
+ * {@code --kernels} and {@code --threads}, which every verb inherits, and {@link Dtype} the
+ * inference verbs' {@code --dtype}. The one place the command line selects (and names) the GEMM
+ * backend, the thread count and the weight type.
+ */
+final class ComputeOptions {
+
+    @CommandLine.Spec(CommandLine.Spec.Target.MIXEE)
+    CommandSpec mixee;
+
+    @Option(names = "--kernels", scope = INHERIT, paramLabel = "auto|blas|java",
+            description = "GEMM backend: OpenBLAS (blas), pure Java Vector API (java), or auto (blas when it loads).")
+    void kernels(String value) {
+        try {
+            useKernels(value);
+        } catch (IllegalArgumentException | UnsupportedOperationException e) {
+            throw new CommandLine.ParameterException(mixee.commandLine(), "--kernels: " + e.getMessage());
+        }
+    }
+
+    @Option(names = "--threads", scope = INHERIT, paramLabel = "N",
+            description = "Worker threads (default: the machine's cores, or DSMOE_THREADS).")
+    void threads(int n) {
+        if (n < 1) throw new CommandLine.ParameterException(mixee.commandLine(), "--threads must be >= 1, got " + n);
+        useThreads(n);
+    }
+
+    /** The GEMM backend in use ({@code blas} or {@code java}). */
+    static String kernels() {
+        return Kernels.gemm().name();
+    }
+
+    /** The worker threads in use. */
+    static int threads() {
+        return Parallel.threads();
+    }
+
+    /**
+     * Selects the GEMM backend by name ({@code auto}, {@code blas}, {@code java}); throws
+     * IllegalArgumentException for another name, UnsupportedOperationException or a LinkageError
+     * when the backend does not load here.
+     */
+    static void useKernels(String name) {
+        Kernels.select(Kernels.parse(name));
+    }
+
+    static void useThreads(int n) {
+        Parallel.setThreads(n);
+    }
+
+    /** Mixin of eval, generate and bench infer: {@code --dtype}, the weights' type in memory. */
+    static final class Dtype {
+        @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16",
+                description = "Weight type in memory: f32 or bf16 (converted at load). Default: ${DEFAULT-VALUE}.")
+        String value;
+
+        /** The weight type; another value is bad input that names the option. */
+        MatVec.DType get() {
+            return switch (value.toLowerCase(Locale.ROOT)) {
+                case "f32", "fp32", "float32" -> MatVec.DType.F32;
+                case "bf16", "bfloat16" -> MatVec.DType.BF16;
+                default -> throw new Errors.UserError("--dtype '" + value + "': use f32 or bf16");
+            };
+        }
+
+        /** The weight type as the tables print it: f32 or bf16. */
+        String label() {
+            return get().name().toLowerCase(Locale.ROOT);
+        }
+    }
+}

@@ -1,0 +1,504 @@
+package dev.dsmoe.eval;
+
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonUnwrapped;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.dsmoe.bench.InferenceBenchmarks;
+import dev.dsmoe.data.CorpusPreparer;
+import dev.dsmoe.data.TokenDataset;
+import dev.dsmoe.infer.Engine;
+import dev.dsmoe.infer.ExpertSelection;
+import dev.dsmoe.infer.Generator;
+import dev.dsmoe.infer.InferenceModel;
+import dev.dsmoe.infer.Sampler;
+import dev.dsmoe.io.AtomicFiles;
+import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.kernels.Kernels;
+import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ModelPresets;
+import dev.dsmoe.model.ParamCounts;
+import dev.dsmoe.tokenizer.Tokenizer;
+import dev.dsmoe.train.BatchSource;
+import dev.dsmoe.train.StepTiming;
+import dev.dsmoe.train.TrainData;
+import dev.dsmoe.train.Trainer;
+import dev.dsmoe.train.TrainerState;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The quickstart: the paper's comparison end to end on one corpus, as a pipeline of stages with
+ * typed results. {@link #prepare} tokenizes the corpus; {@link #train} trains size-matched Dense,
+ * SMoE and DS-MoE models for the same number of steps, fitted to the time budget; {@link #evaluate}
+ * scores each under its strategies (validation perplexity, the zero-shot code task, active
+ * parameters) and {@link #time}s its inference; {@link #sweep} runs DS-MoE's threshold sweep;
+ * {@link #report} writes results.md, results.json and loss_curves.png.
+ *
+ * <p>Every stage is kept in the run directory and reused by the next run: the prepared data
+ * (preparing again is a no-op while the inputs are the same), each model's checkpoint (a finished
+ * run is kept, an interrupted one resumed), each model's evaluation ({@code quickstart-eval.json},
+ * while the model's step and the evaluation tokens are the same) and the sweep.
+ */
+public final class Quickstart {
+
+    /** The models compared, Dense first (the speed reference). */
+    public static final List<String> PRESETS = List.of("dense-small", "smoe-small", "dsmoe-small");
+    /** The prompt of the greedy completions. */
+    public static final String PROMPT = "public static int max(int a, int b) {";
+
+    /**
+     * The settings every model trains with and the corpus is prepared with: the train and prepare
+     * verbs' defaults (QuickstartCommandTest checks that they still are).
+     */
+    public static final double LR = 1e-3, WEIGHT_DECAY = 0.01, CLIP = 1.0, VAL_FRACTION = 0.005;
+    public static final long SEED = 1234, WARMUP = -1, TOKENIZER_SAMPLE_MB = 32;
+    public static final String GLOB = "**";
+
+    /** What the run directory holds. */
+    public static final String RESULTS_MD = "results.md", RESULTS_JSON = "results.json", LOSS_CURVES = "loss_curves.png",
+            SWEEP = "sweep", DATA = "data", EVAL_CACHE = "quickstart-eval.json";
+
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT)
+            .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
+
+    /**
+     * A run: {@code minutes} of total budget (training gets about 70%), the run directory, the
+     * corpus, the tokenizer's vocabulary, the validation tokens scored per strategy, the code
+     * task's items; {@code tiny}: tiny models and short runs (a smoke test of the pipeline);
+     * {@code fresh}: the models and results are deleted first (the prepared data is kept).
+     */
+    public record Options(double minutes, Path dir, List<Path> inputs, int vocabSize, long evalTokens, int codeItems,
+                          boolean tiny, boolean fresh) {
+        public Options {
+            if (!(minutes > 0)) throw new IllegalArgumentException("--minutes must be > 0");
+            inputs = List.copyOf(inputs);
+        }
+    }
+
+    /** What the run shows as it goes (the command line prints it); every method may do nothing. */
+    public interface Listener {
+        /** A line of the run's log: a stage starting, a model's figures, a note. */
+        default void say(String line) {}
+
+        /** The state of long work (perplexity, the code task, timing, the sweep), replaced by the next. */
+        default void status(String text) {}
+
+        /** The prepare stage's progress. */
+        default CorpusPreparer.Listener preparing() {
+            return new CorpusPreparer.Listener() {};
+        }
+
+        /** The prepare stage's result. */
+        default void prepared(Path data, CorpusPreparer.Result result) {}
+
+        /** Before a model is allocated for training or timing; throws to refuse one that would not fit. */
+        default void checkTraining(ModelConfig c, Path resume, int batch, int seqLen) {}
+
+        /** The progress of one model's training. */
+        default Trainer.Listener training(ModelConfig c) {
+            return new Trainer.Listener() {};
+        }
+
+        /** One model's training is done (checkpointed in {@code out}). */
+        default void trained(Trainer trainer, Path out) {}
+
+        /** A model trains without validation loss: the validation shard is shorter than one window. */
+        default void noValidation() {}
+    }
+
+    /** The evaluate stage for one model and strategy: validation perplexity, and the code task (null without one). */
+    public record Evaluation(Perplexity.Result perplexity, MultipleChoice.Result code) {}
+
+    /**
+     * One model under one strategy, as quickstart-eval.json keeps it: its evaluation, sizes and
+     * speed. The JSON names are those of results.json.
+     */
+    public record Measurement(
+            @JsonProperty("model") String model,
+            @JsonProperty("strategy") String strategy,
+            @JsonProperty("val_loss") double valLoss,
+            @JsonProperty("val_ppl") double valPpl,
+            @JsonProperty("val_tokens") long valTokens,
+            @JsonProperty("code_acc") double codeAcc,
+            @JsonProperty("code_acc_norm") double codeAccNorm,
+            @JsonProperty("code_items") int codeItems,
+            @JsonProperty("total_params") long totalParams,
+            @JsonProperty("non_embedding_params") long nonEmbeddingParams,
+            @JsonProperty("active_params_per_token") double activeParamsPerToken,
+            @JsonProperty("active_attention_experts") double activeAttentionExperts,
+            @JsonProperty("active_mlp_experts") double activeMlpExperts,
+            @JsonProperty("active_hidden_pct") double activeHiddenPct,
+            @JsonProperty("prefill_tok_s") double prefillTokensPerSecond,
+            @JsonProperty("decode_tok_s") double decodeTokensPerSecond) {
+
+        static Measurement of(String model, ModelConfig c, Evaluation e, InferenceBenchmarks.Row speed) {
+            Perplexity.Result p = e.perplexity();
+            MultipleChoice.Result mc = e.code();
+            return new Measurement(model, p.selection(), p.loss(), p.perplexity(), p.tokensScored(),
+                    mc == null ? Double.NaN : mc.acc(), mc == null ? Double.NaN : mc.accNorm(), mc == null ? 0 : mc.items(),
+                    ParamCounts.of(c).total(), ParamCounts.of(c).nonEmbedding(), p.stats().activeParamsPerToken(), p.stats().meanActiveAttention(),
+                    p.stats().meanActiveMlp(), p.stats().activeHiddenPercent(), speed.prefillTokensPerSecond(),
+                    speed.decodeTokensPerSecond());
+        }
+    }
+
+    /** A row of the results: a measurement and its decode speed relative to Dense's. */
+    public record Row(@JsonUnwrapped Measurement measurement, @JsonProperty("decode_vs_dense") double decodeVsDense) {}
+
+    /** What results.json holds: the rows, and each model's greedy completion of {@link #PROMPT}. */
+    public record Results(List<Row> rows, Map<String, String> completions) {}
+
+    /** The report stage's files (the sweep's directory among them), and the table results.md holds. */
+    public record Report(Path resultsMd, Path resultsJson, Path lossCurves, Path sweep, String table) {}
+
+    /** What a run did. */
+    public record Run(Results results, Report report) {}
+
+    /** quickstart-eval.json: a model's measurements, valid for its step and the evaluation tokens. */
+    record EvalCache(@JsonProperty("step") long step, @JsonProperty("eval_tokens") long evalTokens,
+                     @JsonProperty("rows") List<Measurement> rows) {}
+
+    private final Options o;
+    private final Listener listener;
+    private long start;
+
+    public Quickstart(Options o, Listener listener) {
+        this.o = o;
+        this.listener = listener;
+    }
+
+    private int seq() {
+        return o.tiny() ? 32 : 256;
+    }
+
+    private int batch() {
+        return o.tiny() ? 2 : 8;
+    }
+
+    private double elapsed() {
+        return (System.nanoTime() - start) / 1e9;
+    }
+
+    private void say(String fmt, Object... args) {
+        listener.say(String.format(Locale.ROOT, fmt, args));
+    }
+
+    /** All stages in order. */
+    public Run run() throws IOException {
+        start = System.nanoTime();
+        Files.createDirectories(o.dir());
+        if (o.fresh()) {
+            for (String p : PRESETS) deleteTree(o.dir().resolve(p));
+            for (String f : List.of(RESULTS_MD, RESULTS_JSON, LOSS_CURVES)) Files.deleteIfExists(o.dir().resolve(f));
+            deleteTree(o.dir().resolve(SWEEP));
+        }
+        Path data = o.dir().resolve(DATA);
+        say("1/5 preparing the corpus -> %s", data);
+        listener.prepared(data, prepare(data));
+
+        train(data, 0.70 * o.minutes() * 60 - elapsed());
+
+        List<Measurement> measured = new ArrayList<>();
+        try (TokenDataset ds = TokenDataset.open(data)) {
+            List<CodeTask.Item> code = codeTask(ds);
+            say("4/5 evaluating and timing each model (%d validation tokens per strategy, %d code-task items)",
+                    Perplexity.tokensRead(ds.val().size(), o.evalTokens()), code.size());
+            warmUp();
+            for (String p : PRESETS) measured.addAll(evaluate(p, ds, code));
+            sweep(ds);
+        }
+        double denseDecode = measured.stream().filter(m -> m.model().equals(PRESETS.getFirst()))
+                .mapToDouble(Measurement::decodeTokensPerSecond).findFirst().orElse(Double.NaN);
+        List<Row> rows = measured.stream().map(m -> new Row(m, m.decodeTokensPerSecond() / denseDecode)).toList();
+        Results results = new Results(rows, completions());
+
+        say("5/5 writing the table and plots");
+        return new Run(results, report(results));
+    }
+
+    // ---- prepare
+
+    /** The corpus tokenized into {@code data} (nothing to do when it is up to date). */
+    CorpusPreparer.Result prepare(Path data) throws IOException {
+        return CorpusPreparer.prepare(new CorpusPreparer.Options(o.inputs(), GLOB, data, o.vocabSize(),
+                o.tiny() ? 0.2 : VAL_FRACTION, TOKENIZER_SAMPLE_MB << 20, null, false), listener.preparing());
+    }
+
+    // ---- train
+
+    /** A preset as the quickstart trains it: for --tiny, the same families and size matching at 1/8 of the width. */
+    ModelConfig config(String preset) {
+        ModelConfig c = ModelPresets.get(preset);
+        if (!o.tiny()) return c;
+        return c.toBuilder().dEmb(32).numLayers(1).dAtt(8).dFfd(c.dFfd() / 8).maxPositions(64).build();
+    }
+
+    /**
+     * Trains the presets for the same number of steps, fitted to {@code seconds} when none has
+     * started; returns that number. Finished runs are kept, interrupted ones resumed.
+     */
+    long train(Path data, double seconds) throws IOException {
+        List<String> todo = new ArrayList<>();
+        long steps = 0;
+        for (String p : PRESETS) {
+            Path st = o.dir().resolve(p).resolve(TrainerState.FILE);
+            if (Files.isRegularFile(st)) {
+                TrainerState s = TrainerState.fromJson(Files.readString(st));
+                steps = Math.max(steps, s.totalSteps());
+                if (s.step() >= s.totalSteps()) continue;
+            }
+            todo.add(p);
+        }
+        if (todo.isEmpty()) {
+            say("2/5 3/5 the three models are trained already (%d steps each); reusing them", steps);
+            return steps;
+        }
+        try (TrainData td = TrainData.open(data)) {
+            if (steps == 0) {
+                say("2/5 timing one training step of each model to share the %.1f minutes of training", seconds / 60);
+                double perStep = 0;
+                for (String p : PRESETS) perStep += time(config(p).toBuilder().vocabSize(td.vocabSize()).build().validate());
+                steps = Math.max(o.tiny() ? 4 : 20, (long) (seconds / (perStep * 1.25))); // optimizer, evaluation, checkpoints
+                say("   %d steps of %d tokens per model (%.1f s per step for all three)", steps, batch() * seq(), perStep);
+            }
+            for (String p : todo) {
+                Path out = o.dir().resolve(p);
+                boolean resume = Files.isRegularFile(out.resolve(TrainerState.FILE));
+                say("3/5 training %s%s", p, resume ? " (resuming)" : "");
+                Trainer t = resume ? resume(out, td) : fresh(config(p).toBuilder().vocabSize(td.vocabSize()).build().validate(), steps, out, td);
+                t.run(listener.training(t.config()));
+                listener.trained(t, out);
+            }
+        }
+        return steps;
+    }
+
+    /** Seconds of one forward + backward of {@code c} at the quickstart's batch (the fastest of 3, after warm-up passes). */
+    double time(ModelConfig c) {
+        listener.checkTraining(c, null, batch(), seq());
+        // Warm the JIT first: cold passes take up to three times as long and would shrink the
+        // budget (measured: 0.6 s per step after 3 passes against 0.4 s in the real run).
+        return StepTiming.randomModel(c, batch(), seq(), 1).fastestSeconds(o.tiny() ? 2 : 8, 3);
+    }
+
+    private Trainer fresh(ModelConfig c, long steps, Path out, TrainData td) {
+        BatchSource train = td.train(batch(), seq(), SEED);
+        BatchSource val = validation(td, batch(), seq());
+        int evalBatches = (int) Math.min(4, td.validationBatches(batch(), seq()));
+        Trainer.Options t = new Trainer.Options(batch(), seq(), 1, LR, LR / 10, WARMUP, WEIGHT_DECAY, CLIP, SEED, steps, 0,
+                Math.max(10, steps / 4), val == null ? 0 : Math.max(1, steps / 5), Math.max(1, evalBatches), 0,
+                "--steps " + steps, false);
+        listener.checkTraining(c, null, batch(), seq());
+        return Trainer.fresh(c, t, train, val, out, td.tokenizer(), td.description(), td.fingerprint());
+    }
+
+    /**
+     * Continues the interrupted run in {@code out} with its saved settings, GEMM backend and thread
+     * count (both change the rounding), as {@code train --resume} does.
+     */
+    private Trainer resume(Path out, TrainData td) throws IOException {
+        TrainerState s = Trainer.readState(out);
+        if (s.batch() != batch() || s.seqLen() != seq()) {
+            throw new IllegalArgumentException(out + " was trained on batches of " + s.batch() + " x " + s.seqLen()
+                    + " tokens, this quickstart uses " + batch() + " x " + seq() + " (--tiny or not); add --fresh to start over");
+        }
+        if (s.dataFingerprint() != null && !s.dataFingerprint().equals(td.fingerprint())) {
+            throw new IllegalArgumentException(out + " was trained on other data than " + td.dir() + " now holds; add --fresh to start over");
+        }
+        if (s.legacy()) {
+            say("   note: %s is from an older build (format %d): continuing on %s kernels, %d threads", out.resolve(TrainerState.FILE),
+                    s.format(), Kernels.gemm().name(), Parallel.threads());
+        } else {
+            try {
+                Kernels.select(Kernels.parse(s.kernels()));
+            } catch (UnsupportedOperationException | LinkageError e) {
+                throw new IllegalArgumentException(out + ": the run computes with the " + s.kernels() + " kernels, which do not"
+                        + " load here (" + e.getMessage() + "); it can only continue where they do");
+            }
+            Parallel.setThreads(s.threads());
+        }
+        // a format-1 state saved no operational settings: the quickstart's own schedule
+        long saveEvery = s.legacy() ? Math.max(10, s.totalSteps() / 4) : s.saveEvery();
+        long evalEvery = s.legacy() ? Math.max(1, s.totalSteps() / 5) : s.evalEvery();
+        int evalBatches = s.legacy() ? 4 : s.evalBatches();
+        BatchSource train = td.train(s.batch(), s.seqLen(), s.seed());
+        BatchSource val = validation(td, s.batch(), s.seqLen());
+        int evalN = (int) Math.min(evalBatches, td.validationBatches(s.batch(), s.seqLen()));
+        Trainer.Options t = new Trainer.Options(s.batch(), s.seqLen(), s.gradAccum(), s.lr(), s.minLr(), s.warmupSteps(),
+                s.weightDecay(), s.clip(), s.seed(), 0, 0, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), 0,
+                null, !s.legacy() && s.json());
+        listener.checkTraining(ModelFiles.readConfig(out), out, s.batch(), s.seqLen());
+        return Trainer.resume(out, t, train, val, out, td.tokenizer(), td.description(), td.fingerprint());
+    }
+
+    private BatchSource validation(TrainData td, int batch, int seqLen) {
+        BatchSource val = td.validation(batch, seqLen);
+        if (val == null) listener.noValidation();
+        return val;
+    }
+
+    // ---- evaluate and time
+
+    private List<CodeTask.Item> codeTask(TokenDataset ds) throws IOException {
+        Tokenizer tok = ds.tokenizer();
+        CodeTask.Options c = CodeTask.Options.DEFAULTS.withItems(o.codeItems());
+        if (o.tiny()) c = new CodeTask.Options(Math.min(o.codeItems(), 20), 8, 4, 3, 1234);
+        try {
+            return CodeTask.build(ds.val(), tok.endOfTextId(), c, id -> tok.tokenBytes(id).length);
+        } catch (IllegalArgumentException e) {
+            say("note: no code task: %s", e.getMessage());
+            return List.of();
+        }
+    }
+
+    /** The strategies each model is reported under: DS-MoE dense and threshold (ε 0.48 on the MLP, MoA dense). */
+    static List<String> strategies(String preset) {
+        return switch (preset) {
+            case "dsmoe-small" -> List.of("dense", "threshold:" + Strategies.PAPER_EPSILON);
+            default -> List.of("default");
+        };
+    }
+
+    /** Prompt and decoded tokens of the speed measurement. */
+    private InferenceBenchmarks speedBenchmark(int warmup, int repeats, String label) {
+        return new InferenceBenchmarks(o.tiny() ? 16 : 128, o.tiny() ? 8 : 64, warmup, repeats, msg -> listener.status(label + msg));
+    }
+
+    /** Untimed decode and prefill on every model first, so the JIT does not bill its work to the first row. */
+    private void warmUp() throws IOException {
+        for (String p : PRESETS) {
+            try (InferenceModel m = InferenceModel.load(o.dir().resolve(p), MatVec.DType.F32)) {
+                speedBenchmark(2, 1, "JIT warm-up ").run(p, m, strategies(p));
+            }
+        }
+    }
+
+    /** A preset's measurements under its strategies: from quickstart-eval.json while it is valid, else evaluated, timed and saved there. */
+    List<Measurement> evaluate(String preset, TokenDataset ds, List<CodeTask.Item> code) throws IOException {
+        Path modelDir = o.dir().resolve(preset);
+        Path cache = modelDir.resolve(EVAL_CACHE);
+        long step = TrainerState.fromJson(Files.readString(modelDir.resolve(TrainerState.FILE))).step();
+        if (Files.isRegularFile(cache)) {
+            JsonNode node = JSON.readTree(Files.readString(cache));
+            if (node.path("step").asLong() == step && node.path("eval_tokens").asLong() == o.evalTokens()) {
+                return JSON.treeToValue(node, EvalCache.class).rows();
+            }
+        }
+        List<Measurement> rows = new ArrayList<>();
+        try (InferenceModel m = InferenceModel.load(modelDir, MatVec.DType.F32)) {
+            ModelConfig c = m.config();
+            for (String s : strategies(preset)) {
+                ExpertSelection sel = ExpertSelection.parse(s, c);
+                Evaluation e = evaluate(preset, m, sel, ds, code);
+                InferenceBenchmarks.Row speed = time(preset, m, s);
+                Measurement r = Measurement.of(preset, c, e, speed);
+                rows.add(r);
+                say("   %s %-22s ppl %.2f  code acc %.1f%%  active hidden %.0f%%  decode %.0f tok/s", preset, sel,
+                        r.valPpl(), 100 * r.codeAcc(), r.activeHiddenPct(), r.decodeTokensPerSecond());
+            }
+        }
+        AtomicFiles.writeString(cache, JSON.writeValueAsString(new EvalCache(step, o.evalTokens(), rows)));
+        return rows;
+    }
+
+    /** Validation perplexity of {@code m} under {@code sel}, and the code task (when there is one). */
+    private Evaluation evaluate(String preset, InferenceModel m, ExpertSelection sel, TokenDataset ds, List<CodeTask.Item> code) {
+        Engine e = new Engine(m, sel);
+        int seq = Math.min(seq(), m.config().maxPositions());
+        Perplexity.Result ppl = Perplexity.evaluate(e, ds.val(), seq, o.evalTokens(),
+                (done, total, sec) -> listener.status(String.format(Locale.ROOT, "%s %s: perplexity %d/%d tokens",
+                        preset, sel, done, total)));
+        MultipleChoice.Result mc = code.isEmpty() ? null : MultipleChoice.evaluate("code", e, CodeTask.tokenItems(code),
+                (done, total, sec) -> listener.status(String.format(Locale.ROOT, "%s %s: code task %d/%d", preset, sel, done, total)));
+        return new Evaluation(ppl, mc);
+    }
+
+    /** Prefill and decode speed of {@code m} under {@code strategy} (medians of 3 after 3 warm-up runs). */
+    private InferenceBenchmarks.Row time(String preset, InferenceModel m, String strategy) {
+        return speedBenchmark(3, 3, preset + " ").run(preset, m, List.of(strategy)).getFirst();
+    }
+
+    /** Perplexity of DS-MoE against active parameters over threshold ε (MLP routers; MoA dense); kept once written. */
+    List<Sweep.Point> sweep(TokenDataset ds) throws IOException {
+        Path out = o.dir().resolve(SWEEP);
+        if (Files.isDirectory(out) && Files.exists(out.resolve(Sweep.baseName(false) + ".png"))) return List.of();
+        say("   DS-MoE threshold sweep -> %s", out);
+        try (InferenceModel m = InferenceModel.load(o.dir().resolve("dsmoe-small"), MatVec.DType.F32)) {
+            int seq = Math.min(seq(), m.config().maxPositions());
+            long limit = Math.max(seq + 1, o.evalTokens() / 2);
+            List<Sweep.Point> pts = Sweep.run(sel -> Perplexity.evaluate(new Engine(m, sel), ds.val(), seq, limit,
+                    (d, t, s) -> listener.status("sweep " + sel + " " + d + "/" + t)), Sweep.DEFAULT_EPS, false);
+            Files.createDirectories(out);
+            Sweep.write(out, "DS-MoE (dsmoe-small): perplexity vs active parameters", pts, false);
+            return pts;
+        }
+    }
+
+    /** Each model's greedy completion of {@link #PROMPT} (up to 40 tokens, as the context allows). */
+    private Map<String, String> completions() throws IOException {
+        Map<String, String> out = new LinkedHashMap<>();
+        for (String p : PRESETS) {
+            Path d = o.dir().resolve(p);
+            Tokenizer tok = Tokenizer.load(d.resolve(ModelFiles.TOKENIZER));
+            try (InferenceModel m = InferenceModel.load(d, MatVec.DType.F32)) {
+                int[] ids = tok.encode(PROMPT);
+                int max = Math.min(40, m.config().maxPositions() - ids.length - 1);
+                if (max < 1) continue;
+                Generator.Result r = new Generator(new Engine(m, ExpertSelection.defaultFor(m.config())),
+                        Sampler.greedy(m.config().vocabSize())).generate(ids, max, tok.endOfTextId(), t -> true);
+                out.put(p, tok.decode(r.tokens()));
+            }
+        }
+        return out;
+    }
+
+    // ---- report
+
+    /** Writes the loss curves, results.md and results.json. */
+    Report report(Results results) throws IOException {
+        List<LossCurves.Curve> curves = new ArrayList<>();
+        for (String p : PRESETS) curves.add(LossCurves.read(p, o.dir().resolve(p).resolve(Trainer.METRICS), 20));
+        Path png = o.dir().resolve(LOSS_CURVES), md = o.dir().resolve(RESULTS_MD), json = o.dir().resolve(RESULTS_JSON);
+        byte[] image = LossCurves.png("training loss, size-matched models, same tokens", curves);
+        AtomicFiles.write(png, ch -> ch.write(ByteBuffer.wrap(image)));
+        String table = table(results.rows());
+        AtomicFiles.writeString(md, table);
+        AtomicFiles.writeString(json, JSON.writeValueAsString(results));
+        return new Report(md, json, png, o.dir().resolve(SWEEP), table);
+    }
+
+    /** The paper-style table of the rows (Markdown). */
+    static String table(List<Row> rows) {
+        StringBuilder sb = new StringBuilder();
+        sb.append("| model | strategy | val ppl | code acc | params (non-emb.) | active params/token | active hidden | prefill tok/s | decode tok/s | decode vs Dense |\n");
+        sb.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (Row row : rows) {
+            Measurement r = row.measurement();
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %.2f | %.1f%% | %.2fM (%.2fM) | %.2fM | %.0f%% | %.0f | %.0f | %.2f |%n",
+                    r.model(), r.strategy(), r.valPpl(), 100 * r.codeAcc(), r.totalParams() / 1e6,
+                    r.nonEmbeddingParams() / 1e6, r.activeParamsPerToken() / 1e6, r.activeHiddenPct(),
+                    r.prefillTokensPerSecond(), r.decodeTokensPerSecond(), row.decodeVsDense()));
+        }
+        return sb.toString();
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) return;
+        try (var s = Files.walk(p)) {
+            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(x);
+        }
+    }
+}
