@@ -1,7 +1,6 @@
 package dev.dsmoe.eval;
 
 import com.fasterxml.jackson.annotation.JsonProperty;
-import com.fasterxml.jackson.annotation.JsonUnwrapped;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -9,6 +8,11 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.dsmoe.bench.InferenceBenchmarks;
 import dev.dsmoe.data.CorpusPreparer;
 import dev.dsmoe.data.TokenDataset;
+import dev.dsmoe.eval.QuickstartResults.Evaluation;
+import dev.dsmoe.eval.QuickstartResults.Measurement;
+import dev.dsmoe.eval.QuickstartResults.Report;
+import dev.dsmoe.eval.QuickstartResults.Results;
+import dev.dsmoe.eval.QuickstartResults.Row;
 import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.Generator;
@@ -21,7 +25,6 @@ import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
-import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.tokenizer.Tokenizer;
 import dev.dsmoe.train.BatchSource;
 import dev.dsmoe.train.StepTiming;
@@ -38,6 +41,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import static dev.dsmoe.eval.QuickstartResults.table;
 
 /**
  * The quickstart: the paper's comparison end to end on one corpus, as a pipeline of stages with
@@ -118,51 +122,6 @@ public final class Quickstart {
         /** A model trains without validation loss: the validation shard is shorter than one window. */
         default void noValidation() {}
     }
-
-    /** The evaluate stage for one model and strategy: validation perplexity, and the code task (null without one). */
-    public record Evaluation(Perplexity.Result perplexity, MultipleChoice.Result code) {}
-
-    /**
-     * One model under one strategy, as quickstart-eval.json keeps it: its evaluation, sizes and
-     * speed. The JSON names are those of results.json.
-     */
-    public record Measurement(
-            @JsonProperty("model") String model,
-            @JsonProperty("strategy") String strategy,
-            @JsonProperty("val_loss") double valLoss,
-            @JsonProperty("val_ppl") double valPpl,
-            @JsonProperty("val_tokens") long valTokens,
-            @JsonProperty("code_acc") double codeAcc,
-            @JsonProperty("code_acc_norm") double codeAccNorm,
-            @JsonProperty("code_items") int codeItems,
-            @JsonProperty("total_params") long totalParams,
-            @JsonProperty("non_embedding_params") long nonEmbeddingParams,
-            @JsonProperty("active_params_per_token") double activeParamsPerToken,
-            @JsonProperty("active_attention_experts") double activeAttentionExperts,
-            @JsonProperty("active_mlp_experts") double activeMlpExperts,
-            @JsonProperty("active_hidden_pct") double activeHiddenPct,
-            @JsonProperty("prefill_tok_s") double prefillTokensPerSecond,
-            @JsonProperty("decode_tok_s") double decodeTokensPerSecond) {
-
-        static Measurement of(String model, ModelConfig c, Evaluation e, InferenceBenchmarks.Row speed) {
-            Perplexity.Result p = e.perplexity();
-            MultipleChoice.Result mc = e.code();
-            return new Measurement(model, p.selection(), p.loss(), p.perplexity(), p.tokensScored(),
-                    mc == null ? Double.NaN : mc.acc(), mc == null ? Double.NaN : mc.accNorm(), mc == null ? 0 : mc.items(),
-                    ParamCounts.of(c).total(), ParamCounts.of(c).nonEmbedding(), p.stats().activeParamsPerToken(), p.stats().meanActiveAttention(),
-                    p.stats().meanActiveMlp(), p.stats().activeHiddenPercent(), speed.prefillTokensPerSecond(),
-                    speed.decodeTokensPerSecond());
-        }
-    }
-
-    /** A row of the results: a measurement and its decode speed relative to Dense's. */
-    public record Row(@JsonUnwrapped Measurement measurement, @JsonProperty("decode_vs_dense") double decodeVsDense) {}
-
-    /** What results.json holds: the rows, and each model's greedy completion of {@link #PROMPT}. */
-    public record Results(List<Row> rows, Map<String, String> completions) {}
-
-    /** The report stage's files (the sweep's directory among them), and the table results.md holds. */
-    public record Report(Path resultsMd, Path resultsJson, Path lossCurves, Path sweep, String table) {}
 
     /** What a run did. */
     public record Run(Results results, Report report) {}
@@ -478,21 +437,6 @@ public final class Quickstart {
         AtomicFiles.writeString(md, table);
         AtomicFiles.writeString(json, JSON.writeValueAsString(results));
         return new Report(md, json, png, o.dir().resolve(SWEEP), table);
-    }
-
-    /** The paper-style table of the rows (Markdown). */
-    static String table(List<Row> rows) {
-        StringBuilder sb = new StringBuilder();
-        sb.append("| model | strategy | val ppl | code acc | params (non-emb.) | active params/token | active hidden | prefill tok/s | decode tok/s | decode vs Dense |\n");
-        sb.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        for (Row row : rows) {
-            Measurement r = row.measurement();
-            sb.append(String.format(Locale.ROOT, "| %s | %s | %.2f | %.1f%% | %.2fM (%.2fM) | %.2fM | %.0f%% | %.0f | %.0f | %.2f |%n",
-                    r.model(), r.strategy(), r.valPpl(), 100 * r.codeAcc(), r.totalParams() / 1e6,
-                    r.nonEmbeddingParams() / 1e6, r.activeParamsPerToken() / 1e6, r.activeHiddenPct(),
-                    r.prefillTokensPerSecond(), r.decodeTokensPerSecond(), row.decodeVsDense()));
-        }
-        return sb.toString();
     }
 
     private static void deleteTree(Path p) throws IOException {
