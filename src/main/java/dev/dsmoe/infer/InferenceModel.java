@@ -84,14 +84,14 @@ public final class InferenceModel implements AutoCloseable {
         finalNorm = src.floats(layout.finalNorm());
         layers = new Layer[config.numLayers()];
         for (int l = 0; l < layers.length; l++) {
-            ParamLayout.Layer p = layout.layer(l);
+            ParamLayout.Layer<ParamLayout.Tensor> p = layout.layer(l);
             layers[l] = new Layer(src.floats(p.inputNorm()), router(src, p.attnRouter()), src.weight(p.qProj()),
                     src.weight(p.kProj()), src.weight(p.vProj()), src.weight(p.oProj()), src.floats(p.postAttnNorm()),
                     router(src, p.mlpRouter()), src.weight(p.upProj()), src.weight(p.downProj()));
         }
     }
 
-    private static Router router(Source src, ParamLayout.Router r) throws IOException {
+    private static Router router(Source src, ParamLayout.Router<ParamLayout.Tensor> r) throws IOException {
         if (r == null) return null;
         return new Router(r.hidden() == null ? null : src.weight(r.hidden()), src.weight(r.out()));
     }

@@ -3,6 +3,7 @@ package dev.dsmoe.model;
 import dev.dsmoe.kernels.Attention;
 import dev.dsmoe.kernels.CrossEntropy;
 import dev.dsmoe.kernels.ExpertGroups;
+import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.Gelu;
 import dev.dsmoe.kernels.Gemm;
 import dev.dsmoe.kernels.Kernels;
@@ -39,6 +40,8 @@ public final class Transformer {
     private final ParamLayout layout;
     private final float[] params;
     private final float[] grads;
+    /** Named views of the parameters and of their gradients, built once. */
+    private final ParamLayout.Weights<F32Tensor> P, G;
     private final Rope rope;
     private final int[] kvHeadOf;
     private final int d, hq, headW, kvW, dAtt, nKv, dFfd;
@@ -62,6 +65,8 @@ public final class Transformer {
         }
         this.params = params;
         this.grads = grads;
+        this.P = layout.views(params);
+        this.G = layout.views(grads);
         this.d = c.dEmb();
         this.dAtt = c.dAtt();
         this.nKv = c.nKv();
@@ -150,7 +155,7 @@ public final class Transformer {
         int attRouters = 0, mlpRouters = 0;
         for (int l = 0; l < a.layers.length; l++) {
             Activations.Layer L = a.layers[l];
-            ParamLayout.Layer P = layout.layer(l);
+            ParamLayout.Layer<F32Tensor> P = this.P.layer(l);
             float[] next = l + 1 < a.layers.length ? a.layers[l + 1].resid : a.residFinal;
             attentionForward(L, P, a.batch, a.seqLen, n);
             mlpForward(L, P, next, n);
@@ -203,7 +208,7 @@ public final class Transformer {
         };
     }
 
-    private void attentionForward(Activations.Layer L, ParamLayout.Layer P, int batch, int seqLen, int n) {
+    private void attentionForward(Activations.Layer L, ParamLayout.Layer<F32Tensor> P, int batch, int seqLen, int n) {
         Gemm g = gemm();
         float eps = (float) c.rmsNormEps();
         int qW = hq * dAtt;
@@ -221,11 +226,11 @@ public final class Transformer {
         System.arraycopy(L.resid, 0, L.residMid, 0, n * d);
         for (int e = 0; e < c.nAtt(); e++) {
             g.sgemm(false, true, n, d, headW, 1f, L.attGated, e * headW, qW,
-                    params, P.oProj().off() + e * d * headW, headW, 1f, L.residMid, 0, d);
+                    params, P.oProj().expert(e).off(), headW, 1f, L.residMid, 0, d);
         }
     }
 
-    private void mlpForward(Activations.Layer L, ParamLayout.Layer P, float[] next, int n) {
+    private void mlpForward(Activations.Layer L, ParamLayout.Layer<F32Tensor> P, float[] next, int n) {
         RmsNorm.forward(L.residMid, 0, params, P.postAttnNorm().off(), L.ln2, 0, L.rstd2, 0, n, d,
                 (float) c.rmsNormEps());
         if (L.mlpRouter != null) routerForward(L.ln2, P.mlpRouter(), L.mlpRouter, n);
@@ -241,12 +246,12 @@ public final class Transformer {
         if (L.mlpRouter != null) gate(L.mlpAct, L.mlpRouter.probs, L.mlpGated, n, c.nFfd(), dFfd);
         for (int e = 0; e < c.nFfd(); e++) {
             g.sgemm(false, true, n, d, dFfd, 1f, L.mlpGated, e * dFfd, f,
-                    params, P.downProj().off() + e * d * dFfd, dFfd, 1f, next, 0, d);
+                    params, P.downProj().expert(e).off(), dFfd, 1f, next, 0, d);
         }
     }
 
     /** Top-K experts per token, grouped by expert: one up and one down product per expert. */
-    private void sparseMlpForward(Activations.Layer L, ParamLayout.Layer P, float[] next, int n) {
+    private void sparseMlpForward(Activations.Layer L, ParamLayout.Layer<F32Tensor> P, float[] next, int n) {
         Activations.SparseActs s = L.sparse;
         Activations.RouterActs r = L.mlpRouter;
         int k = s.k, e = c.nFfd();
@@ -261,14 +266,14 @@ public final class Transformer {
             int cnt = s.groups.count(x), r0 = s.groups.start(x);
             if (cnt == 0) continue;
             g.sgemm(false, true, cnt, dFfd, d, 1f, s.in, r0 * d, d,
-                    params, P.upProj().off() + x * dFfd * d, d, 0f, s.pre, r0 * dFfd, dFfd);
+                    params, P.upProj().expert(x).off(), d, 0f, s.pre, r0 * dFfd, dFfd);
         }
         Gelu.forward(s.pre, 0, s.act, 0, s.groups.rows() * dFfd);
         for (int x = 0; x < e; x++) {
             int cnt = s.groups.count(x), r0 = s.groups.start(x);
             if (cnt == 0) continue;
             g.sgemm(false, true, cnt, d, dFfd, 1f, s.act, r0 * dFfd, dFfd,
-                    params, P.downProj().off() + x * d * dFfd, dFfd, 0f, s.out, r0 * d, d);
+                    params, P.downProj().expert(x).off(), dFfd, 0f, s.out, r0 * d, d);
         }
         // Scatter back with the gates, token by token (each token's slots in a fixed order).
         Parallel.forRange(n, 16, (t0, t1) -> {
@@ -282,7 +287,7 @@ public final class Transformer {
         });
     }
 
-    private void routerForward(float[] ln, ParamLayout.Router R, Activations.RouterActs r, int n) {
+    private void routerForward(float[] ln, ParamLayout.Router<F32Tensor> R, Activations.RouterActs r, int n) {
         Gemm g = gemm();
         int e = r.experts;
         if (R.isMlp()) {
@@ -366,7 +371,7 @@ public final class Transformer {
 
         for (int l = a.layers.length - 1; l >= 0; l--) {
             Activations.Layer L = a.layers[l];
-            ParamLayout.Layer P = layout.layer(l);
+            ParamLayout.Layer<F32Tensor> P = this.P.layer(l);
             mlpBackward(L, P, s, n, lossScale);
             attentionBackward(L, P, s, a.batch, a.seqLen, n, lossScale);
         }
@@ -380,14 +385,14 @@ public final class Transformer {
     }
 
     /** dResid holds ∂L/∂(layer output); on return, ∂L/∂(residMid). */
-    private void mlpBackward(Activations.Layer L, ParamLayout.Layer P, Activations.Scratch s, int n, float lossScale) {
+    private void mlpBackward(Activations.Layer L, ParamLayout.Layer<F32Tensor> P, Activations.Scratch s, int n, float lossScale) {
         if (L.sparse != null) {
             sparseMlpBackward(L, P, s, n, lossScale);
         } else {
             Gemm g = gemm();
             int f = c.totalMlpWidth();
             for (int e = 0; e < c.nFfd(); e++) {
-                int w = P.downProj().off() + e * d * dFfd;
+                int w = P.downProj().expert(e).off();
                 // dW_down,e += dOutᵀ · gated_e ; dGated_e = dOut · W_down,e
                 g.sgemm(true, false, d, dFfd, n, 1f, s.dResid, 0, d, L.mlpGated, e * dFfd, f, 1f, grads, w, dFfd);
                 g.sgemm(false, false, n, dFfd, d, 1f, s.dResid, 0, d, params, w, dFfd, 0f, s.dMlpAct, e * dFfd, f);
@@ -406,7 +411,7 @@ public final class Transformer {
                 s.dResid, 0, grads, P.postAttnNorm().off(), n, d, true);
     }
 
-    private void sparseMlpBackward(Activations.Layer L, ParamLayout.Layer P, Activations.Scratch s, int n,
+    private void sparseMlpBackward(Activations.Layer L, ParamLayout.Layer<F32Tensor> P, Activations.Scratch s, int n,
                                    float lossScale) {
         Activations.SparseActs sp = L.sparse;
         int k = sp.k, e = c.nFfd();
@@ -432,7 +437,7 @@ public final class Transformer {
         for (int x = 0; x < e; x++) {
             int cnt = sp.groups.count(x), r0 = sp.groups.start(x);
             if (cnt == 0) continue;
-            int w = P.downProj().off() + x * d * dFfd;
+            int w = P.downProj().expert(x).off();
             g.sgemm(true, false, d, dFfd, cnt, 1f, dRows, r0 * d, d, sp.act, r0 * dFfd, dFfd, 1f, grads, w, dFfd);
             g.sgemm(false, false, cnt, dFfd, d, 1f, dRows, r0 * d, d, params, w, dFfd, 0f, s.dMlpAct, r0 * dFfd, dFfd);
         }
@@ -441,7 +446,7 @@ public final class Transformer {
         for (int x = 0; x < e; x++) {
             int cnt = sp.groups.count(x), r0 = sp.groups.start(x);
             if (cnt == 0) continue;
-            int w = P.upProj().off() + x * dFfd * d;
+            int w = P.upProj().expert(x).off();
             g.sgemm(true, false, dFfd, d, cnt, 1f, s.dMlpPre, r0 * dFfd, dFfd, sp.in, r0 * d, d, 1f, grads, w, d);
             g.sgemm(false, false, cnt, d, dFfd, 1f, s.dMlpPre, r0 * dFfd, dFfd, params, w, d, 0f, s.dSparseIn, r0 * d, d);
         }
@@ -463,7 +468,7 @@ public final class Transformer {
      * dRouterProbs holds ∂L_LM/∂S; adds the auxiliary loss's gradient, backpropagates through the
      * softmax and the router into its weights' gradients and into dLn (accumulated).
      */
-    private void routerBackward(float[] ln, ParamLayout.Router R, Activations.RouterActs r, Activations.Scratch s,
+    private void routerBackward(float[] ln, ParamLayout.Router<F32Tensor> R, Activations.RouterActs r, Activations.Scratch s,
                                 int n, double alpha, int[] switchCounts) {
         int e = r.experts;
         switch (c.auxLoss()) {
@@ -491,12 +496,12 @@ public final class Transformer {
     }
 
     /** dResid holds ∂L/∂residMid; on return, ∂L/∂(layer input). */
-    private void attentionBackward(Activations.Layer L, ParamLayout.Layer P, Activations.Scratch s, int batch,
+    private void attentionBackward(Activations.Layer L, ParamLayout.Layer<F32Tensor> P, Activations.Scratch s, int batch,
                                    int seqLen, int n, float lossScale) {
         Gemm g = gemm();
         int qW = hq * dAtt;
         for (int e = 0; e < c.nAtt(); e++) {
-            int w = P.oProj().off() + e * d * headW;
+            int w = P.oProj().expert(e).off();
             g.sgemm(true, false, d, headW, n, 1f, s.dResid, 0, d, L.attGated, e * headW, qW, 1f, grads, w, headW);
             g.sgemm(false, false, n, headW, d, 1f, s.dResid, 0, d, params, w, headW, 0f, s.dAttOut, e * headW, qW);
         }
