@@ -8,9 +8,10 @@ public final class Embedding {
 
     private Embedding() {}
 
-    /** {@code out[t] = table[tokens[t]]} for {@code t < n}. */
-    public static void forward(TensorView table, int[] tokens, int n, TensorView out) {
-        for (int t = 0; t < n; t++) System.arraycopy(table.array(), table.rowOff(tokens[t]), out.array(), out.rowOff(t), out.cols);
+    /** {@code out[t] = table[tokens[from + t]]} for {@code t < n}, as fp32 whatever the table's format. */
+    public static void forward(TensorView table, int[] tokens, int from, int n, TensorView out) {
+        float[] y = out.array();
+        for (int t = 0; t < n; t++) table.copyRow(tokens[from + t], y, out.rowOff(t));
     }
 
     /** {@code dTable[tokens[t]] += dOut[t]} for {@code t < n}, in position order. */

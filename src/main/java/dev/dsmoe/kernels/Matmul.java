@@ -6,18 +6,23 @@ package dev.dsmoe.kernels;
  * backward, {@code dIn = dOut · W} and {@code dW += dOutᵀ · in}, in one call. The grouped forms
  * run one product per expert over its contiguous run of rows (ScatterMoE).
  *
- * <p>Training products all go to the GEMM backend ({@link Kernels#gemm()}) over fp32 heap views.
- * An inference instance sends products of up to {@link #MATVEC_MAX_ROWS} input rows to the
- * weight's mat-vec (one pass over the weights, the speed limit of decode) and larger ones to GEMM
- * by the weight format's own way. One instance per model or engine: it holds the fp32 scratch a
- * format may unpack its weights into (not shared between threads).
+ * <p>Products go to the GEMM backend ({@link Kernels#gemm()}) the weight format's way
+ * ({@link TensorView}: fp32 read in place, other formats unpacked to fp32 once per product). A
+ * training instance sends every product there (the bits of a trained model depend on it; the
+ * backward is for fp32 heap views only); an inference instance sends products of up to
+ * {@link #MATVEC_MAX_ROWS} input rows to the format's mat-vec instead (one pass over the weights,
+ * the speed limit of decode). One instance per model or engine: it holds the fp32 scratch a
+ * format unpacks its weights into (not shared between threads).
  */
 public final class Matmul {
 
     /** Input rows up to which an inference instance uses the memory-bound mat-vec. */
     public static final int MATVEC_MAX_ROWS = 8;
+    /** Weight rows a format that GEMM cannot read unpacks to fp32 at a time. */
+    public static final int UNPACK_ROWS = 256;
 
     private final int matVecMaxRows;
+    private float[] scratch = new float[0];
 
     private Matmul(int matVecMaxRows) {
         this.matVecMaxRows = matVecMaxRows;
@@ -41,8 +46,43 @@ public final class Matmul {
     /** {@code out[outRow + i] (+)= in[inRow + i] · Wᵀ} for {@code i < rows}. */
     public void forward(TensorView out, int outRow, TensorView in, int inRow, int rows, TensorView w, boolean accumulate) {
         if (rows == 0 || w.rows == 0) return;
-        Kernels.gemm().sgemm(false, true, rows, w.rows, w.cols, 1f, in.array(), in.rowOff(inRow), in.ld,
-                w.array(), w.off(), w.ld, accumulate ? 1f : 0f, out.array(), out.rowOff(outRow), out.ld);
+        float[] x = in.array(), y = out.array();
+        int xOff = in.rowOff(inRow), yOff = out.rowOff(outRow);
+        if (rows <= matVecMaxRows) {
+            if (in.ld != w.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
+            w.matVec(x, xOff, rows, y, yOff, out.ld, accumulate);
+        } else {
+            w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, accumulate ? 1f : 0f);
+        }
+    }
+
+    /**
+     * One input row through selected experts of a stacked-expert weight, in one pass over their
+     * rows (decode): {@code out[i] = in[inRow] · W_{experts[i]}ᵀ} for {@code i < count}, out's
+     * rows contiguous. Only the selected experts' weights are read.
+     */
+    public void selected(TensorView out, TensorView in, int inRow, TensorView w, int[] experts, int count) {
+        w.matVecSelected(experts, 0, count, in.array(), in.rowOff(inRow), out.array(), out.off());
+    }
+
+    /**
+     * The sum of selected experts' products, each expert with its own input row (decode):
+     * {@code out[outRow] (+)= Σ_i in[i] · W_{experts[i]}ᵀ}, summed in list order.
+     */
+    public void selectedSum(TensorView out, int outRow, TensorView in, TensorView w, int[] experts, int count,
+                            boolean accumulate) {
+        w.matVecSelectedSum(experts, 0, count, in.array(), in.off(), out.array(), out.rowOff(outRow), accumulate);
+    }
+
+    /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */
+    float[] scratch(int floats) {
+        if (scratch.length < floats) scratch = new float[floats];
+        return scratch;
+    }
+
+    /** The most floats the scratch grows to for products with a {@code [rows, cols]} weight. */
+    public static long scratchFloats(long rows, long cols) {
+        return Math.multiplyExact(Math.min(rows, UNPACK_ROWS), cols);
     }
 
     /**

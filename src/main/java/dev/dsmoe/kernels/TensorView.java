@@ -1,10 +1,14 @@
 package dev.dsmoe.kernels;
 
+import java.lang.foreign.MemorySegment;
+
 /**
  * A view of a matrix {@code [rows, cols]} (row stride {@code ld} elements) somewhere in memory:
  * a parameter in the flat training buffer, its gradient, an activation in an arena, or a weight
- * of a loaded model. The subclass is the element format ({@link F32Tensor}; a weight may be in
- * another) and supplies that format's kernels.
+ * of a loaded model. The subclass is the element format ({@link F32Tensor}, {@link Bf16Tensor})
+ * and supplies that format's kernels, as llama3.java's tensor classes do: its mat-vec row
+ * kernels and its way into a GEMM. A new format is one more subclass (and its
+ * {@link MatVec.DType} constant, which names it for loading).
  *
  * <p>A view may hold experts: stacked along its rows (a weight {@code [E, rows, cols]}, used whole
  * as one {@code [E·rows, cols]} matrix or expert by expert) or side by side along its columns (an
@@ -95,6 +99,80 @@ public abstract class TensorView {
     /** Index in {@link #array()} of the first element of row {@code r}. */
     public final int rowOff(int r) {
         return off() + r * ld;
+    }
+
+    // ------------------------------------------------------------------ the format's kernels
+
+    /** Bytes of one element. */
+    public abstract int elementBytes();
+
+    /** The storage as a memory segment (a heap array wrapped, a mapped file, off-heap memory). */
+    public abstract MemorySegment segment();
+
+    /** Byte offset of element {@code [0, 0]} in {@link #segment()}. */
+    public abstract long byteOffset();
+
+    /** Row {@code r} as fp32 into {@code dst[dstOff .. dstOff + cols)} (an embedding lookup). */
+    public abstract void copyRow(int r, float[] dst, int dstOff);
+
+    /**
+     * The mat-vec: {@code y[yOff + i·ldy + r] (+)= Σ_c x[xOff + i·cols + c] · W[r, c]} for
+     * {@code i < m}, reading each weight row once for all m inputs (rows contiguous, split over
+     * {@link Parallel}'s threads).
+     */
+    abstract void matVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate);
+
+    /**
+     * Selected experts of a stacked-expert view against one input, in one parallel pass over
+     * their rows: {@code y[yOff + i·R + r] = Σ_c x[xOff + c] · W_e[r, c]}, {@code e = experts[eOff + i]},
+     * {@code i < count}, R the rows of one expert.
+     */
+    abstract void matVecSelected(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff);
+
+    /**
+     * The sum of selected experts' products, each with its own input:
+     * {@code y[yOff + r] (+)= Σ_i Σ_c x[xOff + i·C + c] · W_e[r, c]}, summed over the experts in list order.
+     */
+    abstract void matVecSelectedSum(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff,
+                                    boolean accumulate);
+
+    /**
+     * {@code y[m, rows] = x[m, cols] · Wᵀ + beta · y} through the GEMM backend, the format's way
+     * in: a native product where the backend reads the format, else panels unpacked to fp32
+     * once per product into {@code mm}'s scratch.
+     */
+    abstract void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta);
+
+    /** The checks every format's mat-vec makes: contiguous rows, weights inside the segment, x and y large enough. */
+    final void checkMatVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy) {
+        if (m < 0) throw new IllegalArgumentException("negative size");
+        if (ld != cols) throw new IllegalArgumentException("mat-vec needs contiguous rows, got " + this);
+        if (byteOffset() + (long) rows * cols * elementBytes() > segment().byteSize()) {
+            throw new IllegalArgumentException("mat-vec: weights [" + rows + " x " + cols + "] at byte "
+                    + byteOffset() + " exceed the segment of " + segment().byteSize() + " bytes");
+        }
+        if (xOff + (long) m * cols > x.length || (m > 0 && yOff + (long) (m - 1) * ldy + rows > y.length)) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for m=" + m);
+        }
+    }
+
+    /** The checks of the selected-expert mat-vecs; {@code xCols} inputs per expert, {@code yRows} outputs. */
+    final void checkSelected(int[] experts, int eOff, int count, float[] x, int xOff, long xFloats, float[] y, int yOff,
+                             long yFloats) {
+        if (count < 0) throw new IllegalArgumentException("negative size");
+        if (ld != cols || byteOffset() + (long) rows * cols * elementBytes() > segment().byteSize()) {
+            throw new IllegalArgumentException("mat-vec: " + this + " at byte " + byteOffset() + " is not contiguous inside its segment of "
+                    + segment().byteSize() + " bytes");
+        }
+        for (int i = 0; i < count; i++) {
+            int e = experts[eOff + i];
+            if (e < 0 || e >= experts()) {
+                throw new IllegalArgumentException("mat-vec: expert " + e + " is not one of the " + experts() + " experts");
+            }
+        }
+        if (xOff + xFloats > x.length || yOff + yFloats > y.length) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for " + count + " experts");
+        }
     }
 
     @Override

@@ -146,13 +146,36 @@ public final class ParamLayout {
      * Every tensor of a model by its role, as T: descriptors, the views of a training buffer
      * ({@link #views}), or an inference model's weights. {@code lmHead} is null when tied.
      */
-    public record Weights<T>(T embedTokens, List<Layer<T>> layers, T finalNorm, T lmHead) {
-        public Weights {
-            layers = List.copyOf(layers);
+    public static final class Weights<T> {
+        private final T embedTokens, finalNorm, lmHead;
+        private final Layer<T>[] layers; // an array, not a List: footprint checks walk the fields
+
+        Weights(T embedTokens, Layer<T>[] layers, T finalNorm, T lmHead) {
+            this.embedTokens = embedTokens;
+            this.layers = layers;
+            this.finalNorm = finalNorm;
+            this.lmHead = lmHead;
+        }
+
+        public T embedTokens() {
+            return embedTokens;
         }
 
         public Layer<T> layer(int l) {
-            return layers.get(l);
+            return layers[l];
+        }
+
+        public int numLayers() {
+            return layers.length;
+        }
+
+        public T finalNorm() {
+            return finalNorm;
+        }
+
+        /** The untied {@code lm_head.weight}, or null when tied. */
+        public T lmHead() {
+            return lmHead;
         }
 
         /** The {@code [V, d]} matrix the LM head multiplies by: lm_head, or embed_tokens when tied. */
@@ -272,10 +295,11 @@ public final class ParamLayout {
     }
 
     /** Every tensor by role, each made into a U by {@code f} (a view, a loaded weight), in file order. */
+    @SuppressWarnings("unchecked")
     public <U, X extends Exception> Weights<U> map(Mapping<Tensor, U, X> f) throws X {
         U embed = f.apply(embedTokens);
-        List<Layer<U>> ls = new ArrayList<>(layers.length);
-        for (Layer<Tensor> l : layers) ls.add(l.map(f));
+        Layer<U>[] ls = new Layer[layers.length];
+        for (int l = 0; l < layers.length; l++) ls[l] = layers[l].map(f);
         U norm = f.apply(finalNorm);
         return new Weights<>(embed, ls, norm, lmHead == null ? null : f.apply(lmHead));
     }

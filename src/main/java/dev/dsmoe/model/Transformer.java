@@ -145,7 +145,7 @@ public final class Transformer {
             }
         }
         System.arraycopy(input, 0, tokens, 0, n);
-        Embedding.forward(weights.embedTokens(), tokens, n, a.layers.length > 0 ? a.layers[0].resid : a.residFinal);
+        Embedding.forward(weights.embedTokens(), tokens, 0, n, a.layers.length > 0 ? a.layers[0].resid : a.residFinal);
 
         double auxAtt = 0, auxMlp = 0, attMarg = 0, attCond = 0, mlpMarg = 0, mlpCond = 0;
         int attRouters = 0, mlpRouters = 0;

@@ -3,6 +3,9 @@ package dev.dsmoe.kernels;
 import static dev.dsmoe.kernels.TestArrays.assertClose;
 import static dev.dsmoe.kernels.TestArrays.uniform;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -47,6 +50,37 @@ class MatmulTest {
             }
             assertClose("dIn expert " + x, refIn, dIn, 1e-5, 1e-5);
             assertClose("dW expert " + x, refW, dW, 1e-5, 1e-5);
+        }
+    }
+
+    /**
+     * An inference instance's GEMM path (fp32 read from the segment, bf16 through the unpacked
+     * scratch) gives the mat-vec path's result, for both weight formats, through one expert of a
+     * stacked weight and into a strided output.
+     */
+    @Test
+    void inferenceGemmPathEqualsTheMatVecPathForBothFormats() {
+        SplittableRandom r = new SplittableRandom(1);
+        int experts = 3, rows = 300, cols = 40, m = 20;
+        float[] w = uniform(r, experts * rows * cols, 1);
+        short[] wb = new short[w.length];
+        Bf16.fromFloats(w, 0, wb, 0, w.length);
+        float[] x = uniform(r, m * cols, 1);
+        Matmul mm = Matmul.forInference();
+        for (MatVec.DType dt : MatVec.DType.values()) {
+            MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : MemorySegment.ofArray(wb);
+            TensorView weight = dt.view(seg, 0, experts * rows, cols).stackedExperts(experts);
+            int ldy = rows + 3;
+            float[] gemm = new float[m * ldy], ref = new float[m * ldy];
+            java.util.Arrays.fill(gemm, 1f);
+            java.util.Arrays.fill(ref, 1f);
+            F32Tensor out = F32Tensor.of(gemm, m, ldy), in = F32Tensor.of(x, m, cols);
+            mm.forward(out, 0, in, 0, m, weight.expert(2), true);
+            MatVec.mul(dt, seg, weight.expert(2).byteOffset(), rows, cols, x, 0, m, ref, 0, ldy, true);
+            assertClose(dt + " gemm", TestArrays.toDouble(ref), gemm, 1e-4, 1e-4);
+            float[] small = new float[2 * ldy];
+            mm.forward(F32Tensor.of(small, 2, ldy), 0, in, 0, 2, weight.expert(2), false); // two rows: the mat-vec itself
+            for (int i = 0; i < rows; i++) assertEquals(ref[i] - 1f, small[i], 1e-4 * (1 + Math.abs(ref[i])), dt + " " + i);
         }
     }
 }
