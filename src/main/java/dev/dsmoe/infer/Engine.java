@@ -485,27 +485,8 @@ public final class Engine {
 
     /** Statistics since construction or the last {@link #resetStats()}. */
     public InferenceStats stats() {
-        double[] att = new double[numLayers], mlp = new double[numLayers];
-        double sumAtt = 0, sumMlp = 0;
-        for (int l = 0; l < numLayers; l++) {
-            att[l] = routedTokens > 0 ? (double) attActive[l] / routedTokens : Double.NaN;
-            mlp[l] = routedTokens > 0 ? (double) mlpActive[l] / routedTokens : Double.NaN;
-            sumAtt += attActive[l];
-            sumMlp += mlpActive[l];
-        }
-        double meanAtt = Double.NaN, meanMlp = Double.NaN, params = Double.NaN, frac = Double.NaN;
-        if (routedTokens > 0 && numLayers > 0) {
-            meanAtt = clamp(sumAtt / ((double) routedTokens * numLayers), nAtt);
-            meanMlp = clamp(sumMlp / ((double) routedTokens * numLayers), nFfd);
-            params = c.activeParamsPerToken(meanAtt, meanMlp);
-            frac = c.activeExpertFraction(meanAtt, meanMlp);
-        }
-        return new InferenceStats(selection.toString(), prefillTokens, prefillNanos / 1e9, decodeTokens,
-                decodeNanos / 1e9, meanAtt, meanMlp, att, mlp, params, frac);
-    }
-
-    private static double clamp(double v, int n) {
-        return Math.max(1, Math.min(n, v)); // guards rounding at the ends of [1, N]
+        return InferenceStats.of(c, selection.toString(), attActive, mlpActive, routedTokens, prefillTokens, prefillNanos,
+                decodeTokens, decodeNanos);
     }
 
     /** Zeroes the statistics. */

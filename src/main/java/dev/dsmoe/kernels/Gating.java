@@ -19,8 +19,8 @@ public final class Gating {
     /** {@code dst[t, e·w + j] = S[t, e] · src[t, e·w + j]} for the first {@code rows} rows, E = {@code gates.cols()}. */
     public static void forward(TensorView src, TensorView gates, TensorView dst, int rows) {
         int experts = gates.cols, w = src.cols / experts;
-        float[] s = src.array(), g = gates.array(), y = dst.array();
-        Parallel.forRange(rows, 16, (t0, t1) -> {
+        Parallel.forRange(rows, 16, (t0, t1) -> { // the body reads the arrays itself: a smaller lambda per call
+            float[] s = src.array(), g = gates.array(), y = dst.array();
             for (int t = t0; t < t1; t++) {
                 int so = src.rowOff(t), yo = dst.rowOff(t), go = gates.rowOff(t);
                 for (int e = 0; e < experts; e++) {
@@ -37,8 +37,8 @@ public final class Gating {
      */
     public static void backward(TensorView dDst, TensorView src, TensorView gates, TensorView dGates, int rows) {
         int experts = gates.cols, w = src.cols / experts;
-        float[] dy = dDst.array(), s = src.array(), g = gates.array(), dg = dGates.array();
         Parallel.forRange(rows, 16, (t0, t1) -> {
+            float[] dy = dDst.array(), s = src.array(), g = gates.array(), dg = dGates.array();
             for (int t = t0; t < t1; t++) {
                 int so = src.rowOff(t), yo = dDst.rowOff(t), go = gates.rowOff(t), dgo = dGates.rowOff(t);
                 for (int e = 0; e < experts; e++) {
@@ -61,8 +61,8 @@ public final class Gating {
     public static void scatter(TensorView rowsOut, int[] rowOfSlot, int[] chosen, float[] gates, int n, int k,
                                TensorView dst) {
         int d = dst.cols;
-        float[] out = rowsOut.array(), x = dst.array();
         Parallel.forRange(n, Math.max(1, 4096 / (d * k)), (t0, t1) -> {
+            float[] out = rowsOut.array(), x = dst.array();
             for (int t = t0; t < t1; t++) {
                 int xo = dst.rowOff(t);
                 for (int j = 0; j < k; j++) {
@@ -83,10 +83,10 @@ public final class Gating {
      */
     public static void scatterBackward(TensorView dDst, TensorView rowsOut, int[] rowOfSlot, int[] chosen, float[] gates,
                                        int n, int k, TensorView dRows, TensorView dGates) {
-        int d = dDst.cols;
-        float[] dOut = dDst.array(), out = rowsOut.array(), dr = dRows.array(), dg = dGates.array();
-        java.util.Arrays.fill(dg, dGates.off(), dGates.rowOff(n), 0f);
+        java.util.Arrays.fill(dGates.array(), dGates.off(), dGates.rowOff(n), 0f);
         Parallel.forRange(n, 16, (t0, t1) -> {
+            float[] dOut = dDst.array(), out = rowsOut.array(), dr = dRows.array(), dg = dGates.array();
+            int d = dDst.cols;
             for (int t = t0; t < t1; t++) {
                 int to = dDst.rowOff(t);
                 for (int j = 0; j < k; j++) {
@@ -111,9 +111,9 @@ public final class Gating {
      * {@code t < n}, overwriting dX.
      */
     public static void gatherBackward(TensorView dRows, int[] rowOfSlot, int[] chosen, int n, int k, TensorView dX) {
-        int d = dX.cols;
-        float[] dr = dRows.array(), dx = dX.array();
         Parallel.forRange(n, 16, (t0, t1) -> {
+            float[] dr = dRows.array(), dx = dX.array();
+            int d = dX.cols;
             for (int t = t0; t < t1; t++) {
                 int xo = dX.rowOff(t);
                 java.util.Arrays.fill(dx, xo, xo + d, 0f);

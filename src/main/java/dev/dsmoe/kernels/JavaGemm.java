@@ -69,7 +69,7 @@ public final class JavaGemm implements Gemm {
                       float[] b, int bOff, int ldb,
                       float beta, float[] c, int cOff, int ldc) {
         Gemm.checkArgs(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
-        product(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, null, 0, ldb, beta, c, cOff, ldc);
+        product(transA, transB, m, n, k, alpha, a, aOff, lda, b, null, bOff, ldb, beta, c, cOff, ldc);
     }
 
     /** The segment form: the same blocked product, B's panels packed straight from the segment. */
@@ -79,13 +79,16 @@ public final class JavaGemm implements Gemm {
                       MemorySegment b, long bOff, int ldb,
                       float beta, float[] c, int cOff, int ldc) {
         Gemm.checkArgs(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
-        product(transA, transB, m, n, k, alpha, a, aOff, lda, null, 0, b, bOff, ldb, beta, c, cOff, ldc);
+        product(transA, transB, m, n, k, alpha, a, aOff, lda, null, b, bOff, ldb, beta, c, cOff, ldc);
     }
 
-    /** B is {@code b[bOff..]} or, when {@code b} is null, the segment {@code bs} from byte {@code bByte}. */
+    /**
+     * B is {@code b} from element {@code bPos} or, when {@code b} is null, the segment {@code bs}
+     * from byte {@code bPos}. (One position for both keeps the region's lambda as small as it was.)
+     */
     private static void product(boolean transA, boolean transB, int m, int n, int k,
                                 float alpha, float[] a, int aOff, int lda,
-                                float[] b, int bOff, MemorySegment bs, long bByte, int ldb,
+                                float[] b, MemorySegment bs, long bPos, int ldb,
                                 float beta, float[] c, int cOff, int ldc) {
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0f) {
@@ -94,18 +97,17 @@ public final class JavaGemm implements Gemm {
             return;
         }
         // Split the larger dimension in whole tiles; each chunk is an independent sub-product.
-        boolean splitM = m >= n;
-        int tileSize = splitM ? MR : NR;
-        int dim = splitM ? m : n;
-        int tiles = (dim + tileSize - 1) / tileSize;
-        long fmasPerTile = (long) tileSize * (splitM ? n : m) * k;
+        int tileSize = m >= n ? MR : NR;
+        int tiles = ((m >= n ? m : n) + tileSize - 1) / tileSize;
+        long fmasPerTile = (long) tileSize * (m >= n ? n : m) * k;
         int grain = (int) Math.max(1, Math.min(tiles, MIN_FMAS_PER_THREAD / fmasPerTile));
         Parallel.forRange(tiles, grain, (t0, t1) -> {
-            int lo = t0 * tileSize, hi = Math.min(dim, t1 * tileSize);
+            boolean splitM = m >= n;
+            int tile = splitM ? MR : NR, lo = t0 * tile, hi = Math.min(splitM ? m : n, t1 * tile);
             if (splitM) {
-                blocked(transA, transB, lo, hi, 0, n, k, alpha, a, aOff, lda, b, bOff, bs, bByte, ldb, beta, c, cOff, ldc);
+                blocked(transA, transB, lo, hi, 0, n, k, alpha, a, aOff, lda, b, bs, bPos, ldb, beta, c, cOff, ldc);
             } else {
-                blocked(transA, transB, 0, m, lo, hi, k, alpha, a, aOff, lda, b, bOff, bs, bByte, ldb, beta, c, cOff, ldc);
+                blocked(transA, transB, 0, m, lo, hi, k, alpha, a, aOff, lda, b, bs, bPos, ldb, beta, c, cOff, ldc);
             }
         });
     }
@@ -118,7 +120,7 @@ public final class JavaGemm implements Gemm {
     /** Serial blocked product for rows {@code [m0, m1)} and columns {@code [n0, n1)} of C. */
     private static void blocked(boolean transA, boolean transB, int m0, int m1, int n0, int n1, int k,
                                 float alpha, float[] a, int aOff, int lda,
-                                float[] b, int bOff, MemorySegment bs, long bByte, int ldb,
+                                float[] b, MemorySegment bs, long bPos, int ldb,
                                 float beta, float[] c, int cOff, int ldc) {
         Buffers buf = BUFFERS.get();
         // Even K blocks (e.g. k=300 -> 2 x 150 rather than 256 + 44) keep every block efficient.
@@ -136,8 +138,8 @@ public final class JavaGemm implements Gemm {
                 int kc = Math.min(kcMax, k - pc);
                 // Only the first K block applies the caller's beta; later ones accumulate.
                 float betaK = pc == 0 ? beta : 1f;
-                if (b != null) packB(transB, b, bOff, ldb, pc, kc, jc, nc, pb);
-                else packB(transB, bs, bByte, ldb, pc, kc, jc, nc, pb);
+                if (b != null) packB(transB, b, (int) bPos, ldb, pc, kc, jc, nc, pb);
+                else packB(transB, bs, bPos, ldb, pc, kc, jc, nc, pb);
                 for (int ic = m0; ic < m1; ic += MC) {
                     int mc = Math.min(MC, m1 - ic);
                     packA(transA, a, aOff, lda, ic, mc, pc, kc, pa);

@@ -37,6 +37,15 @@ public final class MatVec {
             this.store = store;
         }
 
+        /** The type a {@code --dtype} value names: {@code f32}/{@code fp32}/{@code float32} or {@code bf16}/{@code bfloat16}. */
+        public static DType parse(String s) {
+            return switch (s.trim().toLowerCase(java.util.Locale.ROOT)) {
+                case "f32", "fp32", "float32" -> F32;
+                case "bf16", "bfloat16" -> BF16;
+                default -> throw new IllegalArgumentException("--dtype '" + s + "': use f32 or bf16");
+            };
+        }
+
         /** The {@code [rows, cols]} matrix of this type at byte {@code byteOffset} of {@code segment}. */
         public TensorView view(MemorySegment segment, long byteOffset, int rows, int cols) {
             return view.over(segment, byteOffset, rows, cols);

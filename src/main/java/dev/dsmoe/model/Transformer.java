@@ -147,13 +147,30 @@ public final class Transformer {
         System.arraycopy(input, 0, tokens, 0, n);
         Embedding.forward(weights.embedTokens(), tokens, 0, n, a.layers.length > 0 ? a.layers[0].resid : a.residFinal);
 
-        double auxAtt = 0, auxMlp = 0, attMarg = 0, attCond = 0, mlpMarg = 0, mlpCond = 0;
-        int attRouters = 0, mlpRouters = 0;
         for (int l = 0; l < a.layers.length; l++) {
             Activations.Layer L = a.layers[l];
             ParamLayout.Layer<F32Tensor> W = weights.layer(l);
             attentionForward(L, W, a.batch, a.seqLen, n);
             mlpForward(L, W, l + 1 < a.layers.length ? a.layers[l + 1].resid : a.residFinal, n);
+        }
+        RmsNorm.forward(a.residFinal, weights.finalNorm(), a.lnf, a.rstdf, n, eps);
+        mm.forward(a.logits, a.lnf, n, weights.outputProjection(), false);
+        float[] logits = a.logits.array();
+        double lm = Double.NaN;
+        if (targets != null) {
+            lm = Float.isNaN(lossScale)
+                    ? CrossEntropy.forward(logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, a.losses, 0)
+                    : CrossEntropy.forwardBackward(logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, lossScale,
+                            logits, 0, a.losses, 0);
+        }
+        return loss(lm, n);
+    }
+
+    /** The total loss from the LM loss and the routers' auxiliary losses, with the routers' mean entropies. */
+    private Loss loss(double lm, int n) {
+        double auxAtt = 0, auxMlp = 0, attMarg = 0, attCond = 0, mlpMarg = 0, mlpCond = 0;
+        int attRouters = 0, mlpRouters = 0;
+        for (Activations.Layer L : acts.layers) {
             if (L.attRouter != null) {
                 auxAtt += auxLoss(L.attRouter, null, n);
                 attMarg += L.attRouter.marginalEntropy;
@@ -166,17 +183,6 @@ public final class Transformer {
                 mlpCond += L.mlpRouter.conditionalEntropy;
                 mlpRouters++;
             }
-        }
-
-        RmsNorm.forward(a.residFinal, weights.finalNorm(), a.lnf, a.rstdf, n, eps);
-        mm.forward(a.logits, a.lnf, n, weights.outputProjection(), false);
-        float[] logits = a.logits.array();
-        double lm = Double.NaN;
-        if (targets != null) {
-            lm = Float.isNaN(lossScale)
-                    ? CrossEntropy.forward(logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, a.losses, 0)
-                    : CrossEntropy.forwardBackward(logits, 0, targets, 0, n, vocab, CrossEntropy.IGNORE, lossScale,
-                            logits, 0, a.losses, 0);
         }
         double total = lm + c.auxWeightAtt() * auxAtt + c.auxWeightFfd() * auxMlp;
         return new Loss(total, lm, auxAtt, auxMlp,
@@ -195,11 +201,8 @@ public final class Transformer {
     }
 
     private double auxLoss(RouterActs r, Activations.SparseActs sparse, int n) {
-        return switch (c.auxLoss()) {
-            case NONE -> 0;
-            case MI -> -r.marginalEntropy + r.conditionalEntropy;
-            case SWITCH -> sparse != null ? RouterLoss.switchLoss(r.pBar, sparse.counts, n * sparse.k, r.experts) : 0;
-        };
+        return RouterLoss.aux(c.auxLoss(), r.marginalEntropy, r.conditionalEntropy, r.pBar, sparse == null ? null : sparse.counts,
+                n * c.trainingTopK(), r.experts);
     }
 
     private void attentionForward(Activations.Layer L, ParamLayout.Layer<F32Tensor> W, int batch, int seqLen, int n) {
@@ -332,16 +335,8 @@ public final class Transformer {
      */
     private void routerBackward(F32Tensor in, ParamLayout.Router<F32Tensor> W, ParamLayout.Router<F32Tensor> G,
                                 RouterActs r, Routing.Buffers dr, Scratch s, int n, double alpha, int[] switchCounts) {
-        float[] dProbs = dr.probs().array();
-        switch (c.auxLoss()) {
-            case MI -> RouterLoss.miBackward(r.logProbs, r.pBar, n, r.experts, alpha, dProbs);
-            case SWITCH -> {
-                if (switchCounts != null) {
-                    RouterLoss.switchBackward(switchCounts, n * c.trainingTopK(), n, r.experts, alpha, dProbs);
-                }
-            }
-            case NONE -> { }
-        }
+        RouterLoss.auxBackward(c.auxLoss(), r.logProbs, r.pBar, switchCounts, n * c.trainingTopK(), n, r.experts, alpha,
+                dr.probs().array());
         Routing.backward(mm, W.hidden(), W.out(), G.hidden(), G.out(), in, n, r.acts, dr, s.dLn);
     }
 
