@@ -1,17 +1,20 @@
 package dev.dsmoe.infer;
 
 import dev.dsmoe.kernels.CachedAttention;
+import dev.dsmoe.kernels.Embedding;
 import dev.dsmoe.kernels.ExpertGroups;
+import dev.dsmoe.kernels.F32Tensor;
+import dev.dsmoe.kernels.Gating;
 import dev.dsmoe.kernels.Gelu;
-import dev.dsmoe.kernels.MatVec;
-import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.kernels.Matmul;
 import dev.dsmoe.kernels.RmsNorm;
 import dev.dsmoe.kernels.Rope;
-import dev.dsmoe.kernels.Softmax;
+import dev.dsmoe.kernels.Routing;
+import dev.dsmoe.kernels.TensorView;
 import dev.dsmoe.model.ArrayAllocator;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
-import dev.dsmoe.model.ParamCounts;
+import dev.dsmoe.model.ParamLayout;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -35,6 +38,8 @@ import java.util.Objects;
  * and the outputs are scatter-added with their gates. A single token (decode) reads only the
  * selected experts' weights: one pass over them for the input products and one for the output
  * products, the gates applied to the inputs of the latter ({@code Σ W_i (S_i h_i) = Σ S_i W_i h_i}).
+ * The router, the products ({@link Matmul}: the mat-vec for a few rows, GEMM in the weights'
+ * format for more) and the gated scatter are the kernels training uses too.
  *
  * <p>All working memory is sized at construction for {@code chunk} tokens; prefill longer than
  * that runs chunk by chunk (threshold-top-k averages its count over each chunk). The decode step
@@ -49,15 +54,22 @@ public final class Engine {
     private final ModelConfig c;
     private final KvCache cache;
     private final Rope rope;
-    private final Linear linear = new Linear();
+    private final Matmul mm = Matmul.forInference();
     private final int chunk, d, nAtt, nHead, nKv, dAtt, headW, kvW, nFfd, dFfd, vocab, numLayers;
     private final int[] kvHeadOf;
     private final float eps;
     private ExpertSelection selection;
 
-    // Working memory for up to `chunk` tokens.
-    private final float[] x, ln, routerHidden, routerLogits, probs, gates, in, q, att, out, hidden, lastLogits;
-    private float[] chunkLogits;
+    // Working memory for up to `chunk` tokens: residual stream and norm output [chunk, d]; grouped
+    // rows [slots, d] (gathered inputs, expert outputs); queries and attention outputs
+    // [chunk·N_att, N_head·D_att]; MLP hidden rows [chunk·N_ffd, D_ffd]; logits [1 or chunk, V].
+    private final F32Tensor x, ln, in, q, att, out, hidden, lastLogits;
+    private F32Tensor chunkLogits;
+    /** The routers' hidden layer, logits and probabilities, at the attention and the MLP router's width (one memory). */
+    private final Routing.Buffers attRouting, mlpRouting;
+    /** The KV cache's rows of each layer, as views. */
+    private final F32Tensor[] keys, values;
+    private final float[] gates;
     private final int[] chosen, rowOfSlot, rowExpert, rowPos;
     private final ExpertGroups attGroups, mlpGroups;
 
@@ -124,28 +136,58 @@ public final class Engine {
         rope = a.allocates() ? new Rope(dAtt, contextLength, c.ropeTheta()) : null; // positions stay below the cache's capacity
         int nMax = Math.max(nAtt, nFfd);
         long slots = (long) chunk * nMax;
-        x = a.floats(chunk, d);
-        ln = a.floats(chunk, d);
+        x = a.matrix(chunk, d);
+        ln = a.matrix(chunk, d);
         boolean mlpRouter = c.router() == ModelConfig.RouterKind.MLP && nMax > 1;
-        routerHidden = a.floats(mlpRouter ? (long) chunk * c.routerHiddenSize() : 0);
-        routerLogits = a.floats(slots);
-        probs = a.floats(slots);
+        int h = c.routerHiddenSize();
+        float[] routerHidden = a.floats(mlpRouter ? (long) chunk * h : 0), routerLogits = a.floats(slots), probs = a.floats(slots);
+        attRouting = routing(a, mlpRouter, routerHidden, h, routerLogits, probs, nAtt);
+        mlpRouting = routing(a, mlpRouter, routerHidden, h, routerLogits, probs, nFfd);
         gates = a.floats(slots);
         chosen = a.ints(slots);
         rowOfSlot = a.ints(slots);
         rowExpert = a.ints(slots);
         rowPos = a.ints(slots);
-        in = a.floats(slots, d);
-        q = a.floats(chunk, nAtt, headW);
-        att = a.floats(chunk, nAtt, headW);
-        out = a.floats(slots, d);
-        hidden = a.floats(chunk, nFfd, dFfd);
-        lastLogits = a.floats(vocab);
+        in = a.matrix(slots, d);
+        q = a.matrix((long) chunk * nAtt, headW);
+        att = a.matrix((long) chunk * nAtt, headW);
+        out = a.matrix(slots, d);
+        hidden = a.matrix((long) chunk * nFfd, dFfd);
+        lastLogits = a.matrix(1, vocab);
+        keys = new F32Tensor[a.allocates() ? numLayers : 0];
+        values = new F32Tensor[keys.length];
+        for (int l = 0; l < keys.length; l++) {
+            keys[l] = F32Tensor.of(cache.keys(l), contextLength, kvW);
+            values[l] = F32Tensor.of(cache.values(l), contextLength, kvW);
+        }
         a.add(ExpertGroups.bytes(nAtt, (long) chunk * nAtt) + ExpertGroups.bytes(nFfd, (long) chunk * nFfd), slots);
         attGroups = a.allocates() ? new ExpertGroups(nAtt, chunk * nAtt) : null;
         mlpGroups = a.allocates() ? new ExpertGroups(nFfd, chunk * nFfd) : null;
         attActive = a.longs(numLayers);
         mlpActive = a.longs(numLayers);
+    }
+
+    /** One router's buffers at its width {@code n}, over memory both routers share; the hidden layer's GELU runs in place. */
+    private Routing.Buffers routing(ArrayAllocator a, boolean mlpRouter, float[] hidden, int h, float[] logits, float[] probs,
+                                    int n) {
+        if (!a.allocates()) return null;
+        F32Tensor hv = mlpRouter ? F32Tensor.of(hidden, chunk, h) : null;
+        return new Routing.Buffers(hv, hv, F32Tensor.of(logits, chunk, n), F32Tensor.of(probs, chunk, n));
+    }
+
+    /**
+     * The most floats {@link Matmul}'s scratch grows to in an engine of {@code c}: a block of the
+     * widest matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the
+     * router shapes are counted even without routers, a small overestimate).
+     */
+    static long scratchFloats(ModelConfig c) {
+        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
+        long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
+        long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
+                {experts, d}};
+        long most = 0;
+        for (long[] s : shapes) most = Math.max(most, Matmul.scratchFloats(s[0], s[1]));
+        return most;
     }
 
     /**
@@ -159,7 +201,7 @@ public final class Engine {
         try {
             new Engine(null, c, contextLength, chunk, a);
             a.floats(chunk, c.vocabSize()); // chunkLogits, made by the first scoring step
-            a.floats(Linear.scratchFloats(c));
+            a.floats(scratchFloats(c));
         } catch (ArithmeticException e) {
             return Footprint.heap("inference buffers", Long.MAX_VALUE, Long.MAX_VALUE); // past a long
         }
@@ -228,7 +270,7 @@ public final class Engine {
         }
         prefillNanos += System.nanoTime() - t0;
         prefillTokens += tokens.length;
-        return lastLogits;
+        return lastLogits.array();
     }
 
     /** Feeds one token at the next position and returns the next-token logits {@code [V]} (engine's buffer). */
@@ -242,7 +284,7 @@ public final class Engine {
         step1(token);
         decodeNanos += System.nanoTime() - t0;
         decodeTokens++;
-        return lastLogits;
+        return lastLogits.array();
     }
 
     /**
@@ -257,7 +299,7 @@ public final class Engine {
         for (int s = 0; s < tokens.length; s += chunk) {
             int m = Math.min(chunk, tokens.length - s);
             step(tokens, s, m, Logits.ALL);
-            System.arraycopy(chunkLogits, 0, all, s * vocab, m * vocab);
+            System.arraycopy(chunkLogits.array(), 0, all, s * vocab, m * vocab);
         }
         prefillNanos += System.nanoTime() - t0;
         prefillTokens += tokens.length;
@@ -278,7 +320,7 @@ public final class Engine {
             int m = Math.min(chunk, tokens.length - s);
             step(tokens, s, m, Logits.ALL);
             for (int t = 0; t < m && s + t + 1 < tokens.length; t++) {
-                lp[s + t] = logProb(chunkLogits, t * vocab, tokens[s + t + 1]);
+                lp[s + t] = logProb(chunkLogits.array(), t * vocab, tokens[s + t + 1]);
             }
         }
         prefillNanos += System.nanoTime() - t0;
@@ -316,13 +358,13 @@ public final class Engine {
     private enum Logits { NONE, LAST, ALL }
 
     private void step1(int token) {
-        model.embedRow(token, x, 0);
+        model.embed().copyRow(token, x.array(), 0);
         forwardLayers(1);
         finalLogits(1, Logits.LAST);
     }
 
     private void step(int[] tokens, int off, int m, Logits logits) {
-        for (int t = 0; t < m; t++) model.embedRow(tokens[off + t], x, t * d);
+        Embedding.forward(model.embed(), tokens, off, m, x);
         forwardLayers(m);
         finalLogits(m, logits);
     }
@@ -335,62 +377,62 @@ public final class Engine {
     }
 
     private void finalLogits(int m, Logits logits) {
-        InferenceModel.Weight e = model.output();
+        TensorView e = model.output();
         switch (logits) {
             case NONE -> { }
             case LAST -> {
-                RmsNorm.forward(x, (m - 1) * d, model.finalNorm(), 0, ln, 0, null, 0, 1, d, eps);
-                linear.mul(e, 0, vocab, d, ln, 0, 1, lastLogits, 0, vocab, false);
+                RmsNorm.forward(x, m - 1, model.finalNorm(), ln, null, 1, eps);
+                mm.forward(lastLogits, ln, 1, e, false);
             }
             case ALL -> {
-                if (chunkLogits == null) chunkLogits = new float[Math.multiplyExact(chunk, vocab)]; // counted in footprint
-                RmsNorm.forward(x, 0, model.finalNorm(), 0, ln, 0, null, 0, m, d, eps);
-                linear.mul(e, 0, vocab, d, ln, 0, m, chunkLogits, 0, vocab, false);
-                System.arraycopy(chunkLogits, (m - 1) * vocab, lastLogits, 0, vocab);
+                if (chunkLogits == null) chunkLogits = F32Tensor.of(new float[Math.multiplyExact(chunk, vocab)], chunk, vocab); // counted in footprint
+                RmsNorm.forward(x, model.finalNorm(), ln, null, m, eps);
+                mm.forward(chunkLogits, ln, m, e, false);
+                System.arraycopy(chunkLogits.array(), (m - 1) * vocab, lastLogits.array(), 0, vocab);
             }
         }
     }
 
     private void layer(int l, int m, int p0) {
-        InferenceModel.Layer w = model.layer(l);
-        float[] keys = cache.keys(l), values = cache.values(l);
+        ParamLayout.Layer<TensorView> w = model.layer(l);
 
         // Mixture of attention heads over the shared, cached K/V heads.
-        RmsNorm.forward(x, 0, w.inputNorm(), 0, ln, 0, null, 0, m, d, eps);
-        linear.mul(w.k(), 0, kvW, d, ln, 0, m, keys, p0 * kvW, kvW, false);
-        linear.mul(w.v(), 0, kvW, d, ln, 0, m, values, p0 * kvW, kvW, false);
-        rope.forward(keys, p0 * kvW, kvW, 1, m, nKv, p0);
-        int width = route(l, true, w.attnRouter(), nAtt, selection.attention(), m, attGroups);
+        RmsNorm.forward(x, w.inputNorm(), ln, null, m, eps);
+        mm.forward(keys[l], p0, ln, 0, m, w.kProj(), false);
+        mm.forward(values[l], p0, ln, 0, m, w.vProj(), false);
+        rope.forward(keys[l].array(), p0 * kvW, kvW, 1, m, nKv, p0);
+        int width = route(l, true, w.attnRouter(), attRouting, selection.attention(), m, attGroups);
         attActive[l] += attGroups.rows();
-        expertInputs(w.q(), attGroups, m, headW, q);
+        expertInputs(w.qProj(), attGroups, m, q);
         int rows = attGroups.rows();
         for (int r = 0; r < rows; r++) rowPos[r] = p0 + attGroups.token(r);
         rotateQueries(m, p0, rows);
-        CachedAttention.forward(q, 0, headW, rows, nHead, kvHeadOf, keys, values, 0, kvW, dAtt, rowPos, 0,
-                att, 0, headW);
-        expertOutputs(w.o(), attGroups, width, m, headW, att);
+        CachedAttention.forward(q.array(), 0, headW, rows, nHead, kvHeadOf, keys[l].array(), values[l].array(), 0, kvW, dAtt,
+                rowPos, 0, att.array(), 0, headW);
+        expertOutputs(w.oProj(), attGroups, width, m, att);
 
         // Mixture of MLP experts.
-        RmsNorm.forward(x, 0, w.postAttnNorm(), 0, ln, 0, null, 0, m, d, eps);
-        width = route(l, false, w.mlpRouter(), nFfd, selection.mlp(), m, mlpGroups);
+        RmsNorm.forward(x, w.postAttnNorm(), ln, null, m, eps);
+        width = route(l, false, w.mlpRouter(), mlpRouting, selection.mlp(), m, mlpGroups);
         mlpActive[l] += mlpGroups.rows();
-        expertInputs(w.up(), mlpGroups, m, dFfd, hidden);
-        Gelu.forward(hidden, 0, hidden, 0, mlpGroups.rows() * dFfd);
-        expertOutputs(w.down(), mlpGroups, width, m, dFfd, hidden);
+        expertInputs(w.upProj(), mlpGroups, m, hidden);
+        Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
+        expertOutputs(w.downProj(), mlpGroups, width, m, hidden);
     }
 
     /** RoPE on the grouped query rows: one call per expert whose rows are all m tokens, else per row. */
     private void rotateQueries(int m, int p0, int rows) {
+        float[] qa = q.array();
         if (m == 1) {
-            rope.forward(q, 0, headW, rows, 1, nHead, p0);
+            rope.forward(qa, 0, headW, rows, 1, nHead, p0);
             return;
         }
         for (int e = 0; e < nAtt; e++) {
             int cnt = attGroups.count(e), r0 = attGroups.start(e);
             if (cnt == m) {
-                rope.forward(q, r0 * headW, headW, 1, m, nHead, p0);
+                rope.forward(qa, r0 * headW, headW, 1, m, nHead, p0);
             } else {
-                for (int r = r0; r < r0 + cnt; r++) rope.forward(q, r * headW, headW, 1, 1, nHead, rowPos[r]);
+                for (int r = r0; r < r0 + cnt; r++) rope.forward(qa, r * headW, headW, 1, 1, nHead, rowPos[r]);
             }
         }
     }
@@ -400,104 +442,51 @@ public final class Engine {
      * grouping by expert; returns the slot width. A layer type with one expert has no router:
      * every token gets expert 0 with gate 1.
      */
-    private int route(int layer, boolean attention, InferenceModel.Router router, int n, ExpertSelection.Rule rule, int m,
-                      ExpertGroups groups) {
+    private int route(int layer, boolean attention, ParamLayout.Router<TensorView> router, Routing.Buffers buf,
+                      ExpertSelection.Rule rule, int m, ExpertGroups groups) {
         int width;
         if (router == null) {
             Arrays.fill(chosen, 0, m, 0);
             Arrays.fill(gates, 0, m, 1f);
             width = 1;
         } else {
-            if (router.isMlp()) {
-                int h = c.routerHiddenSize();
-                linear.mul(router.hidden(), 0, h, d, ln, 0, m, routerHidden, 0, h, false);
-                Gelu.forward(routerHidden, 0, routerHidden, 0, m * h);
-                linear.mul(router.out(), 0, n, h, routerHidden, 0, m, routerLogits, 0, n, false);
-            } else {
-                linear.mul(router.out(), 0, n, d, ln, 0, m, routerLogits, 0, n, false);
-            }
-            Softmax.forward(routerLogits, 0, probs, 0, m, n);
-            width = rule.select(probs, m, n, chosen, gates);
+            Routing.forward(mm, router.hidden(), router.out(), ln, m, buf);
+            width = rule.select(buf.probs().array(), m, router.out().rows(), chosen, gates);
         }
         if (routeObserver != null) routeObserver.routed(layer, attention, chosen, m, width);
         groups.group(chosen, m, width);
-        for (int r = 0; r < groups.rows(); r++) {
-            int slot = groups.slot(r);
-            rowOfSlot[slot] = r;
-            rowExpert[r] = chosen[slot];
-        }
+        groups.rowsOfSlots(rowOfSlot);
+        for (int r = 0; r < groups.rows(); r++) rowExpert[r] = chosen[groups.slot(r)];
         return width;
     }
 
-    /** {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ} for every grouped row (width {@code outW}). */
-    private void expertInputs(InferenceModel.Weight w, ExpertGroups groups, int m, int outW, float[] dst) {
+    /** {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ} for every grouped row. */
+    private void expertInputs(TensorView w, ExpertGroups groups, int m, F32Tensor dst) {
         if (m == 1) {
-            MatVec.mulSelected(w.dtype(), w.segment(), 0, w.expertBytes(), rowExpert, 0, groups.rows(), outW, d,
-                    ln, 0, dst, 0);
+            mm.selected(dst, ln, 0, w, rowExpert, groups.rows());
             return;
         }
-        groups.gather(ln, d, in);
-        for (int e = 0; e < groups.experts(); e++) {
-            int cnt = groups.count(e), r0 = groups.start(e);
-            if (cnt > 0) linear.mul(w, w.offset(e), outW, d, in, r0 * d, cnt, dst, r0 * outW, outW, false);
-        }
+        groups.gather(ln.array(), d, in.array());
+        mm.grouped(groups, dst, in, w);
     }
 
     /** {@code x[t] += Σ_slots gate · (src[row] · W_{expert(row)}ᵀ)}: the output products and the gated scatter. */
-    private void expertOutputs(InferenceModel.Weight w, ExpertGroups groups, int width, int m, int inW, float[] src) {
-        int rows = groups.rows();
+    private void expertOutputs(TensorView w, ExpertGroups groups, int width, int m, F32Tensor src) {
         if (m == 1) {
-            for (int r = 0; r < rows; r++) {
-                float g = gates[groups.slot(r)];
-                for (int i = r * inW; i < (r + 1) * inW; i++) src[i] *= g;
-            }
-            MatVec.mulSelectedSum(w.dtype(), w.segment(), 0, w.expertBytes(), rowExpert, 0, rows, d, inW,
-                    src, 0, x, 0, true);
+            Gating.scaleRows(src, groups, gates);
+            mm.selectedSum(x, 0, src, w, rowExpert, groups.rows(), true);
             return;
         }
-        for (int e = 0; e < groups.experts(); e++) {
-            int cnt = groups.count(e), r0 = groups.start(e);
-            if (cnt > 0) linear.mul(w, w.offset(e), d, inW, src, r0 * inW, cnt, out, r0 * d, d, false);
-        }
-        Parallel.forRange(m, Math.max(1, 4096 / (d * width)), (t0, t1) -> {
-            for (int t = t0; t < t1; t++) {
-                for (int j = 0; j < width; j++) {
-                    int slot = t * width + j;
-                    if (chosen[slot] < 0) continue;
-                    float g = gates[slot];
-                    int ro = rowOfSlot[slot] * d, xo = t * d;
-                    for (int i = 0; i < d; i++) x[xo + i] += g * out[ro + i];
-                }
-            }
-        });
+        mm.grouped(groups, out, src, w);
+        Gating.scatter(out, rowOfSlot, chosen, gates, m, width, x);
     }
 
     // ------------------------------------------------------------------ statistics
 
     /** Statistics since construction or the last {@link #resetStats()}. */
     public InferenceStats stats() {
-        double[] att = new double[numLayers], mlp = new double[numLayers];
-        double sumAtt = 0, sumMlp = 0;
-        for (int l = 0; l < numLayers; l++) {
-            att[l] = routedTokens > 0 ? (double) attActive[l] / routedTokens : Double.NaN;
-            mlp[l] = routedTokens > 0 ? (double) mlpActive[l] / routedTokens : Double.NaN;
-            sumAtt += attActive[l];
-            sumMlp += mlpActive[l];
-        }
-        double meanAtt = Double.NaN, meanMlp = Double.NaN, params = Double.NaN, frac = Double.NaN;
-        if (routedTokens > 0 && numLayers > 0) {
-            meanAtt = clamp(sumAtt / ((double) routedTokens * numLayers), nAtt);
-            meanMlp = clamp(sumMlp / ((double) routedTokens * numLayers), nFfd);
-            ParamCounts counts = ParamCounts.of(c);
-            params = counts.activePerToken(meanAtt, meanMlp);
-            frac = counts.activeExpertFraction(meanAtt, meanMlp);
-        }
-        return new InferenceStats(selection.toString(), prefillTokens, prefillNanos / 1e9, decodeTokens,
-                decodeNanos / 1e9, meanAtt, meanMlp, att, mlp, params, frac);
-    }
-
-    private static double clamp(double v, int n) {
-        return Math.max(1, Math.min(n, v)); // guards rounding at the ends of [1, N]
+        return InferenceStats.of(c, selection.toString(), attActive, mlpActive, routedTokens, prefillTokens, prefillNanos,
+                decodeTokens, decodeNanos);
     }
 
     /** Zeroes the statistics. */

@@ -2,9 +2,10 @@ package dev.dsmoe.infer;
 
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
-import dev.dsmoe.kernels.Bf16;
+import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.kernels.TensorView;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamCounts;
@@ -12,64 +13,24 @@ import dev.dsmoe.model.ParamLayout;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 import java.util.function.Function;
 
 /**
- * The weights of a model for inference: the config and a view of every tensor of
- * {@link ParamLayout} as a {@link Weight} over a memory segment. Weights are fp32 or bf16
- * ({@link MatVec.DType}, chosen at load); tensors already in that type are used in place (the
- * memory-mapped file, nothing copied), others are converted once into off-heap memory. Norm
- * gains are small and kept as {@code float[]}. Segments are shared: readable from any thread.
+ * The weights of a model for inference: the config and every tensor of {@link ParamLayout} as a
+ * view ({@link TensorView}) in the weight format chosen at load ({@link MatVec.DType}: fp32 or
+ * bf16). Tensors already in that format are used in place (the memory-mapped file, nothing
+ * copied), others are converted once into off-heap memory. Norm gains are small and kept as fp32
+ * heap views. Segments are shared: readable from any thread.
  */
 public final class InferenceModel implements AutoCloseable {
 
-    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-
-    /**
-     * A weight tensor {@code [experts, rows, cols]} (a plain matrix has {@code experts = 1}) of
-     * {@code dtype} elements, row-major, starting at byte 0 of {@code segment}.
-     */
-    public record Weight(MemorySegment segment, MatVec.DType dtype, int experts, int rows, int cols) {
-        /** Bytes of one expert's {@code [rows, cols]} matrix. */
-        public long expertBytes() {
-            return (long) rows * cols * dtype.bytes;
-        }
-
-        /** Byte offset of expert {@code e}'s matrix. */
-        public long offset(int e) {
-            return e * expertBytes();
-        }
-
-        public long bytes() {
-            return experts * expertBytes();
-        }
-    }
-
-    /** A router: linear ({@code hidden == null}, {@code out [N, d]}) or MLP ({@code hidden [256, d]}, {@code out [N, 256]}). */
-    public record Router(Weight hidden, Weight out) {
-        public boolean isMlp() {
-            return hidden != null;
-        }
-    }
-
-    /** One layer's weights; routers are null for a layer type with one expert. */
-    public record Layer(float[] inputNorm, Router attnRouter, Weight q, Weight k, Weight v, Weight o,
-                        float[] postAttnNorm, Router mlpRouter, Weight up, Weight down) {}
-
     private final ModelConfig config;
     private final MatVec.DType dtype;
-    private final Weight embed;
-    private final Weight output;
-    private final float[] finalNorm;
-    private final Layer[] layers;
+    private final ParamLayout.Weights<TensorView> weights;
     private final SafeTensors file;
     private final Arena arena;
 
@@ -79,22 +40,8 @@ public final class InferenceModel implements AutoCloseable {
         this.dtype = dtype;
         this.file = file;
         this.arena = arena;
-        ParamLayout layout = ParamLayout.of(config);
-        embed = src.weight(layout.embedTokens());
-        output = layout.lmHead() == null ? embed : src.weight(layout.lmHead());
-        finalNorm = src.floats(layout.finalNorm());
-        layers = new Layer[config.numLayers()];
-        for (int l = 0; l < layers.length; l++) {
-            ParamLayout.Layer p = layout.layer(l);
-            layers[l] = new Layer(src.floats(p.inputNorm()), router(src, p.attnRouter()), src.weight(p.qProj()),
-                    src.weight(p.kProj()), src.weight(p.vProj()), src.weight(p.oProj()), src.floats(p.postAttnNorm()),
-                    router(src, p.mlpRouter()), src.weight(p.upProj()), src.weight(p.downProj()));
-        }
-    }
-
-    private static Router router(Source src, ParamLayout.Router r) throws IOException {
-        if (r == null) return null;
-        return new Router(r.hidden() == null ? null : src.weight(r.hidden()), src.weight(r.out()));
+        weights = ParamLayout.of(config).map(t -> t.role() == ParamLayout.Role.NORM
+                ? F32Tensor.of(src.floats(t), 1, t.dim(0)) : src.weight(t));
     }
 
     /**
@@ -114,7 +61,7 @@ public final class InferenceModel implements AutoCloseable {
             ModelFiles.checkTensors(st, layout, List.of(""));
             Source src = new Source() {
                 @Override
-                public Weight weight(ParamLayout.Tensor t) throws IOException {
+                public TensorView weight(ParamLayout.Tensor t) throws IOException {
                     SafeTensors.Info info = st.info(t.name());
                     MemorySegment raw = st.segment(t.name());
                     MemorySegment seg = converts(info.dtype(), dtype) ? convert(arena, raw, info.dtype(), dtype, t.numel()) : raw;
@@ -152,7 +99,7 @@ public final class InferenceModel implements AutoCloseable {
         MemorySegment all = MemorySegment.ofArray(params);
         Source src = new Source() {
             @Override
-            public Weight weight(ParamLayout.Tensor t) {
+            public TensorView weight(ParamLayout.Tensor t) {
                 MemorySegment raw = all.asSlice(4L * t.offset(), 4L * t.numel());
                 MemorySegment seg = converts(SafeTensors.DType.F32, dtype) ? convert(arena, raw, SafeTensors.DType.F32, dtype, t.numel()) : raw;
                 return view(seg, dtype, t);
@@ -181,7 +128,7 @@ public final class InferenceModel implements AutoCloseable {
         long[] heap = {0, 0}, offHeap = {0}; // bytes and longest array; bytes
         Source counter = new Source() {
             @Override
-            public Weight weight(ParamLayout.Tensor t) {
+            public TensorView weight(ParamLayout.Tensor t) {
                 SafeTensors.DType s = stored.apply(t.name()); // null: not in the file, which load will report
                 if (s != null && converts(s, dtype)) offHeap[0] = Math.addExact(offHeap[0], t.numel() * dtype.bytes);
                 return view(MemorySegment.NULL, dtype, t);
@@ -204,12 +151,7 @@ public final class InferenceModel implements AutoCloseable {
 
     /** Whether a weight stored as {@code stored} is copied into {@code dtype} at load (else used in place). */
     private static boolean converts(SafeTensors.DType stored, MatVec.DType dtype) {
-        return switch (stored) {
-            case F32 -> dtype != MatVec.DType.F32;
-            case BF16 -> dtype != MatVec.DType.BF16;
-            case F16 -> true;
-            default -> throw new IllegalStateException("checkTensors admits floating point only, not " + stored);
-        };
+        return !stored.name().equals(dtype.name()); // the two enums name the types both know alike
     }
 
     private static void checkSupported(ModelConfig c) {
@@ -220,14 +162,15 @@ public final class InferenceModel implements AutoCloseable {
     }
 
     private interface Source {
-        Weight weight(ParamLayout.Tensor t) throws IOException;
+        TensorView weight(ParamLayout.Tensor t) throws IOException;
 
         float[] floats(ParamLayout.Tensor t) throws IOException;
     }
 
-    private static Weight view(MemorySegment seg, MatVec.DType dtype, ParamLayout.Tensor t) {
+    /** A weight {@code [rows, cols]}, or {@code [N, rows, cols]} as N stacked experts, at the start of {@code seg}. */
+    private static TensorView view(MemorySegment seg, MatVec.DType dtype, ParamLayout.Tensor t) {
         int[] s = t.shape();
-        return s.length == 3 ? new Weight(seg, dtype, s[0], s[1], s[2]) : new Weight(seg, dtype, 1, s[0], s[1]);
+        return s.length == 3 ? dtype.view(seg, 0, s[0] * s[1], s[2]).stackedExperts(s[0]) : dtype.view(seg, 0, s[0], s[1]);
     }
 
     /** Converts {@code n} elements of {@code from} into a new segment of {@code to}, in parallel chunks. */
@@ -237,14 +180,7 @@ public final class InferenceModel implements AutoCloseable {
         int chunks = Math.toIntExact((n + chunk - 1) / chunk);
         Parallel.forRange(chunks, 1, (c0, c1) -> {
             for (long i = (long) c0 * chunk; i < Math.min(n, (long) c1 * chunk); i++) {
-                float f = switch (from) {
-                    case F32 -> src.getAtIndex(F32, i);
-                    case BF16 -> Bf16.toFloat(src.getAtIndex(I16, i));
-                    case F16 -> Float.float16ToFloat(src.getAtIndex(I16, i));
-                    default -> throw new IllegalStateException("not a floating-point type: " + from);
-                };
-                if (to == MatVec.DType.F32) dst.setAtIndex(F32, i, f);
-                else dst.setAtIndex(I16, i, Bf16.fromFloat(f));
+                to.store(dst, i, from.toFloat(src, i));
             }
         });
         return dst;
@@ -258,37 +194,33 @@ public final class InferenceModel implements AutoCloseable {
         return dtype;
     }
 
+    /** Every weight by role. */
+    public ParamLayout.Weights<TensorView> weights() {
+        return weights;
+    }
+
     /** {@code embed_tokens [V, d]}. */
-    public Weight embed() {
-        return embed;
+    public TensorView embed() {
+        return weights.embedTokens();
     }
 
     /** The LM head's {@code [V, d]} matrix: {@code lm_head}, or {@code embed_tokens} when tied. */
-    public Weight output() {
-        return output;
+    public TensorView output() {
+        return weights.outputProjection();
     }
 
-    public float[] finalNorm() {
-        return finalNorm;
+    /** The final norm's gain {@code [1, d]} (fp32). */
+    public TensorView finalNorm() {
+        return weights.finalNorm();
     }
 
-    public Layer layer(int l) {
-        return layers[l];
+    /** Layer {@code l}'s weights; its routers are null for a layer type with one expert. */
+    public ParamLayout.Layer<TensorView> layer(int l) {
+        return weights.layer(l);
     }
 
     public int numLayers() {
-        return layers.length;
-    }
-
-    /** Copies row {@code token} of the embedding into {@code x[xOff..xOff+d)} as fp32. */
-    public void embedRow(int token, float[] x, int xOff) {
-        int d = embed.cols();
-        long off = (long) token * d * dtype.bytes;
-        if (dtype == MatVec.DType.F32) {
-            MemorySegment.copy(embed.segment(), F32, off, x, xOff, d);
-        } else {
-            for (int i = 0; i < d; i++) x[xOff + i] = Bf16.toFloat(embed.segment().get(I16, off + 2L * i));
-        }
+        return weights.numLayers();
     }
 
     /**

@@ -1,5 +1,8 @@
 package dev.dsmoe.infer;
 
+import dev.dsmoe.model.ModelConfig;
+import dev.dsmoe.model.ParamCounts;
+
 /**
  * What an {@link Engine} did since its statistics were last reset: throughput of prefill
  * (prompt and scored tokens) and decode, and the experts the selection activated (METHOD
@@ -11,6 +14,37 @@ public record InferenceStats(String selection, long prefillTokens, double prefil
                              double decodeSeconds, double meanActiveAttention, double meanActiveMlp,
                              double[] activeAttentionPerLayer, double[] activeMlpPerLayer,
                              double activeParamsPerToken, double activeExpertFraction) {
+
+    /**
+     * The statistics of {@code routedTokens} tokens whose layers activated {@code attActive[l]}
+     * attention and {@code mlpActive[l]} MLP experts in all (an engine's counters).
+     */
+    static InferenceStats of(ModelConfig c, String selection, long[] attActive, long[] mlpActive, long routedTokens,
+                             long prefillTokens, long prefillNanos, long decodeTokens, long decodeNanos) {
+        int layers = attActive.length;
+        double[] att = new double[layers], mlp = new double[layers];
+        double sumAtt = 0, sumMlp = 0;
+        for (int l = 0; l < layers; l++) {
+            att[l] = routedTokens > 0 ? (double) attActive[l] / routedTokens : Double.NaN;
+            mlp[l] = routedTokens > 0 ? (double) mlpActive[l] / routedTokens : Double.NaN;
+            sumAtt += attActive[l];
+            sumMlp += mlpActive[l];
+        }
+        double meanAtt = Double.NaN, meanMlp = Double.NaN, params = Double.NaN, frac = Double.NaN;
+        if (routedTokens > 0 && layers > 0) {
+            meanAtt = clamp(sumAtt / ((double) routedTokens * layers), c.nAtt());
+            meanMlp = clamp(sumMlp / ((double) routedTokens * layers), c.nFfd());
+            ParamCounts counts = ParamCounts.of(c);
+            params = counts.activePerToken(meanAtt, meanMlp);
+            frac = counts.activeExpertFraction(meanAtt, meanMlp);
+        }
+        return new InferenceStats(selection, prefillTokens, prefillNanos / 1e9, decodeTokens, decodeNanos / 1e9,
+                meanAtt, meanMlp, att, mlp, params, frac);
+    }
+
+    private static double clamp(double v, int n) {
+        return Math.max(1, Math.min(n, v)); // guards rounding at the ends of [1, N]
+    }
 
     public double prefillTokensPerSecond() {
         return prefillSeconds > 0 ? prefillTokens / prefillSeconds : Double.NaN;

@@ -54,6 +54,16 @@ public final class SafeTensors implements AutoCloseable {
             this.bytes = bytes;
             this.loadable = loadable;
         }
+
+        /** Element {@code i} of a segment of this type, as fp32 ({@link #loadable} types only). */
+        public float toFloat(MemorySegment s, long i) {
+            return switch (this) {
+                case F32 -> s.getAtIndex(F32_LE, i);
+                case BF16 -> Bf16.toFloat(s.getAtIndex(I16_LE, i));
+                case F16 -> Float.float16ToFloat(s.getAtIndex(I16_LE, i));
+                default -> throw new IllegalStateException("not a floating-point type: " + this);
+            };
+        }
     }
 
     /** One tensor's entry: data at {@code [begin, end)} of the data section. */

@@ -82,36 +82,15 @@ public final class BlasGemm implements Gemm {
                 MemorySegment.ofArray(b), 4L * bOff, ldb, beta, MemorySegment.ofArray(c), 4L * cOff, ldc);
     }
 
-    /**
-     * The same product over memory segments: heap arrays wrapped with
-     * {@code MemorySegment.ofArray}, or native memory such as a memory-mapped checkpoint tensor
-     * (read in place, no copy). Each segment starts at its matrix's first element; fp32,
-     * native byte order (little-endian on every platform this engine runs on).
-     */
+    @Override
     public void sgemm(boolean transA, boolean transB, int m, int n, int k,
-                      float alpha, MemorySegment a, int lda, MemorySegment b, int ldb,
-                      float beta, MemorySegment c, int ldc) {
-        if (m < 0 || n < 0 || k < 0) {
-            throw new IllegalArgumentException("gemm sizes must be >= 0: m=" + m + " n=" + n + " k=" + k);
-        }
-        checkSegment("A", a, lda, transA ? k : m, transA ? m : k);
-        checkSegment("B", b, ldb, transB ? n : k, transB ? k : n);
-        checkSegment("C", c, ldc, m, n);
+                      float alpha, float[] a, int aOff, int lda,
+                      MemorySegment b, long bOff, int ldb,
+                      float beta, float[] c, int cOff, int ldc) {
+        Gemm.checkArgs(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
         if (m == 0 || n == 0) return;
-        product(transA, transB, m, n, k, alpha, a, 0, lda, b, 0, ldb, beta, c, 0, ldc);
-    }
-
-    private static void checkSegment(String name, MemorySegment s, int ld, int rows, int cols) {
-        if (rows == 0 || cols == 0) return;
-        if (ld < cols) {
-            throw new IllegalArgumentException("gemm: leading dimension of " + name + " (" + ld
-                    + ") is smaller than its column count (" + cols + ")");
-        }
-        long bytes = 4L * ((long) (rows - 1) * ld + cols);
-        if (bytes > s.byteSize()) {
-            throw new IllegalArgumentException("gemm: " + name + " [" + rows + " x " + cols + ", ld " + ld
-                    + "] needs " + bytes + " bytes, its segment has " + s.byteSize());
-        }
+        product(transA, transB, m, n, k, alpha, MemorySegment.ofArray(a), 4L * aOff, lda, b, bOff, ldb,
+                beta, MemorySegment.ofArray(c), 4L * cOff, ldc);
     }
 
     /**

@@ -104,6 +104,14 @@ public final class ExpertGroups {
     public int slot(int r) { return slot[r]; }
 
     /**
+     * The inverse of {@link #slot}: {@code rowOfSlot[slot(r)] = r} for every grouped row (the
+     * entries of slots without an expert are left as they are).
+     */
+    public void rowsOfSlots(int[] rowOfSlot) {
+        for (int r = 0; r < rows; r++) rowOfSlot[slot[r]] = r;
+    }
+
+    /**
      * Copies the grouped rows' token vectors {@code x[token(r), :]} (width {@code d}) into
      * {@code out[r, :]}: the gather before each expert's product.
      */

@@ -1,5 +1,7 @@
 package dev.dsmoe.kernels;
 
+import java.lang.foreign.MemorySegment;
+
 /**
  * Single-precision general matrix product on row-major heap arrays:
  * {@code C = alpha * op(A) * op(B) + beta * C}, where {@code op(X)} is X or Xᵀ.
@@ -20,6 +22,17 @@ public interface Gemm {
     void sgemm(boolean transA, boolean transB, int m, int n, int k,
                float alpha, float[] a, int aOff, int lda,
                float[] b, int bOff, int ldb,
+               float beta, float[] c, int cOff, int ldc);
+
+    /**
+     * The same product with B an fp32 matrix in a memory segment, at byte {@code bOff}
+     * (little-endian, row stride {@code ldb} floats): a weight memory-mapped from a checkpoint
+     * or converted at load. A and C are heap arrays. OpenBLAS reads B in place; the Java backend
+     * packs its panels straight from the segment. Results are those of the array form.
+     */
+    void sgemm(boolean transA, boolean transB, int m, int n, int k,
+               float alpha, float[] a, int aOff, int lda,
+               MemorySegment b, long bOff, int ldb,
                float beta, float[] c, int cOff, int ldc);
 
     /** Short backend name: {@code "blas"} or {@code "java"}. */
@@ -51,6 +64,29 @@ public interface Gemm {
         int bRows = transB ? n : k, bCols = transB ? k : n;
         checkMatrix("A", a, aOff, lda, aRows, aCols);
         checkMatrix("B", b, bOff, ldb, bRows, bCols);
+        checkMatrix("C", c, cOff, ldc, m, n);
+    }
+
+    /** {@link #checkArgs} for the segment form. */
+    static void checkArgs(boolean transA, boolean transB, int m, int n, int k,
+                          float[] a, int aOff, int lda, MemorySegment b, long bOff, int ldb,
+                          float[] c, int cOff, int ldc) {
+        if (m < 0 || n < 0 || k < 0) {
+            throw new IllegalArgumentException("gemm sizes must be >= 0: m=" + m + " n=" + n + " k=" + k);
+        }
+        checkMatrix("A", a, aOff, lda, transA ? k : m, transA ? m : k);
+        int rows = transB ? n : k, cols = transB ? k : n;
+        if (rows > 0 && cols > 0) {
+            if (ldb < cols) {
+                throw new IllegalArgumentException("gemm: leading dimension of B (" + ldb
+                        + ") is smaller than its column count (" + cols + ")");
+            }
+            long end = bOff + 4L * ((long) (rows - 1) * ldb + cols);
+            if (bOff < 0 || end > b.byteSize()) {
+                throw new IllegalArgumentException("gemm: B [" + rows + " x " + cols + ", ld " + ldb + "] at byte " + bOff
+                        + " does not fit its segment of " + b.byteSize() + " bytes");
+            }
+        }
         checkMatrix("C", c, cOff, ldc, m, n);
     }
 

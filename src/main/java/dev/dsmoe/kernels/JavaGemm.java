@@ -1,5 +1,8 @@
 package dev.dsmoe.kernels;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -35,6 +38,7 @@ import jdk.incubator.vector.VectorSpecies;
 public final class JavaGemm implements Gemm {
 
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final int VL = S.length();
 
     /** Micro-tile: MR rows of C by NV vectors (NR floats) of columns. */
@@ -65,6 +69,27 @@ public final class JavaGemm implements Gemm {
                       float[] b, int bOff, int ldb,
                       float beta, float[] c, int cOff, int ldc) {
         Gemm.checkArgs(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        product(transA, transB, m, n, k, alpha, a, aOff, lda, b, null, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /** The segment form: the same blocked product, B's panels packed straight from the segment. */
+    @Override
+    public void sgemm(boolean transA, boolean transB, int m, int n, int k,
+                      float alpha, float[] a, int aOff, int lda,
+                      MemorySegment b, long bOff, int ldb,
+                      float beta, float[] c, int cOff, int ldc) {
+        Gemm.checkArgs(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        product(transA, transB, m, n, k, alpha, a, aOff, lda, null, b, bOff, ldb, beta, c, cOff, ldc);
+    }
+
+    /**
+     * B is {@code b} from element {@code bPos} or, when {@code b} is null, the segment {@code bs}
+     * from byte {@code bPos}. (One position for both keeps the region's lambda as small as it was.)
+     */
+    private static void product(boolean transA, boolean transB, int m, int n, int k,
+                                float alpha, float[] a, int aOff, int lda,
+                                float[] b, MemorySegment bs, long bPos, int ldb,
+                                float beta, float[] c, int cOff, int ldc) {
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0f) {
             // No product term: C = beta * C (and, as in BLAS, A and B are not read).
@@ -72,18 +97,17 @@ public final class JavaGemm implements Gemm {
             return;
         }
         // Split the larger dimension in whole tiles; each chunk is an independent sub-product.
-        boolean splitM = m >= n;
-        int tileSize = splitM ? MR : NR;
-        int dim = splitM ? m : n;
-        int tiles = (dim + tileSize - 1) / tileSize;
-        long fmasPerTile = (long) tileSize * (splitM ? n : m) * k;
+        int tileSize = m >= n ? MR : NR;
+        int tiles = ((m >= n ? m : n) + tileSize - 1) / tileSize;
+        long fmasPerTile = (long) tileSize * (m >= n ? n : m) * k;
         int grain = (int) Math.max(1, Math.min(tiles, MIN_FMAS_PER_THREAD / fmasPerTile));
         Parallel.forRange(tiles, grain, (t0, t1) -> {
-            int lo = t0 * tileSize, hi = Math.min(dim, t1 * tileSize);
+            boolean splitM = m >= n;
+            int tile = splitM ? MR : NR, lo = t0 * tile, hi = Math.min(splitM ? m : n, t1 * tile);
             if (splitM) {
-                blocked(transA, transB, lo, hi, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+                blocked(transA, transB, lo, hi, 0, n, k, alpha, a, aOff, lda, b, bs, bPos, ldb, beta, c, cOff, ldc);
             } else {
-                blocked(transA, transB, 0, m, lo, hi, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+                blocked(transA, transB, 0, m, lo, hi, k, alpha, a, aOff, lda, b, bs, bPos, ldb, beta, c, cOff, ldc);
             }
         });
     }
@@ -96,7 +120,7 @@ public final class JavaGemm implements Gemm {
     /** Serial blocked product for rows {@code [m0, m1)} and columns {@code [n0, n1)} of C. */
     private static void blocked(boolean transA, boolean transB, int m0, int m1, int n0, int n1, int k,
                                 float alpha, float[] a, int aOff, int lda,
-                                float[] b, int bOff, int ldb,
+                                float[] b, MemorySegment bs, long bPos, int ldb,
                                 float beta, float[] c, int cOff, int ldc) {
         Buffers buf = BUFFERS.get();
         // Even K blocks (e.g. k=300 -> 2 x 150 rather than 256 + 44) keep every block efficient.
@@ -114,7 +138,8 @@ public final class JavaGemm implements Gemm {
                 int kc = Math.min(kcMax, k - pc);
                 // Only the first K block applies the caller's beta; later ones accumulate.
                 float betaK = pc == 0 ? beta : 1f;
-                packB(transB, b, bOff, ldb, pc, kc, jc, nc, pb);
+                if (b != null) packB(transB, b, (int) bPos, ldb, pc, kc, jc, nc, pb);
+                else packB(transB, bs, bPos, ldb, pc, kc, jc, nc, pb);
                 for (int ic = m0; ic < m1; ic += MC) {
                     int mc = Math.min(MC, m1 - ic);
                     packA(transA, a, aOff, lda, ic, mc, pc, kc, pa);
@@ -288,6 +313,30 @@ public final class JavaGemm implements Gemm {
                 for (int j = 0; j < nr; j++) {
                     int src = bOff + (j0 + jr + j) * ldb + p0;
                     for (int p = 0, d = dst + j; p < kc; p++, d += NR) pb[d] = b[src + p];
+                }
+                for (int j = nr; j < NR; j++) {
+                    for (int p = 0, d = dst + j; p < kc; p++, d += NR) pb[d] = 0f;
+                }
+            }
+        }
+    }
+
+    /** {@link #packB} from an fp32 segment (little-endian) at byte {@code bByte}. */
+    private static void packB(boolean transB, MemorySegment b, long bByte, int ldb,
+                              int p0, int kc, int j0, int nc, float[] pb) {
+        for (int jr = 0; jr < nc; jr += NR) {
+            int nr = Math.min(NR, nc - jr);
+            int dst = jr * kc;
+            if (!transB) {
+                long src = bByte + 4L * ((long) p0 * ldb + j0 + jr);
+                for (int p = 0; p < kc; p++, src += 4L * ldb, dst += NR) {
+                    MemorySegment.copy(b, F32, src, pb, dst, nr);
+                    if (nr < NR) java.util.Arrays.fill(pb, dst + nr, dst + NR, 0f);
+                }
+            } else {
+                for (int j = 0; j < nr; j++) {
+                    long src = bByte + 4L * ((long) (j0 + jr + j) * ldb + p0);
+                    for (int p = 0, d = dst + j; p < kc; p++, d += NR) pb[d] = b.get(F32, src + 4L * p);
                 }
                 for (int j = nr; j < NR; j++) {
                     for (int p = 0, d = dst + j; p < kc; p++, d += NR) pb[d] = 0f;

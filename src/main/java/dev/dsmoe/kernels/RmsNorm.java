@@ -16,6 +16,29 @@ public final class RmsNorm {
     private RmsNorm() {}
 
     /**
+     * Forward over the first {@code rows} rows of views (rows contiguous, width {@code x.cols()});
+     * {@code rstd} may be null (inference).
+     */
+    public static void forward(TensorView x, TensorView gain, TensorView y, float[] rstd, int rows, float eps) {
+        forward(x, 0, gain, y, rstd, rows, eps);
+    }
+
+    /** {@link #forward(TensorView, TensorView, TensorView, float[], int, float)} from row {@code xRow} of x on. */
+    public static void forward(TensorView x, int xRow, TensorView gain, TensorView y, float[] rstd, int rows, float eps) {
+        forward(x.array(), x.rowOff(xRow), gain.array(), gain.off(), y.array(), y.off(), rstd, 0, rows, x.cols(), eps);
+    }
+
+    /**
+     * Backward over the first {@code rows} rows of views: dx overwritten or accumulated, the
+     * gain's gradient {@code dGain} accumulated.
+     */
+    public static void backward(TensorView x, TensorView gain, float[] rstd, TensorView dy, TensorView dx,
+                                TensorView dGain, int rows, boolean accumulateDx) {
+        backward(x.array(), x.off(), gain.array(), gain.off(), rstd, 0, dy.array(), dy.off(), dx.array(), dx.off(),
+                dGain.array(), dGain.off(), rows, x.cols(), accumulateDx);
+    }
+
+    /**
      * Forward. {@code rstd} may be null (inference). y may alias x (same offset).
      */
     public static void forward(float[] x, int xOff, float[] g, int gOff, float[] y, int yOff,

@@ -1,5 +1,7 @@
 package dev.dsmoe.model;
 
+import dev.dsmoe.kernels.F32Tensor;
+
 /**
  * Makes the arrays of an arena (training activations, an inference engine's buffers), or only
  * counts them. Running the allocating constructor with a counter is how a {@link Footprint} is
@@ -41,6 +43,18 @@ public final class ArrayAllocator {
     public float[] floats(long... dims) {
         long n = count(dims, Float.BYTES);
         return allocates ? new float[(int) n] : NO_FLOATS;
+    }
+
+    /** An fp32 matrix {@code [rows, cols]} as a view; a counter counts it and returns null. */
+    public F32Tensor matrix(long rows, long cols) {
+        float[] a = floats(rows, cols);
+        return allocates ? F32Tensor.of(a, (int) rows, (int) cols) : null;
+    }
+
+    /** A matrix {@code [rows, experts·width]} whose expert e is column block e; null from a counter. */
+    public F32Tensor expertMatrix(long rows, int experts, long width) {
+        F32Tensor m = matrix(rows, Math.multiplyExact(experts, width));
+        return m == null ? null : m.expertColumns(experts);
     }
 
     public int[] ints(long... dims) {

@@ -1,5 +1,6 @@
 package dev.dsmoe.model;
 
+import dev.dsmoe.kernels.F32Tensor;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -111,32 +112,94 @@ public final class ParamLayout {
     }
 
     /**
-     * A router's tensors. Linear router: {@code hidden == null}, {@code out} is
-     * {@code router.weight [N, d]}. MLP router: {@code hidden} is {@code router.0.weight [H, d]}
-     * and {@code out} is {@code router.2.weight [N, H]}, H = {@code router_hidden_size}.
+     * A router's tensors, as descriptors ({@link Tensor}) or as views. Linear router:
+     * {@code hidden == null}, {@code out} is {@code router.weight [N, d]}. MLP router:
+     * {@code hidden} is {@code router.0.weight [H, d]} and {@code out} is
+     * {@code router.2.weight [N, H]}, H = {@code router_hidden_size}.
      */
-    public record Router(Tensor hidden, Tensor out) {
+    public record Router<T>(T hidden, T out) {
         public boolean isMlp() {
             return hidden != null;
+        }
+
+        <U, X extends Exception> Router<U> map(Mapping<T, U, X> f) throws X {
+            return new Router<>(hidden == null ? null : f.apply(hidden), f.apply(out));
         }
     }
 
     /**
-     * The tensors of one layer, for model code that must not build names in its hot path.
-     * {@code attnRouter} is null when N_att = 1 and {@code mlpRouter} when N_ffd = 1.
+     * The tensors of one layer, as descriptors ({@link Tensor}) or as views, so that model code
+     * never builds names or offsets in its hot path. {@code attnRouter} is null when N_att = 1 and
+     * {@code mlpRouter} when N_ffd = 1.
      */
-    public record Layer(int index, Tensor inputNorm, Router attnRouter, Tensor qProj, Tensor kProj, Tensor vProj,
-            Tensor oProj, Tensor postAttnNorm, Router mlpRouter, Tensor upProj, Tensor downProj) {}
+    public record Layer<T>(int index, T inputNorm, Router<T> attnRouter, T qProj, T kProj, T vProj,
+            T oProj, T postAttnNorm, Router<T> mlpRouter, T upProj, T downProj) {
+
+        <U, X extends Exception> Layer<U> map(Mapping<T, U, X> f) throws X {
+            return new Layer<>(index, f.apply(inputNorm), attnRouter == null ? null : attnRouter.map(f),
+                    f.apply(qProj), f.apply(kProj), f.apply(vProj), f.apply(oProj), f.apply(postAttnNorm),
+                    mlpRouter == null ? null : mlpRouter.map(f), f.apply(upProj), f.apply(downProj));
+        }
+    }
+
+    /**
+     * Every tensor of a model by its role, as T: descriptors, the views of a training buffer
+     * ({@link #views}), or an inference model's weights. {@code lmHead} is null when tied.
+     */
+    public static final class Weights<T> {
+        private final T embedTokens, finalNorm, lmHead;
+        private final Layer<T>[] layers; // an array, not a List: footprint checks walk the fields
+
+        Weights(T embedTokens, Layer<T>[] layers, T finalNorm, T lmHead) {
+            this.embedTokens = embedTokens;
+            this.layers = layers;
+            this.finalNorm = finalNorm;
+            this.lmHead = lmHead;
+        }
+
+        public T embedTokens() {
+            return embedTokens;
+        }
+
+        public Layer<T> layer(int l) {
+            return layers[l];
+        }
+
+        public int numLayers() {
+            return layers.length;
+        }
+
+        public T finalNorm() {
+            return finalNorm;
+        }
+
+        /** The untied {@code lm_head.weight}, or null when tied. */
+        public T lmHead() {
+            return lmHead;
+        }
+
+        /** The {@code [V, d]} matrix the LM head multiplies by: lm_head, or embed_tokens when tied. */
+        public T outputProjection() {
+            return lmHead != null ? lmHead : embedTokens;
+        }
+    }
+
+    /** Turns a descriptor into what a {@link Weights} holds (a view, a loaded weight). */
+    @FunctionalInterface
+    public interface Mapping<T, U, X extends Exception> {
+        U apply(T t) throws X;
+    }
 
     private final ModelConfig config;
     private final List<Tensor> tensors;
     private final Map<String, Tensor> byName;
-    private final Layer[] layers;
+    private final Layer<Tensor>[] layers;
     private final Tensor embedTokens;
     private final Tensor finalNorm;
     private final Tensor lmHead;
     private final long totalSize;
 
+    @SuppressWarnings("unchecked")
     private ParamLayout(ModelConfig config) {
         this.config = config;
         Builder b = new Builder();
@@ -149,16 +212,16 @@ public final class ParamLayout {
         for (int l = 0; l < layers.length; l++) {
             String p = "model.layers." + l + ".";
             Tensor inNorm = b.add(p + "input_layernorm.weight", Role.NORM, l, d);
-            Router attnRouter = router(b, p + "attn.router", l, config.nAtt());
+            Router<Tensor> attnRouter = router(b, p + "attn.router", l, config.nAtt());
             Tensor q = b.add(p + "attn.q_proj.weight", Role.ATTENTION_EXPERT, l, config.nAtt(), qRows, d);
             Tensor k = b.add(p + "attn.k_proj.weight", Role.ATTENTION_SHARED_KV, l, kvRows, d);
             Tensor vv = b.add(p + "attn.v_proj.weight", Role.ATTENTION_SHARED_KV, l, kvRows, d);
             Tensor o = b.add(p + "attn.o_proj.weight", Role.ATTENTION_EXPERT, l, config.nAtt(), d, qRows);
             Tensor postNorm = b.add(p + "post_attention_layernorm.weight", Role.NORM, l, d);
-            Router mlpRouter = router(b, p + "mlp.router", l, config.nFfd());
+            Router<Tensor> mlpRouter = router(b, p + "mlp.router", l, config.nFfd());
             Tensor up = b.add(p + "mlp.up_proj.weight", Role.MLP_EXPERT, l, config.nFfd(), config.dFfd(), d);
             Tensor down = b.add(p + "mlp.down_proj.weight", Role.MLP_EXPERT, l, config.nFfd(), d, config.dFfd());
-            layers[l] = new Layer(l, inNorm, attnRouter, q, k, vv, o, postNorm, mlpRouter, up, down);
+            layers[l] = new Layer<>(l, inNorm, attnRouter, q, k, vv, o, postNorm, mlpRouter, up, down);
         }
         finalNorm = b.add("model.norm.weight", Role.NORM, -1, d);
         lmHead = config.tieWordEmbeddings() ? null : b.add("lm_head.weight", Role.LM_HEAD, -1, v, d);
@@ -167,15 +230,15 @@ public final class ParamLayout {
         totalSize = b.next;
     }
 
-    private Router router(Builder b, String prefix, int layer, int n) {
+    private Router<Tensor> router(Builder b, String prefix, int layer, int n) {
         if (n == 1) return null;
         int d = config.dEmb();
         return switch (config.router()) {
-            case LINEAR -> new Router(null, b.add(prefix + ".weight", Role.ROUTER, layer, n, d));
+            case LINEAR -> new Router<>(null, b.add(prefix + ".weight", Role.ROUTER, layer, n, d));
             case MLP -> {
                 int h = config.routerHiddenSize();
                 Tensor hidden = b.add(prefix + ".0.weight", Role.ROUTER, layer, h, d);
-                yield new Router(hidden, b.add(prefix + ".2.weight", Role.ROUTER, layer, n, h));
+                yield new Router<>(hidden, b.add(prefix + ".2.weight", Role.ROUTER, layer, n, h));
             }
         };
     }
@@ -227,8 +290,38 @@ public final class ParamLayout {
     }
 
     /** The tensors of layer {@code l}. */
-    public Layer layer(int l) {
+    public Layer<Tensor> layer(int l) {
         return layers[l];
+    }
+
+    /** Every tensor by role, each made into a U by {@code f} (a view, a loaded weight), in file order. */
+    @SuppressWarnings("unchecked")
+    public <U, X extends Exception> Weights<U> map(Mapping<Tensor, U, X> f) throws X {
+        U embed = f.apply(embedTokens);
+        Layer<U>[] ls = new Layer[layers.length];
+        for (int l = 0; l < layers.length; l++) ls[l] = layers[l].map(f);
+        U norm = f.apply(finalNorm);
+        return new Weights<>(embed, ls, norm, lmHead == null ? null : f.apply(lmHead));
+    }
+
+    /**
+     * Every tensor as an fp32 view into {@code buffer} (the parameters, or their gradients):
+     * matrices {@code [out, in]}, expert tensors {@code [N, out, in]} as {@code [N·out, in]} with
+     * the experts stacked along the rows, norm gains {@code [1, d]}.
+     */
+    public Weights<F32Tensor> views(float[] buffer) {
+        if (buffer.length != totalSize) {
+            throw new IllegalArgumentException("a buffer of this layout has " + totalSize + " floats, got " + buffer.length);
+        }
+        return map(t -> view(buffer, t));
+    }
+
+    private static F32Tensor view(float[] buffer, Tensor t) {
+        return switch (t.rank()) {
+            case 1 -> F32Tensor.of(buffer, t.off(), 1, t.dim(0));
+            case 2 -> F32Tensor.of(buffer, t.off(), t.dim(0), t.dim(1));
+            default -> F32Tensor.of(buffer, t.off(), t.dim(0) * t.dim(1), t.dim(2)).stackedExperts(t.dim(0));
+        };
     }
 
     public int numLayers() {

@@ -89,4 +89,29 @@ public final class RouterLoss {
             for (int t = 0; t < n; t++) dS[t * e + i] += g;
         }
     }
+
+    /**
+     * The auxiliary loss {@code kind} of one router from its entropies and p̄: 0 for none, and
+     * for the switch loss without top-k routing ({@code counts == null}: no token-slot fractions).
+     */
+    public static double aux(ModelConfig.AuxLoss kind, double marginal, double conditional, double[] pBar, int[] counts,
+                             int slots, int e) {
+        return switch (kind) {
+            case NONE -> 0;
+            case MI -> -marginal + conditional;
+            case SWITCH -> counts != null ? switchLoss(pBar, counts, slots, e) : 0;
+        };
+    }
+
+    /** Adds {@code weight · dL/dS} of the auxiliary loss {@code kind} into {@code dS} (as {@link #aux} defines it). */
+    public static void auxBackward(ModelConfig.AuxLoss kind, float[] logS, double[] pBar, int[] counts, int slots, int n,
+                                   int e, double weight, float[] dS) {
+        switch (kind) {
+            case MI -> miBackward(logS, pBar, n, e, weight, dS);
+            case SWITCH -> {
+                if (counts != null) switchBackward(counts, slots, n, e, weight, dS);
+            }
+            case NONE -> { }
+        }
+    }
 }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.TensorView;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.HeapArrays;
 import dev.dsmoe.model.ModelConfig;
@@ -44,7 +45,7 @@ class EngineFootprintTest {
             long real = HeapArrays.bytes(e, o -> o instanceof InferenceModel || o instanceof ModelConfig
                     || o instanceof ExpertSelection);
             Footprint f = Engine.footprint(c, context, chunk);
-            long scratch = 4 * Linear.scratchFloats(c);
+            long scratch = 4 * Engine.scratchFloats(c);
             assertTrue(f.heapBytes() >= real, name + ": estimate " + f.heapBytes() + " < real " + real);
             assertTrue(f.heapBytes() - real < scratch, name + ": estimate " + f.heapBytes() + " vs real " + real);
             assertEquals(KvCache.bytes(c.numLayers(), context, c.nKv() * c.dAtt()), e.cache().bytes());
@@ -84,17 +85,17 @@ class EngineFootprintTest {
     private static long convertedBytes(InferenceModel m) {
         Set<MemorySegment> seen = Collections.newSetFromMap(new IdentityHashMap<>());
         long sum = 0;
-        java.util.List<InferenceModel.Weight> all = new java.util.ArrayList<>(java.util.List.of(m.embed(), m.output()));
+        java.util.List<TensorView> all = new java.util.ArrayList<>(java.util.List.of(m.embed(), m.output()));
         for (int l = 0; l < m.numLayers(); l++) {
-            InferenceModel.Layer L = m.layer(l);
-            all.addAll(java.util.List.of(L.q(), L.k(), L.v(), L.o(), L.up(), L.down()));
-            for (InferenceModel.Router r : new InferenceModel.Router[] {L.attnRouter(), L.mlpRouter()}) {
+            ParamLayout.Layer<TensorView> L = m.layer(l);
+            all.addAll(java.util.List.of(L.qProj(), L.kProj(), L.vProj(), L.oProj(), L.upProj(), L.downProj()));
+            for (var r : java.util.Arrays.asList(L.attnRouter(), L.mlpRouter())) {
                 if (r == null) continue;
                 all.add(r.out());
                 if (r.hidden() != null) all.add(r.hidden());
             }
         }
-        for (InferenceModel.Weight w : all) {
+        for (TensorView w : all) {
             MemorySegment s = w.segment();
             if (s.isNative() && !s.isMapped() && seen.add(s)) sum += s.byteSize();
         }

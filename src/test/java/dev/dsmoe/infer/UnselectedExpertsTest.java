@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Matmul;
+import dev.dsmoe.kernels.TensorView;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
 import java.io.IOException;
@@ -84,7 +86,7 @@ class UnselectedExpertsTest {
             for (int s = 0; s < m * width; s++) {
                 if (chosen[s] < 0) continue;
                 used[chosen[s]] = true;
-                if (++rows[chosen[s]] > Linear.MATVEC_MAX_ROWS) gemm.set(gemm.size() - 1, true);
+                if (++rows[chosen[s]] > Matmul.MATVEC_MAX_ROWS) gemm.set(gemm.size() - 1, true);
             }
         }
 
@@ -141,16 +143,17 @@ class UnselectedExpertsTest {
     }
 
     /** Expert {@code e}'s weight matrices: q and o projections (attention, k = 0) or up and down (MLP). */
-    private static InferenceModel.Weight[] expertWeights(InferenceModel m, int layer, int k) {
-        InferenceModel.Layer w = m.layer(layer);
-        return k == 0 ? new InferenceModel.Weight[] {w.q(), w.o()} : new InferenceModel.Weight[] {w.up(), w.down()};
+    private static TensorView[] expertWeights(InferenceModel m, int layer, int k) {
+        ParamLayout.Layer<TensorView> w = m.layer(layer);
+        return k == 0 ? new TensorView[] {w.qProj(), w.oProj()} : new TensorView[] {w.upProj(), w.downProj()};
     }
 
     /** Fills expert {@code e}'s matrix of {@code w} with NaN; returns its bytes for {@link #restore}. */
-    private static byte[] poison(InferenceModel.Weight w, int e) {
-        MemorySegment s = w.segment().asSlice(w.offset(e), w.expertBytes());
+    private static byte[] poison(TensorView w, int e) {
+        TensorView x = w.expert(e);
+        MemorySegment s = x.segment().asSlice(x.byteOffset(), (long) x.rows() * x.cols() * x.elementBytes());
         byte[] saved = s.toArray(ValueLayout.JAVA_BYTE);
-        if (w.dtype() == MatVec.DType.F32) {
+        if (x.elementBytes() == 4) {
             for (long i = 0; i < s.byteSize() / 4; i++) s.setAtIndex(F32, i, Float.NaN);
         } else {
             for (long i = 0; i < s.byteSize() / 2; i++) s.setAtIndex(I16, i, BF16_NAN);
@@ -158,8 +161,8 @@ class UnselectedExpertsTest {
         return saved;
     }
 
-    private static void restore(InferenceModel.Weight w, int e, byte[] saved) {
-        MemorySegment.copy(saved, 0, w.segment(), ValueLayout.JAVA_BYTE, w.offset(e), saved.length);
+    private static void restore(TensorView w, int e, byte[] saved) {
+        MemorySegment.copy(saved, 0, w.segment(), ValueLayout.JAVA_BYTE, w.expert(e).byteOffset(), saved.length);
     }
 
     /** How many experts {@code [attention, MLP]} are marked. */
@@ -208,7 +211,7 @@ class UnselectedExpertsTest {
                                     if (used[l][k][x]) continue;
                                     poisoned[k]++;
                                     gemmWithNan[0] |= real.gemm.get(s);
-                                    for (InferenceModel.Weight w : expertWeights(m, l, k)) {
+                                    for (TensorView w : expertWeights(m, l, k)) {
                                         int ex = x;
                                         byte[] saved = poison(w, ex);
                                         undo.add(() -> restore(w, ex, saved));
@@ -232,7 +235,7 @@ class UnselectedExpertsTest {
                     // the check means something only if experts were left out
                     if (c.nAtt() > 1) assertTrue(poisoned[0] > 0, what + ": every attention expert was selected");
                     assertTrue(poisoned[1] > 0, what + ": every MLP expert was selected");
-                    if (chunk > Linear.MATVEC_MAX_ROWS) {
+                    if (chunk > Matmul.MATVEC_MAX_ROWS) {
                         assertTrue(gemmWithNan[0], what + ": no step ran a GEMM next to a NaN expert");
                     }
                 }
@@ -262,7 +265,7 @@ class UnselectedExpertsTest {
             boolean[][][] never = real.neverSelected();
             float[] nan = p.clone();
             for (int l = 0; l < c.numLayers(); l++) {
-                ParamLayout.Layer pl = layout.layer(l);
+                ParamLayout.Layer<ParamLayout.Tensor> pl = layout.layer(l);
                 for (int k = 0; k < 2; k++) {
                     for (int x = 0; x < never[l][k].length; x++) {
                         if (!never[l][k][x]) continue;
@@ -283,10 +286,9 @@ class UnselectedExpertsTest {
                 for (int l = 0; l < c.numLayers(); l++) {
                     for (int x = 0; x < never[l][1].length; x++) {
                         if (!never[l][1][x]) continue;
-                        InferenceModel.Weight w = m.layer(l).up();
-                        float f = dtype == MatVec.DType.F32 ? w.segment().get(F32, w.offset(x))
-                                : dev.dsmoe.kernels.Bf16.toFloat(w.segment().get(I16, w.offset(x)));
-                        anyNan |= Float.isNaN(f);
+                        float[] row = new float[c.dEmb()];
+                        m.layer(l).upProj().expert(x).copyRow(0, row, 0);
+                        anyNan |= Float.isNaN(row[0]);
                     }
                 }
                 assertTrue(anyNan, what + ": no NaN weight in the loaded model");

@@ -142,6 +142,32 @@ class GemmTest {
         }
     }
 
+    /** B in a native segment at an odd byte offset gives the array form's result, bit for bit. */
+    @ParameterizedTest(name = "{0} transA={1} transB={2}")
+    @MethodSource("backendsAndTransposes")
+    void segmentFormEqualsTheArrayFormBitForBit(String backend, boolean tA, boolean tB) {
+        Gemm gemm = backend(backend);
+        SplittableRandom rnd = new SplittableRandom(5);
+        for (int[] shape : new int[][] {{1, 7, 5}, {9, 300, 40}, {129, 70, 257}, {40, 300, 200}}) {
+            int m = shape[0], n = shape[1], k = shape[2];
+            Stored a = tA ? store(k, m, rnd, false) : store(m, k, rnd, false);
+            Stored b = tB ? store(n, k, rnd, false) : store(k, n, rnd, false);
+            Stored c = store(m, n, rnd, false);
+            float[] c2 = c.data().clone();
+            gemm.sgemm(tA, tB, m, n, k, 1f, a.data(), a.off(), a.ld(), b.data(), b.off(), b.ld(), 1f, c.data(), c.off(), c.ld());
+            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {
+                java.lang.foreign.MemorySegment seg = arena.allocate(4L * b.data().length + 2);
+                java.lang.foreign.MemorySegment.copy(b.data(), 0, seg, java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED
+                        .withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), 2, b.data().length);
+                gemm.sgemm(tA, tB, m, n, k, 1f, a.data(), a.off(), a.ld(), seg, 2 + 4L * b.off(), b.ld(), 1f, c2, c.off(), c.ld());
+            }
+            if (!Arrays.equals(c.data(), c2)) fail(backend + " " + Arrays.toString(shape) + ": the segment form differs");
+        }
+        float[] ok = new float[16];
+        assertThrows(IllegalArgumentException.class, () -> gemm.sgemm(false, false, 4, 4, 4, 1f, ok, 0, 4,
+                java.lang.foreign.MemorySegment.ofArray(new float[15]), 0, 4, 0f, ok, 0, 4));
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("backends")
     void rejectsOperandsThatDoNotFitTheirArrays(String backend) {

@@ -14,16 +14,18 @@ class MatVecSelectedTest {
         float[] w = TestArrays.uniform(rnd, experts * rows * cols, 1.0);
         short[] wb = new short[w.length];
         Bf16.fromFloats(w, 0, wb, 0, w.length);
-        int[] sel = {9, 3, 0, 4}; // experts 3, 0, 4 from offset 1
+        int[] sel = {9, 3, 0, 4}; // the reference's experts 3, 0, 4 from offset 1
         float[] x = TestArrays.uniform(rnd, 3 * cols, 1.0);
         for (MatVec.DType dt : MatVec.DType.values()) {
             MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : MemorySegment.ofArray(wb);
-            long stride = (long) rows * cols * dt.bytes;
+            TensorView weights = dt.view(seg, 0, experts * rows, cols).stackedExperts(experts);
+            int[] chosen = {3, 0, 4};
             float[] y = new float[3 * rows];
-            MatVec.mulSelected(dt, seg, 0, stride, sel, 1, 3, rows, cols, x, 0, y, 0);
+            Matmul mm = Matmul.forInference();
+            mm.selected(F32Tensor.of(y, 3, rows), F32Tensor.of(x, 3, cols), 0, weights, chosen, 3);
             float[] ySum = new float[rows + 2];
             java.util.Arrays.fill(ySum, 0.5f);
-            MatVec.mulSelectedSum(dt, seg, 0, stride, sel, 1, 3, rows, cols, x, 0, ySum, 2, true);
+            mm.selectedSum(F32Tensor.of(ySum, 2, 1, rows), 0, F32Tensor.of(x, 3, cols), weights, chosen, 3, true);
             double[] ref = new double[3 * rows], refSum = new double[rows];
             for (int i = 0; i < 3; i++) {
                 int e = sel[1 + i];

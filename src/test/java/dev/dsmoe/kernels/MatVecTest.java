@@ -125,6 +125,14 @@ class MatVecTest {
     }
 
     @Test
+    void dtypeNamesParseAsTheCommandLineWritesThem() {
+        assertEquals(MatVec.DType.F32, MatVec.DType.parse("fp32"));
+        assertEquals(MatVec.DType.BF16, MatVec.DType.parse(" BF16"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> MatVec.DType.parse("int4"));
+        assertEquals("--dtype 'int4': use f32 or bf16", e.getMessage());
+    }
+
+    @Test
     void rejectsWeightsOutsideTheSegment() {
         float[] w = new float[10];
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,

@@ -86,7 +86,7 @@ class ParamCountsTest {
         assertTrue(rel <= tol, preset + ": " + got + " vs table " + table + " (" + rel * 100 + "%)");
     }
 
-    private static long numel(ParamLayout.Router r) {
+    private static long numel(ParamLayout.Router<ParamLayout.Tensor> r) {
         return (r.isMlp() ? r.hidden().numel() : 0) + r.out().numel();
     }
 

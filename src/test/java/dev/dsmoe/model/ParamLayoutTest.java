@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.model.ModelConfig.RouterKind;
 import dev.dsmoe.model.ParamLayout.Role;
 import dev.dsmoe.model.ParamLayout.Tensor;
@@ -89,7 +90,7 @@ class ParamLayoutTest {
         assertArrayEquals(new int[] {2, 256}, p.tensor("model.layers.0.attn.router.2.weight").shape());
         assertArrayEquals(new int[] {256, 16}, p.tensor("model.layers.1.mlp.router.0.weight").shape());
         assertArrayEquals(new int[] {3, 256}, p.tensor("model.layers.1.mlp.router.2.weight").shape());
-        ParamLayout.Router r = p.layer(1).mlpRouter();
+        ParamLayout.Router<ParamLayout.Tensor> r = p.layer(1).mlpRouter();
         assertTrue(r.isMlp());
         assertSame(p.tensor("model.layers.1.mlp.router.0.weight"), r.hidden());
         assertSame(p.tensor("model.layers.1.mlp.router.2.weight"), r.out());
@@ -127,7 +128,7 @@ class ParamLayoutTest {
         ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
         for (int l = 0; l < p.numLayers(); l++) {
             String q = "model.layers." + l + ".";
-            ParamLayout.Layer L = p.layer(l);
+            ParamLayout.Layer<ParamLayout.Tensor> L = p.layer(l);
             assertEquals(l, L.index());
             assertSame(p.tensor(q + "input_layernorm.weight"), L.inputNorm());
             assertSame(p.tensor(q + "attn.router.weight"), L.attnRouter().out());
@@ -145,6 +146,34 @@ class ParamLayoutTest {
         assertEquals(p.layer(0).qProj().offset(), p.layer(0).qProj().off());
         assertSame(p.tensor("model.norm.weight"), p.finalNorm());
         assertEquals(-1, p.finalNorm().layer());
+    }
+
+    /** A view names its tensor's place in the buffer, and each expert's slice of an expert tensor, by role. */
+    @Test
+    void viewsAreTheTensorsAndTheirExpertsInTheBuffer() {
+        ParamLayout p = ParamLayout.of(ModelConfigTest.tiny()); // d=16 N_att=2 N_head·D_att=8 N_ffd=3 D_ffd=8
+        float[] buf = p.newBuffer();
+        ParamLayout.Weights<F32Tensor> w = p.views(buf);
+        for (int l = 0; l < p.numLayers(); l++) {
+            ParamLayout.Layer<F32Tensor> v = w.layer(l);
+            ParamLayout.Layer<Tensor> t = p.layer(l);
+            assertSame(buf, v.oProj().array());
+            assertEquals(t.qProj().off(), v.qProj().off());
+            assertEquals(2 * 8, v.qProj().rows());
+            assertEquals(16, v.qProj().cols());
+            for (int e = 0; e < 2; e++) {
+                assertEquals(t.oProj().off() + e * 16 * 8, v.oProj().expert(e).off());
+                assertEquals(16, v.oProj().expert(e).rows());
+                assertEquals(8, v.oProj().expert(e).cols());
+            }
+            for (int e = 0; e < 3; e++) assertEquals(t.upProj().off() + e * 8 * 16, v.upProj().expert(e).off());
+            assertEquals(t.mlpRouter().out().off(), v.mlpRouter().out().off());
+            assertEquals(t.inputNorm().off(), v.inputNorm().off());
+            assertEquals(16, v.inputNorm().cols());
+        }
+        assertEquals(p.embedTokens().off(), w.outputProjection().off());
+        assertEquals(p.finalNorm().off(), w.finalNorm().off());
+        assertThrows(IllegalArgumentException.class, () -> p.views(new float[3]));
     }
 
     @Test

@@ -1,0 +1,123 @@
+package dev.dsmoe.kernels;
+
+/**
+ * Linear layers over views, llm.c's {@code matmul_forward} and {@code matmul_backward}:
+ * {@code out = in · Wᵀ} with W a PyTorch {@code Linear} weight {@code [out, in]}, and its
+ * backward, {@code dIn = dOut · W} and {@code dW += dOutᵀ · in}, in one call. The grouped forms
+ * run one product per expert over its contiguous run of rows (ScatterMoE).
+ *
+ * <p>Products go to the GEMM backend ({@link Kernels#gemm()}) the weight format's way
+ * ({@link TensorView}: fp32 read in place, other formats unpacked to fp32 once per product). A
+ * training instance sends every product there (the bits of a trained model depend on it; the
+ * backward is for fp32 heap views only); an inference instance sends products of up to
+ * {@link #MATVEC_MAX_ROWS} input rows to the format's mat-vec instead (one pass over the weights,
+ * the speed limit of decode). One instance per model or engine: it holds the fp32 scratch a
+ * format unpacks its weights into (not shared between threads).
+ */
+public final class Matmul {
+
+    /** Input rows up to which an inference instance uses the memory-bound mat-vec. */
+    public static final int MATVEC_MAX_ROWS = 8;
+    /** Weight rows a format that GEMM cannot read unpacks to fp32 at a time. */
+    public static final int UNPACK_ROWS = 256;
+
+    private final int matVecMaxRows;
+    private float[] scratch = new float[0];
+
+    private Matmul(int matVecMaxRows) {
+        this.matVecMaxRows = matVecMaxRows;
+    }
+
+    /** Every product through GEMM, as training makes them (the bits of a trained model depend on it). */
+    public static Matmul forTraining() {
+        return new Matmul(0);
+    }
+
+    /** Small products through the weights' mat-vec, the others through GEMM: inference. */
+    public static Matmul forInference() {
+        return new Matmul(MATVEC_MAX_ROWS);
+    }
+
+    /** {@code out[i] (+)= in[i] · Wᵀ} for the first {@code rows} rows. */
+    public void forward(TensorView out, TensorView in, int rows, TensorView w, boolean accumulate) {
+        forward(out, 0, in, 0, rows, w, accumulate);
+    }
+
+    /** {@code out[outRow + i] (+)= in[inRow + i] · Wᵀ} for {@code i < rows}. */
+    public void forward(TensorView out, int outRow, TensorView in, int inRow, int rows, TensorView w, boolean accumulate) {
+        if (rows == 0 || w.rows == 0) return;
+        float[] x = in.array(), y = out.array();
+        int xOff = in.rowOff(inRow), yOff = out.rowOff(outRow);
+        if (rows <= matVecMaxRows) {
+            if (in.ld != w.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
+            w.matVec(x, xOff, rows, y, yOff, out.ld, accumulate);
+        } else {
+            w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, accumulate ? 1f : 0f);
+        }
+    }
+
+    /**
+     * One input row through selected experts of a stacked-expert weight, in one pass over their
+     * rows (decode): {@code out[i] = in[inRow] · W_{experts[i]}ᵀ} for {@code i < count}, out's
+     * rows contiguous. Only the selected experts' weights are read.
+     */
+    public void selected(TensorView out, TensorView in, int inRow, TensorView w, int[] experts, int count) {
+        w.matVecSelected(experts, 0, count, in.array(), in.rowOff(inRow), out.array(), out.off());
+    }
+
+    /**
+     * The sum of selected experts' products, each expert with its own input row (decode):
+     * {@code out[outRow] (+)= Σ_i in[i] · W_{experts[i]}ᵀ}, summed in list order.
+     */
+    public void selectedSum(TensorView out, int outRow, TensorView in, TensorView w, int[] experts, int count,
+                            boolean accumulate) {
+        w.matVecSelectedSum(experts, 0, count, in.array(), in.off(), out.array(), out.rowOff(outRow), accumulate);
+    }
+
+    /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */
+    float[] scratch(int floats) {
+        if (scratch.length < floats) scratch = new float[floats];
+        return scratch;
+    }
+
+    /** The most floats the scratch grows to for products with a {@code [rows, cols]} weight. */
+    public static long scratchFloats(long rows, long cols) {
+        return Math.multiplyExact(Math.min(rows, UNPACK_ROWS), cols);
+    }
+
+    /**
+     * Backward of {@link #forward} over the first {@code rows} rows: {@code dW += dOutᵀ · in} and
+     * {@code dIn (+)= dOut · W}. fp32 heap views only (training).
+     */
+    public void backward(TensorView dIn, TensorView dW, TensorView dOut, TensorView in, int rows, TensorView w,
+                         boolean accumulateDIn) {
+        backward(0, rows, dIn, dW, dOut, in, w, accumulateDIn);
+    }
+
+    private void backward(int row, int rows, TensorView dIn, TensorView dW, TensorView dOut, TensorView in, TensorView w,
+                          boolean accumulateDIn) {
+        Gemm g = Kernels.gemm();
+        int dOutOff = dOut.rowOff(row);
+        g.sgemm(true, false, w.rows, w.cols, rows, 1f, dOut.array(), dOutOff, dOut.ld, in.array(), in.rowOff(row), in.ld,
+                1f, dW.array(), dW.off(), dW.ld);
+        g.sgemm(false, false, rows, w.cols, w.rows, 1f, dOut.array(), dOutOff, dOut.ld, w.array(), w.off(), w.ld,
+                accumulateDIn ? 1f : 0f, dIn.array(), dIn.rowOff(row), dIn.ld);
+    }
+
+    /** Grouped rows through their experts: {@code out[r] = in[r] · W_{expert(r)}ᵀ}, one product per expert. */
+    public void grouped(ExpertGroups groups, TensorView out, TensorView in, TensorView w) {
+        for (int x = 0; x < groups.experts(); x++) {
+            int cnt = groups.count(x), r0 = groups.start(x);
+            if (cnt > 0) forward(out, r0, in, r0, cnt, w.expert(x), false);
+        }
+    }
+
+    /** Backward of {@link #grouped}: each expert's weight gradient and its rows' input gradient (overwritten). */
+    public void groupedBackward(ExpertGroups groups, TensorView dIn, TensorView dW, TensorView dOut, TensorView in,
+                                TensorView w) {
+        for (int x = 0; x < groups.experts(); x++) {
+            int cnt = groups.count(x), r0 = groups.start(x);
+            if (cnt > 0) backward(r0, cnt, dIn, dW.expert(x), dOut, in, w.expert(x), false);
+        }
+    }
+}

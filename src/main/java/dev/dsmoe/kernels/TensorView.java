@@ -1,0 +1,183 @@
+package dev.dsmoe.kernels;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A view of a matrix {@code [rows, cols]} (row stride {@code ld} elements) somewhere in memory:
+ * a parameter in the flat training buffer, its gradient, an activation in an arena, or a weight
+ * of a loaded model. The subclass is the element format ({@link F32Tensor}, {@link Bf16Tensor})
+ * and supplies that format's kernels, as llama3.java's tensor classes do: its mat-vec row
+ * kernels and its way into a GEMM. A new format is one more subclass (and its
+ * {@link MatVec.DType} constant, which names it for loading).
+ *
+ * <p>A view may hold experts: stacked along its rows (a weight {@code [E, rows, cols]}, used whole
+ * as one {@code [E·rows, cols]} matrix or expert by expert) or side by side along its columns (an
+ * activation {@code [N, E·w]} whose column block e belongs to expert e). {@link #expert} returns
+ * the view of one, made when the view was made: views are built once (a model's load, a
+ * Transformer's construction, an arena's allocation), never inside a step.
+ *
+ * <p>Kernels know no models: names (which layer, which projection) belong to whoever builds the
+ * views ({@code ParamLayout}, {@code Activations}, {@code InferenceModel}).
+ */
+public abstract class TensorView {
+
+    final int rows, cols, ld;
+    private TensorView[] experts;
+
+    TensorView(int rows, int cols, int ld) {
+        if (rows < 0 || cols < 0 || ld < cols) {
+            throw new IllegalArgumentException("bad view [" + rows + " x " + cols + ", ld " + ld + "]");
+        }
+        this.rows = rows;
+        this.cols = cols;
+        this.ld = ld;
+    }
+
+    /** A view of the same format and storage: {@code [rows, cols]} with row stride {@code ld}, {@code offset} elements further on. */
+    abstract TensorView slice(long offset, int rows, int cols, int ld);
+
+    public final int rows() {
+        return rows;
+    }
+
+    public final int cols() {
+        return cols;
+    }
+
+    /** Elements from the start of one row to the start of the next. */
+    public final int ld() {
+        return ld;
+    }
+
+    /** Number of experts ({@link #expert}); 1 for a plain matrix. */
+    public final int experts() {
+        return experts == null ? 1 : experts.length;
+    }
+
+    /** Expert {@code e}'s view; a plain matrix is its own expert 0. */
+    public TensorView expert(int e) {
+        if (experts == null) {
+            if (e != 0) throw new IndexOutOfBoundsException("expert " + e + " of a view without experts");
+            return this;
+        }
+        return experts[e];
+    }
+
+    /** This view with {@code n} experts stacked along its rows: expert e is rows {@code [e·rows/n, (e+1)·rows/n)}. */
+    public TensorView stackedExperts(int n) {
+        if (n < 1 || rows % n != 0) throw new IllegalArgumentException(rows + " rows do not split into " + n + " experts");
+        TensorView v = slice(0, rows, cols, ld);
+        int r = rows / n;
+        v.experts = new TensorView[n];
+        for (int e = 0; e < n; e++) v.experts[e] = slice((long) e * r * ld, r, cols, ld);
+        return v;
+    }
+
+    /** This view with {@code n} experts side by side along its columns: expert e is columns {@code [e·cols/n, (e+1)·cols/n)}. */
+    public TensorView expertColumns(int n) {
+        if (n < 1 || cols % n != 0) throw new IllegalArgumentException(cols + " columns do not split into " + n + " experts");
+        TensorView v = slice(0, rows, cols, ld);
+        int w = cols / n;
+        v.experts = new TensorView[n];
+        for (int e = 0; e < n; e++) v.experts[e] = slice((long) e * w, rows, w, ld);
+        return v;
+    }
+
+    /**
+     * The fp32 heap array the view lies in, for the kernels that read and write activations,
+     * parameters and gradients in place; a format without one throws.
+     */
+    public float[] array() {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " has no fp32 heap array");
+    }
+
+    /** Index of element {@code [0, 0]} in {@link #array()}. */
+    public int off() {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " has no fp32 heap array");
+    }
+
+    /** Index in {@link #array()} of the first element of row {@code r}. */
+    public final int rowOff(int r) {
+        return off() + r * ld;
+    }
+
+    // ------------------------------------------------------------------ the format's kernels
+
+    /** Bytes of one element. */
+    public abstract int elementBytes();
+
+    /** The storage as a memory segment (a heap array wrapped, a mapped file, off-heap memory). */
+    public abstract MemorySegment segment();
+
+    /** Byte offset of element {@code [0, 0]} in {@link #segment()}. */
+    public abstract long byteOffset();
+
+    /** Row {@code r} as fp32 into {@code dst[dstOff .. dstOff + cols)} (an embedding lookup). */
+    public abstract void copyRow(int r, float[] dst, int dstOff);
+
+    /**
+     * The mat-vec: {@code y[yOff + i·ldy + r] (+)= Σ_c x[xOff + i·cols + c] · W[r, c]} for
+     * {@code i < m}, reading each weight row once for all m inputs (rows contiguous, split over
+     * {@link Parallel}'s threads).
+     */
+    abstract void matVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate);
+
+    /**
+     * Selected experts of a stacked-expert view against one input, in one parallel pass over
+     * their rows: {@code y[yOff + i·R + r] = Σ_c x[xOff + c] · W_e[r, c]}, {@code e = experts[eOff + i]},
+     * {@code i < count}, R the rows of one expert.
+     */
+    abstract void matVecSelected(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff);
+
+    /**
+     * The sum of selected experts' products, each with its own input:
+     * {@code y[yOff + r] (+)= Σ_i Σ_c x[xOff + i·C + c] · W_e[r, c]}, summed over the experts in list order.
+     */
+    abstract void matVecSelectedSum(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff,
+                                    boolean accumulate);
+
+    /**
+     * {@code y[m, rows] = x[m, cols] · Wᵀ + beta · y} through the GEMM backend, the format's way
+     * in: a native product where the backend reads the format, else panels unpacked to fp32
+     * once per product into {@code mm}'s scratch.
+     */
+    abstract void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta);
+
+    /** The checks every format's mat-vec makes: contiguous rows, weights inside the segment, x and y large enough. */
+    final void checkMatVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy) {
+        if (m < 0) throw new IllegalArgumentException("negative size");
+        if (ld != cols) throw new IllegalArgumentException("mat-vec needs contiguous rows, got " + this);
+        if (byteOffset() + (long) rows * cols * elementBytes() > segment().byteSize()) {
+            throw new IllegalArgumentException("mat-vec: weights [" + rows + " x " + cols + "] at byte "
+                    + byteOffset() + " exceed the segment of " + segment().byteSize() + " bytes");
+        }
+        if (xOff + (long) m * cols > x.length || (m > 0 && yOff + (long) (m - 1) * ldy + rows > y.length)) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for m=" + m);
+        }
+    }
+
+    /** The checks of the selected-expert mat-vecs; {@code xCols} inputs per expert, {@code yRows} outputs. */
+    final void checkSelected(int[] experts, int eOff, int count, float[] x, int xOff, long xFloats, float[] y, int yOff,
+                             long yFloats) {
+        if (count < 0) throw new IllegalArgumentException("negative size");
+        if (ld != cols || byteOffset() + (long) rows * cols * elementBytes() > segment().byteSize()) {
+            throw new IllegalArgumentException("mat-vec: " + this + " at byte " + byteOffset() + " is not contiguous inside its segment of "
+                    + segment().byteSize() + " bytes");
+        }
+        for (int i = 0; i < count; i++) {
+            int e = experts[eOff + i];
+            if (e < 0 || e >= experts()) {
+                throw new IllegalArgumentException("mat-vec: expert " + e + " is not one of the " + experts() + " experts");
+            }
+        }
+        if (xOff + xFloats > x.length || yOff + yFloats > y.length) {
+            throw new IllegalArgumentException("mat-vec: x or y too small for " + count + " experts");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return getClass().getSimpleName() + " [" + rows + " x " + cols + (ld != cols ? ", ld " + ld : "") + "]"
+                + (experts != null ? " in " + experts.length + " experts" : "");
+    }
+}
