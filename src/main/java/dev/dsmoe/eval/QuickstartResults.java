@@ -43,9 +43,10 @@ public final class QuickstartResults {
         static Measurement of(String model, ModelConfig c, Evaluation e, InferenceBenchmarks.Row speed) {
             Perplexity.Result p = e.perplexity();
             MultipleChoice.Result mc = e.code();
+            ParamCounts counts = ParamCounts.of(c);
             return new Measurement(model, p.selection(), p.loss(), p.perplexity(), p.tokensScored(),
                     mc == null ? Double.NaN : mc.acc(), mc == null ? Double.NaN : mc.accNorm(), mc == null ? 0 : mc.items(),
-                    ParamCounts.of(c).total(), ParamCounts.of(c).nonEmbedding(), p.stats().activeParamsPerToken(), p.stats().meanActiveAttention(),
+                    counts.total(), counts.nonEmbedding(), p.stats().activeParamsPerToken(), p.stats().meanActiveAttention(),
                     p.stats().meanActiveMlp(), p.stats().activeHiddenPercent(), speed.prefillTokensPerSecond(),
                     speed.decodeTokensPerSecond());
         }
