@@ -41,7 +41,7 @@ final class BenchTrainCommand implements Callable<Integer> {
         }
         TrainingBenchmarks b = new TrainingBenchmarks(batch, seq, warmup, steps,
                 json ? s -> { } : s -> Terminal.status("training " + s));
-        for (String p : presets) MemoryCheck.training(ModelPresets.get(p), null, batch, seq);
+        for (String p : presets) MemoryCheck.training(ModelPresets.get(p), false, batch, seq);
         List<TrainingBenchmarks.Row> rows = b.run(presets);
         Terminal.clearStatus();
         if (json) {

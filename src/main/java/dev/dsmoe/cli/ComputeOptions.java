@@ -3,6 +3,8 @@ package dev.dsmoe.cli;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.train.TrainerState;
+import java.nio.file.Path;
 import java.util.Locale;
 import picocli.CommandLine;
 import picocli.CommandLine.Model.CommandSpec;
@@ -58,6 +60,31 @@ final class ComputeOptions {
 
     static void useThreads(int n) {
         Parallel.setThreads(n);
+    }
+
+    /**
+     * Selects the GEMM backend and thread count the saved run in {@code dir} computes with (both
+     * change the rounding), each unless the command line gave it ({@code keepKernels},
+     * {@code keepThreads}); a saved backend that does not load here is bad input that begins with
+     * {@code where}. A format-1 state recorded neither: the current ones stay, and the note
+     * returned says so (null otherwise).
+     */
+    static String useSaved(TrainerState s, Path dir, String where, boolean keepKernels, boolean keepThreads) {
+        if (s.legacy()) {
+            return dir.resolve(TrainerState.FILE) + " is from an older build (format " + s.format() + "): continuing on "
+                    + kernels() + " kernels, " + threads() + " threads, without checking the data's fingerprint;"
+                    + " all three are recorded from now on";
+        }
+        if (!keepKernels) {
+            try {
+                useKernels(s.kernels());
+            } catch (UnsupportedOperationException | LinkageError e) {
+                throw new IllegalArgumentException(where + ": the run computes with the " + s.kernels()
+                        + " kernels, which do not load here (" + e.getMessage() + "); it can only continue where they do");
+            }
+        }
+        if (!keepThreads) useThreads(s.threads());
+        return null;
     }
 
     /** Mixin of eval, generate and bench infer: {@code --dtype}, the weights' type in memory. */

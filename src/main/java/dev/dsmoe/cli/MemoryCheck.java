@@ -31,19 +31,11 @@ final class MemoryCheck {
     private MemoryCheck() {}
 
     /**
-     * Training (train, bench train, quickstart) of {@code c}, or with {@code resume} the model
-     * in that checkpoint when its config.json reads (otherwise Trainer.resume reports the problem).
+     * Training (train, bench train, quickstart) of {@code c}; {@code resume}: continuing a
+     * checkpoint of it (which reads its AdamW moments besides).
      */
-    static void training(ModelConfig c, Path resume, int batch, int seqLen) {
-        if (resume != null) {
-            try {
-                c = ModelFiles.readConfig(resume);
-            } catch (IOException | IllegalArgumentException e) {
-                // resuming reads it again and says what is wrong
-            }
-        }
-        ModelConfig config = c;
-        check(() -> Trainer.footprint(config, batch, seqLen, resume != null), TRAIN_FIX);
+    static void training(ModelConfig c, boolean resume, int batch, int seqLen) {
+        check(() -> Trainer.footprint(c, batch, seqLen, resume), TRAIN_FIX);
     }
 
     /**

@@ -4,6 +4,7 @@ import dev.dsmoe.data.CorpusPreparer;
 import dev.dsmoe.eval.Quickstart;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.train.Trainer;
+import dev.dsmoe.train.TrainerState;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -105,8 +106,14 @@ final class QuickstartCommand implements Callable<Integer> {
         }
 
         @Override
-        public void checkTraining(ModelConfig c, Path resume, int batch, int seqLen) {
+        public void checkTraining(ModelConfig c, boolean resume, int batch, int seqLen) {
             MemoryCheck.training(c, resume, batch, seqLen);
+        }
+
+        @Override
+        public void resuming(Path dir, TrainerState s) {
+            String note = ComputeOptions.useSaved(s, dir, dir.toString(), false, false);
+            if (note != null) say("   note: " + note);
         }
 
         @Override

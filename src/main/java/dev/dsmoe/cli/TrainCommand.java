@@ -179,10 +179,11 @@ final class TrainCommand implements Callable<Integer> {
         Trainer.Options o = new Trainer.Options(batch, seqLen, gradAccum, lr, minLr != null ? minLr : lr / 10, warmup,
                 weightDecay, clip, seed, steps, minutes, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), stopAfter,
                 budgetGiven, json);
-        MemoryCheck.training(config, resume, batch, seqLen);
+        MemoryCheck.training(config, resume != null, batch, seqLen);
         Trainer trainer;
         if (resume != null) {
-            trainer = Trainer.resume(resume, o, trainSource, val, out, td.tokenizer(), td.description(), td.fingerprint());
+            trainer = Trainer.resume(resume, saved, config, o, trainSource, val, out, td.tokenizer(), td.description(),
+                    td.fingerprint());
         } else {
             if (Files.exists(out.resolve(dev.dsmoe.train.TrainerState.FILE))) {
                 throw new IllegalArgumentException("--out " + out + " already holds a training run; use --resume " + out
@@ -246,25 +247,13 @@ final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--resume " + resume + ": " + String.join("; ", clashes.values()) + "; drop "
                     + String.join(", ", clashes.keySet()) + " to continue the run");
         }
-        if (s.legacy()) {
-            System.err.println("dsmoe train: note: " + resume.resolve(TrainerState.FILE) + " is from an older build (format "
-                    + s.format() + "): continuing on " + ComputeOptions.kernels() + " kernels, " + ComputeOptions.threads()
-                    + " threads, without checking the data's fingerprint; all three are recorded from now on");
-            return s;
-        }
-        if (!given("--kernels")) {
-            try {
-                ComputeOptions.useKernels(s.kernels());
-            } catch (UnsupportedOperationException | LinkageError e) {
-                throw new IllegalArgumentException("--resume " + resume + ": the run computes with the " + s.kernels()
-                        + " kernels, which do not load here (" + e.getMessage() + "); it can only continue where they do");
-            }
-        }
-        if (!given("--threads")) ComputeOptions.useThreads(s.threads());
-        if (!given("--save-every")) saveEvery = s.saveEvery();
-        if (!given("--eval-every")) evalEvery = s.evalEvery();
-        if (!given("--eval-batches")) evalBatches = s.evalBatches();
-        if (!given("--json")) json = s.json();
+        String note = ComputeOptions.useSaved(s, resume, "--resume " + resume, given("--kernels"), given("--threads"));
+        if (note != null) System.err.println("dsmoe train: note: " + note);
+        TrainerState.Operational kept = s.operational(new TrainerState.Operational(saveEvery, evalEvery, evalBatches, json));
+        if (!given("--save-every")) saveEvery = kept.saveEvery();
+        if (!given("--eval-every")) evalEvery = kept.evalEvery();
+        if (!given("--eval-batches")) evalBatches = kept.evalBatches();
+        if (!given("--json")) json = kept.json();
         return s;
     }
 

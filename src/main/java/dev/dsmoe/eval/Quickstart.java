@@ -20,9 +20,7 @@ import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.infer.Sampler;
 import dev.dsmoe.io.AtomicFiles;
 import dev.dsmoe.io.ModelFiles;
-import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
-import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.tokenizer.Tokenizer;
@@ -108,8 +106,19 @@ public final class Quickstart {
         /** The prepare stage's result. */
         default void prepared(Path data, CorpusPreparer.Result result) {}
 
-        /** Before a model is allocated for training or timing; throws to refuse one that would not fit. */
-        default void checkTraining(ModelConfig c, Path resume, int batch, int seqLen) {}
+        /**
+         * Before a model is allocated for training or timing ({@code resume}: continuing a
+         * checkpoint of it); throws to refuse one that would not fit.
+         */
+        default void checkTraining(ModelConfig c, boolean resume, int batch, int seqLen) {}
+
+        /**
+         * Before the interrupted run in {@code dir} continues: selects the GEMM backend and thread
+         * count its state {@code s} recorded (both change the rounding), as {@code train --resume}
+         * does, or throws when they cannot be used here. Left as it is, the resume refuses a run
+         * saved with others than this process uses.
+         */
+        default void resuming(Path dir, TrainerState s) {}
 
         /** The progress of one model's training. */
         default Trainer.Listener training(ModelConfig c) {
@@ -210,16 +219,17 @@ public final class Quickstart {
      * started; returns that number. Finished runs are kept, interrupted ones resumed.
      */
     long train(Path data, double seconds) throws IOException {
-        List<String> todo = new ArrayList<>();
+        Map<String, TrainerState> todo = new LinkedHashMap<>(); // null: a fresh run
         long steps = 0;
         for (String p : PRESETS) {
-            Path st = o.dir().resolve(p).resolve(TrainerState.FILE);
-            if (Files.isRegularFile(st)) {
-                TrainerState s = TrainerState.fromJson(Files.readString(st));
+            Path dir = o.dir().resolve(p);
+            TrainerState s = null;
+            if (Files.isRegularFile(dir.resolve(TrainerState.FILE))) {
+                s = Trainer.readState(dir);
                 steps = Math.max(steps, s.totalSteps());
                 if (s.step() >= s.totalSteps()) continue;
             }
-            todo.add(p);
+            todo.put(p, s);
         }
         if (todo.isEmpty()) {
             say("2/5 3/5 the three models are trained already (%d steps each); reusing them", steps);
@@ -233,11 +243,13 @@ public final class Quickstart {
                 steps = Math.max(o.tiny() ? 4 : 20, (long) (seconds / (perStep * 1.25))); // optimizer, evaluation, checkpoints
                 say("   %d steps of %d tokens per model (%.1f s per step for all three)", steps, batch() * seq(), perStep);
             }
-            for (String p : todo) {
+            for (var e : todo.entrySet()) {
+                String p = e.getKey();
                 Path out = o.dir().resolve(p);
-                boolean resume = Files.isRegularFile(out.resolve(TrainerState.FILE));
-                say("3/5 training %s%s", p, resume ? " (resuming)" : "");
-                Trainer t = resume ? resume(out, td) : fresh(config(p).toBuilder().vocabSize(td.vocabSize()).build().validate(), steps, out, td);
+                TrainerState saved = e.getValue();
+                say("3/5 training %s%s", p, saved != null ? " (resuming)" : "");
+                Trainer t = saved != null ? resume(out, saved, td)
+                        : fresh(config(p).toBuilder().vocabSize(td.vocabSize()).build().validate(), steps, out, td);
                 t.run(listener.training(t.config()));
                 listener.trained(t, out);
             }
@@ -247,29 +259,33 @@ public final class Quickstart {
 
     /** Seconds of one forward + backward of {@code c} at the quickstart's batch (the fastest of 3, after warm-up passes). */
     double time(ModelConfig c) {
-        listener.checkTraining(c, null, batch(), seq());
+        listener.checkTraining(c, false, batch(), seq());
         // Warm the JIT first: cold passes take up to three times as long and would shrink the
         // budget (measured: 0.6 s per step after 3 passes against 0.4 s in the real run).
         return StepTiming.randomModel(c, batch(), seq(), 1).fastestSeconds(o.tiny() ? 2 : 8, 3);
     }
 
+    /** How often a run of {@code steps} steps saves and evaluates, on how many batches. */
+    private static TrainerState.Operational schedule(long steps) {
+        return new TrainerState.Operational(Math.max(10, steps / 4), Math.max(1, steps / 5), 4, false);
+    }
+
     private Trainer fresh(ModelConfig c, long steps, Path out, TrainData td) {
         BatchSource train = td.train(batch(), seq(), SEED);
         BatchSource val = validation(td, batch(), seq());
-        int evalBatches = (int) Math.min(4, td.validationBatches(batch(), seq()));
+        TrainerState.Operational op = schedule(steps);
+        int evalBatches = (int) Math.min(op.evalBatches(), td.validationBatches(batch(), seq()));
         Trainer.Options t = new Trainer.Options(batch(), seq(), 1, LR, LR / 10, WARMUP, WEIGHT_DECAY, CLIP, SEED, steps, 0,
-                Math.max(10, steps / 4), val == null ? 0 : Math.max(1, steps / 5), Math.max(1, evalBatches), 0,
-                "--steps " + steps, false);
-        listener.checkTraining(c, null, batch(), seq());
+                op.saveEvery(), val == null ? 0 : op.evalEvery(), Math.max(1, evalBatches), 0, "--steps " + steps, op.json());
+        listener.checkTraining(c, false, batch(), seq());
         return Trainer.fresh(c, t, train, val, out, td.tokenizer(), td.description(), td.fingerprint());
     }
 
     /**
-     * Continues the interrupted run in {@code out} with its saved settings, GEMM backend and thread
-     * count (both change the rounding), as {@code train --resume} does.
+     * Continues the interrupted run in {@code out}, whose state {@code s} is, with its saved
+     * settings, GEMM backend and thread count (both change the rounding), as {@code train --resume} does.
      */
-    private Trainer resume(Path out, TrainData td) throws IOException {
-        TrainerState s = Trainer.readState(out);
+    private Trainer resume(Path out, TrainerState s, TrainData td) throws IOException {
         if (s.batch() != batch() || s.seqLen() != seq()) {
             throw new IllegalArgumentException(out + " was trained on batches of " + s.batch() + " x " + s.seqLen()
                     + " tokens, this quickstart uses " + batch() + " x " + seq() + " (--tiny or not); add --fresh to start over");
@@ -277,30 +293,18 @@ public final class Quickstart {
         if (s.dataFingerprint() != null && !s.dataFingerprint().equals(td.fingerprint())) {
             throw new IllegalArgumentException(out + " was trained on other data than " + td.dir() + " now holds; add --fresh to start over");
         }
-        if (s.legacy()) {
-            say("   note: %s is from an older build (format %d): continuing on %s kernels, %d threads", out.resolve(TrainerState.FILE),
-                    s.format(), Kernels.gemm().name(), Parallel.threads());
-        } else {
-            try {
-                Kernels.select(Kernels.parse(s.kernels()));
-            } catch (UnsupportedOperationException | LinkageError e) {
-                throw new IllegalArgumentException(out + ": the run computes with the " + s.kernels() + " kernels, which do not"
-                        + " load here (" + e.getMessage() + "); it can only continue where they do");
-            }
-            Parallel.setThreads(s.threads());
-        }
+        listener.resuming(out, s);
         // a format-1 state saved no operational settings: the quickstart's own schedule
-        long saveEvery = s.legacy() ? Math.max(10, s.totalSteps() / 4) : s.saveEvery();
-        long evalEvery = s.legacy() ? Math.max(1, s.totalSteps() / 5) : s.evalEvery();
-        int evalBatches = s.legacy() ? 4 : s.evalBatches();
+        TrainerState.Operational op = s.operational(schedule(s.totalSteps()));
         BatchSource train = td.train(s.batch(), s.seqLen(), s.seed());
         BatchSource val = validation(td, s.batch(), s.seqLen());
-        int evalN = (int) Math.min(evalBatches, td.validationBatches(s.batch(), s.seqLen()));
+        int evalN = (int) Math.min(op.evalBatches(), td.validationBatches(s.batch(), s.seqLen()));
         Trainer.Options t = new Trainer.Options(s.batch(), s.seqLen(), s.gradAccum(), s.lr(), s.minLr(), s.warmupSteps(),
-                s.weightDecay(), s.clip(), s.seed(), 0, 0, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), 0,
-                null, !s.legacy() && s.json());
-        listener.checkTraining(ModelFiles.readConfig(out), out, s.batch(), s.seqLen());
-        return Trainer.resume(out, t, train, val, out, td.tokenizer(), td.description(), td.fingerprint());
+                s.weightDecay(), s.clip(), s.seed(), 0, 0, op.saveEvery(), val == null ? 0 : op.evalEvery(), Math.max(1, evalN), 0,
+                null, op.json());
+        ModelConfig c = ModelFiles.readConfig(out);
+        listener.checkTraining(c, true, s.batch(), s.seqLen());
+        return Trainer.resume(out, s, c, t, train, val, out, td.tokenizer(), td.description(), td.fingerprint());
     }
 
     private BatchSource validation(TrainData td, int batch, int seqLen) {

@@ -190,7 +190,16 @@ public final class Trainer {
     public static Trainer resume(Path dir, Options o, BatchSource train, BatchSource val, Path out, Path tokenizer,
                                  String dataDescription, String dataFingerprint) throws IOException {
         TrainerState s = readState(dir);
-        ModelConfig config = ModelFiles.readConfig(dir);
+        return resume(dir, s, ModelFiles.readConfig(dir), o, train, val, out, tokenizer, dataDescription, dataFingerprint);
+    }
+
+    /**
+     * {@link #resume(Path, Options, BatchSource, BatchSource, Path, Path, String, String)} with the
+     * checkpoint's state and config already read ({@link #readState} first, then
+     * {@link ModelFiles#readConfig}), for a caller that has looked at them before.
+     */
+    public static Trainer resume(Path dir, TrainerState s, ModelConfig config, Options o, BatchSource train, BatchSource val,
+                                 Path out, Path tokenizer, String dataDescription, String dataFingerprint) throws IOException {
         if (s.batch() != o.batch() || s.seqLen() != o.seqLen() || s.gradAccum() != o.gradAccum() || s.seed() != o.seed()
                 || s.lr() != o.lr() || s.minLr() != o.minLr() || s.warmupSteps() != o.warmupSteps()
                 || s.weightDecay() != o.weightDecay() || s.clip() != o.clip()) {

@@ -53,6 +53,9 @@ public record TrainerState(
      */
     public record Budget(long step, String given, long totalSteps) {}
 
+    /** The operational settings a resume keeps unless given (saved since format 2). */
+    public record Operational(long saveEvery, long evalEvery, int evalBatches, boolean json) {}
+
     public static final int FORMAT = 2;
     public static final String FILE = "trainer_state.json";
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
@@ -61,6 +64,11 @@ public record TrainerState(
     @JsonIgnore
     public boolean legacy() {
         return format < 2;
+    }
+
+    /** The run's operational settings; a format-1 state saved none: then {@code current}. */
+    public Operational operational(Operational current) {
+        return legacy() ? current : new Operational(saveEvery, evalEvery, evalBatches, json);
     }
 
     /** The budget last given (format 1: its total, read as {@code --steps}). */
