@@ -53,18 +53,17 @@ final class BenchInferCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        dtype.get(); // bad input first
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
                 json ? s -> { } : s -> Terminal.status("inference " + s));
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
         if (model != null) {
-            MemoryCheck.model(model, dtype, prompt + decode);
+            MemoryCheck.model(model, dtype.get(), prompt + decode);
             try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
                 rows.addAll(b.run(model.getFileName().toString(), m, strategies));
             }
         } else {
             for (String p : presets) {
-                MemoryCheck.randomModel(ModelPresets.get(p), dtype, prompt + decode);
+                MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode);
                 try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
                     rows.addAll(b.run(p, m, strategies));
                 }

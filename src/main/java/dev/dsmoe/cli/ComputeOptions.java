@@ -89,22 +89,30 @@ final class ComputeOptions {
 
     /** Mixin of eval, generate and bench infer: {@code --dtype}, the weights' type in memory. */
     static final class Dtype {
+        @CommandLine.Spec(CommandLine.Spec.Target.MIXEE)
+        CommandSpec mixee;
+
+        private MatVec.DType value;
+
+        /** Parsed as picocli sets it (the default too): another value is bad input before the verb runs. */
         @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16",
                 description = "Weight type in memory: f32 or bf16 (converted at load). Default: ${DEFAULT-VALUE}.")
-        String value;
+        void set(String name) {
+            try {
+                value = MatVec.DType.parse(name);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(mixee.commandLine(), "--dtype: " + e.getMessage());
+            }
+        }
 
-        /** The weight type; another value is bad input that names the option. */
+        /** The weight type. */
         MatVec.DType get() {
-            return switch (value.toLowerCase(Locale.ROOT)) {
-                case "f32", "fp32", "float32" -> MatVec.DType.F32;
-                case "bf16", "bfloat16" -> MatVec.DType.BF16;
-                default -> throw new Errors.UserError("--dtype '" + value + "': use f32 or bf16");
-            };
+            return value;
         }
 
         /** The weight type as the tables print it: f32 or bf16. */
         String label() {
-            return get().name().toLowerCase(Locale.ROOT);
+            return value.name().toLowerCase(Locale.ROOT);
         }
     }
 }

@@ -119,7 +119,6 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
         ModelConfig config = ModelFiles.readConfig(model);
-        dtype.get(); // bad input before any long work
         int window = seq != null ? seq : config.maxPositions();
         if (window > config.maxPositions()) {
             throw new Errors.UserError("--seq " + window + " exceeds the model's context (max_position_embeddings "
@@ -221,7 +220,7 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
 
-        MemoryCheck.model(model, dtype, config.maxPositions());
+        MemoryCheck.model(model, dtype.get(), config.maxPositions());
         try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
             Engine engine = new Engine(m, selections.getFirst(), config.maxPositions(), Engine.DEFAULT_CHUNK);
             if (ds != null && ds.val().size() >= 2) Perplexity.warmUp(engine, ds.val(), window, 64, 3.0); // tok/s without JIT time

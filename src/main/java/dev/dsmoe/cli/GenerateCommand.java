@@ -67,13 +67,12 @@ final class GenerateCommand implements Callable<Integer> {
         if (temperature < 0 || topK < 0 || !(topP > 0 && topP <= 1)) {
             throw new IllegalArgumentException("need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1");
         }
-        dtype.get(); // bad input before any file is read
         if (!Files.isDirectory(model)) throw new NoSuchFileException(model + ": no such model directory");
         Path tokFile = model.resolve(ModelFiles.TOKENIZER);
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
-        MemoryCheck.model(model, dtype, Integer.MAX_VALUE); // the engine below holds the model's whole context
+        MemoryCheck.model(model, dtype.get(), Integer.MAX_VALUE); // the engine below holds the model's whole context
         try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
             // after the load has finished any interrupted save; ids at or above the model's
             // vocab_size are refused while the file is read, before any table is sized by them

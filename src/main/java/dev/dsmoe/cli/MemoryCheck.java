@@ -4,6 +4,7 @@ import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
@@ -43,7 +44,7 @@ final class MemoryCheck {
      * {@code context} positions (at most the model's). A missing or unreadable file is left to
      * the load, which names it.
      */
-    static void model(Path dir, ComputeOptions.Dtype dtype, int context) {
+    static void model(Path dir, MatVec.DType dtype, int context) {
         ModelConfig c;
         Footprint weights;
         try {
@@ -51,7 +52,7 @@ final class MemoryCheck {
             Path file = dir.resolve(ModelFiles.MODEL);
             try (SafeTensors st = SafeTensors.open(file)) {
                 var stored = st.tensors();
-                weights = InferenceModel.footprint(c, dtype.get(), name -> stored.containsKey(name) ? stored.get(name).dtype() : null)
+                weights = InferenceModel.footprint(c, dtype, name -> stored.containsKey(name) ? stored.get(name).dtype() : null)
                         .plus(Footprint.offHeap("the mapped model file", Files.size(file)));
             }
         } catch (IOException | IllegalArgumentException e) {
@@ -61,11 +62,11 @@ final class MemoryCheck {
     }
 
     /** A preset with random weights (bench infer): its parameter buffer, its weights, an engine. */
-    static void randomModel(ModelConfig c, ComputeOptions.Dtype dtype, int context) {
+    static void randomModel(ModelConfig c, MatVec.DType dtype, int context) {
         check(() -> {
             long params = ParamLayout.of(c).totalSize();
             return Footprint.heap("parameters", Float.BYTES * params, params)
-                    .plus(InferenceModel.footprint(c, dtype.get(), name -> SafeTensors.DType.F32))
+                    .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
                     .plus(engine(c, context));
         }, INFER_FIX);
     }

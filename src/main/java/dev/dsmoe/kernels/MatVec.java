@@ -37,12 +37,12 @@ public final class MatVec {
             this.store = store;
         }
 
-        /** The type a {@code --dtype} value names: {@code f32}/{@code fp32}/{@code float32} or {@code bf16}/{@code bfloat16}. */
+        /** The type a name gives, any case: {@code f32}/{@code fp32}/{@code float32} or {@code bf16}/{@code bfloat16}. */
         public static DType parse(String s) {
             return switch (s.trim().toLowerCase(java.util.Locale.ROOT)) {
                 case "f32", "fp32", "float32" -> F32;
                 case "bf16", "bfloat16" -> BF16;
-                default -> throw new IllegalArgumentException("--dtype '" + s + "': use f32 or bf16");
+                default -> throw new IllegalArgumentException("unknown weight type '" + s + "': use f32 or bf16");
             };
         }
 

@@ -125,11 +125,11 @@ class MatVecTest {
     }
 
     @Test
-    void dtypeNamesParseAsTheCommandLineWritesThem() {
+    void dtypeNamesParseInAnyCase() {
         assertEquals(MatVec.DType.F32, MatVec.DType.parse("fp32"));
         assertEquals(MatVec.DType.BF16, MatVec.DType.parse(" BF16"));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> MatVec.DType.parse("int4"));
-        assertEquals("--dtype 'int4': use f32 or bf16", e.getMessage());
+        assertEquals("unknown weight type 'int4': use f32 or bf16", e.getMessage());
     }
 
     @Test
