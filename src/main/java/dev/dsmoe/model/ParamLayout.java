@@ -182,6 +182,16 @@ public final class ParamLayout {
         public T outputProjection() {
             return lmHead != null ? lmHead : embedTokens;
         }
+
+        /** Every tensor made into a U by {@code f}, in file order. */
+        @SuppressWarnings("unchecked")
+        <U, X extends Exception> Weights<U> map(Mapping<T, U, X> f) throws X {
+            U embed = f.apply(embedTokens);
+            Layer<U>[] ls = new Layer[layers.length];
+            for (int l = 0; l < layers.length; l++) ls[l] = layers[l].map(f);
+            U norm = f.apply(finalNorm);
+            return new Weights<>(embed, ls, norm, lmHead == null ? null : f.apply(lmHead));
+        }
     }
 
     /** Turns a descriptor into what a {@link Weights} holds (a view, a loaded weight). */
@@ -193,10 +203,7 @@ public final class ParamLayout {
     private final ModelConfig config;
     private final List<Tensor> tensors;
     private final Map<String, Tensor> byName;
-    private final Layer<Tensor>[] layers;
-    private final Tensor embedTokens;
-    private final Tensor finalNorm;
-    private final Tensor lmHead;
+    private final Weights<Tensor> byRole;
     private final long totalSize;
 
     @SuppressWarnings("unchecked")
@@ -205,8 +212,8 @@ public final class ParamLayout {
         Builder b = new Builder();
         int d = config.dEmb();
         int v = config.vocabSize();
-        embedTokens = b.add("model.embed_tokens.weight", Role.EMBEDDING, -1, v, d);
-        layers = new Layer[config.numLayers()];
+        Tensor embedTokens = b.add("model.embed_tokens.weight", Role.EMBEDDING, -1, v, d);
+        Layer<Tensor>[] layers = new Layer[config.numLayers()];
         int qRows = config.nHead() * config.dAtt();
         int kvRows = config.nKv() * config.dAtt();
         for (int l = 0; l < layers.length; l++) {
@@ -223,8 +230,9 @@ public final class ParamLayout {
             Tensor down = b.add(p + "mlp.down_proj.weight", Role.MLP_EXPERT, l, config.nFfd(), d, config.dFfd());
             layers[l] = new Layer<>(l, inNorm, attnRouter, q, k, vv, o, postNorm, mlpRouter, up, down);
         }
-        finalNorm = b.add("model.norm.weight", Role.NORM, -1, d);
-        lmHead = config.tieWordEmbeddings() ? null : b.add("lm_head.weight", Role.LM_HEAD, -1, v, d);
+        Tensor finalNorm = b.add("model.norm.weight", Role.NORM, -1, d);
+        Tensor lmHead = config.tieWordEmbeddings() ? null : b.add("lm_head.weight", Role.LM_HEAD, -1, v, d);
+        byRole = new Weights<>(embedTokens, layers, finalNorm, lmHead);
         tensors = Collections.unmodifiableList(b.list);
         byName = Collections.unmodifiableMap(b.map);
         totalSize = b.next;
@@ -279,7 +287,7 @@ public final class ParamLayout {
         if (t == null) {
             throw new IllegalArgumentException("no parameter tensor named \"" + name + "\" in this "
                     + tensors.size() + "-tensor layout (e.g. " + tensors.get(0).name() + ", "
-                    + (layers.length > 0 ? layers[0].qProj().name() : finalNorm.name()) + ")");
+                    + (byRole.numLayers() > 0 ? byRole.layer(0).qProj().name() : byRole.finalNorm().name()) + ")");
         }
         return t;
     }
@@ -289,19 +297,14 @@ public final class ParamLayout {
         return byName.containsKey(name);
     }
 
-    /** The tensors of layer {@code l}. */
-    public Layer<Tensor> layer(int l) {
-        return layers[l];
+    /** Every tensor by role, as its descriptor. */
+    public Weights<Tensor> byRole() {
+        return byRole;
     }
 
     /** Every tensor by role, each made into a U by {@code f} (a view, a loaded weight), in file order. */
-    @SuppressWarnings("unchecked")
     public <U, X extends Exception> Weights<U> map(Mapping<Tensor, U, X> f) throws X {
-        U embed = f.apply(embedTokens);
-        Layer<U>[] ls = new Layer[layers.length];
-        for (int l = 0; l < layers.length; l++) ls[l] = layers[l].map(f);
-        U norm = f.apply(finalNorm);
-        return new Weights<>(embed, ls, norm, lmHead == null ? null : f.apply(lmHead));
+        return byRole.map(f);
     }
 
     /**
@@ -322,28 +325,6 @@ public final class ParamLayout {
             case 2 -> F32Tensor.of(buffer, t.off(), t.dim(0), t.dim(1));
             default -> F32Tensor.of(buffer, t.off(), t.dim(0) * t.dim(1), t.dim(2)).stackedExperts(t.dim(0));
         };
-    }
-
-    public int numLayers() {
-        return layers.length;
-    }
-
-    public Tensor embedTokens() {
-        return embedTokens;
-    }
-
-    public Tensor finalNorm() {
-        return finalNorm;
-    }
-
-    /** The untied {@code lm_head.weight}, or null when tied ({@link #outputProjection()}). */
-    public Tensor lmHead() {
-        return lmHead;
-    }
-
-    /** The {@code [V, d]} matrix the LM head multiplies by: lm_head, or embed_tokens when tied. */
-    public Tensor outputProjection() {
-        return lmHead != null ? lmHead : embedTokens;
     }
 
     /** Number of floats in the flat buffer: every parameter ({@link ParamCounts#total()}). */

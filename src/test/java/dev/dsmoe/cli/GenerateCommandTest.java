@@ -97,9 +97,9 @@ class GenerateCommandTest {
         ParamLayout layout = ParamLayout.of(c);
         float[] p = RandomParams.params(layout, 31);
         int d = c.dEmb();
-        Arrays.fill(p, layout.finalNorm().off(), layout.finalNorm().off() + d, 0f);
-        p[layout.finalNorm().off()] = 1f;
-        int head = layout.lmHead().off();
+        Arrays.fill(p, layout.byRole().finalNorm().off(), layout.byRole().finalNorm().off() + d, 0f);
+        p[layout.byRole().finalNorm().off()] = 1f;
+        int head = layout.byRole().lmHead().off();
         Arrays.fill(p, head, head + c.vocabSize() * d, 0f);
         p[head + (tokIds + 2) * d] = 1f;
         p[head + (tokIds + 5) * d] = -1f;

@@ -265,7 +265,7 @@ class UnselectedExpertsTest {
             boolean[][][] never = real.neverSelected();
             float[] nan = p.clone();
             for (int l = 0; l < c.numLayers(); l++) {
-                ParamLayout.Layer<ParamLayout.Tensor> pl = layout.layer(l);
+                ParamLayout.Layer<ParamLayout.Tensor> pl = layout.byRole().layer(l);
                 for (int k = 0; k < 2; k++) {
                     for (int x = 0; x < never[l][k].length; x++) {
                         if (!never[l][k][x]) continue;

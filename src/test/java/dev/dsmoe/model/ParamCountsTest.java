@@ -98,8 +98,8 @@ class ParamCountsTest {
         assertEquals(2 * 2 * (2 * 2 * 4 * 16), n.count(Role.ATTENTION_EXPERT)); // L * N_att * one expert
         assertEquals(2 * (2 * 1 * 4 * 16), n.count(Role.ATTENTION_SHARED_KV));
         assertEquals(2 * 3 * (2 * 8 * 16), n.count(Role.MLP_EXPERT));
-        assertEquals(2 * 16, numel(p.layer(0).attnRouter()));
-        assertEquals(3 * 16, numel(p.layer(0).mlpRouter()));
+        assertEquals(2 * 16, numel(p.byRole().layer(0).attnRouter()));
+        assertEquals(3 * 16, numel(p.byRole().layer(0).mlpRouter()));
         assertEquals(2 * (32 + 48), n.count(Role.ROUTER));
         assertEquals(2 * 2 * 16 + 16, n.count(Role.NORM));
         long perLayer = 2 * 16 + 32 + 2 * 256 + 128 + 48 + 3 * 256;
@@ -111,11 +111,11 @@ class ParamCountsTest {
         assertEquals(n.nonEmbedding() + 2 * 50 * 16, untied.total());
         assertEquals(n.nonEmbedding(), untied.nonEmbedding());
         ParamLayout mlpRouter = ParamLayout.of(c.toBuilder().router(RouterKind.MLP).build());
-        assertEquals(256 * 16 + 2 * 256, numel(mlpRouter.layer(0).attnRouter()));
-        assertEquals(256 * 16 + 3 * 256, numel(mlpRouter.layer(0).mlpRouter()));
+        assertEquals(256 * 16 + 2 * 256, numel(mlpRouter.byRole().layer(0).attnRouter()));
+        assertEquals(256 * 16 + 3 * 256, numel(mlpRouter.byRole().layer(0).mlpRouter()));
         ParamLayout narrow = ParamLayout.of(c.toBuilder().router(RouterKind.MLP).routerHiddenSize(5).build());
-        assertEquals(5 * 16 + 2 * 5, numel(narrow.layer(0).attnRouter()));
-        assertEquals(5 * 16 + 3 * 5, numel(narrow.layer(0).mlpRouter()));
+        assertEquals(5 * 16 + 2 * 5, numel(narrow.byRole().layer(0).attnRouter()));
+        assertEquals(5 * 16 + 3 * 5, numel(narrow.byRole().layer(0).mlpRouter()));
         // unused by linear routers
         assertEquals(n.count(Role.ROUTER), ParamCounts.of(c.toBuilder().routerHiddenSize(5).build()).count(Role.ROUTER));
         assertEquals(0, counts("dense-small").count(Role.ROUTER));

@@ -48,10 +48,10 @@ class ParamLayoutInitTest {
         float[] w = init(p, 42);
         // up_proj: 262144 values; the std estimate has relative error ~ 1/sqrt(2n) = 0.14%
         assertNormal(w, p.tensor("model.layers.1.mlp.up_proj.weight"), 0.02);
-        assertNormal(w, p.embedTokens(), 0.02);
+        assertNormal(w, p.byRole().embedTokens(), 0.02);
         assertNormal(w, p.tensor("model.layers.2.attn.o_proj.weight"), 0.02 / Math.sqrt(8));
         assertNormal(w, p.tensor("model.layers.3.mlp.down_proj.weight"), 0.02 / Math.sqrt(8));
-        assertEquals(0.02 / Math.sqrt(8), Init.std(p.layer(0).downProj(), cfg), 1e-15);
+        assertEquals(0.02 / Math.sqrt(8), Init.std(p.byRole().layer(0).downProj(), cfg), 1e-15);
     }
 
     @Test
@@ -59,8 +59,8 @@ class ParamLayoutInitTest {
         ModelConfig cfg = ModelConfigTest.tiny().toBuilder().dEmb(2048).nAtt(16).nHead(2).nKv(1).dAtt(4).nFfd(32).dFfd(8).build();
         ParamLayout p = ParamLayout.of(cfg);
         float[] w = init(p, 7);
-        assertNormal(w, p.layer(0).mlpRouter().out(), 0.02); // 32 x 2048
-        assertNormal(w, p.layer(0).attnRouter().out(), 0.02); // 16 x 2048
+        assertNormal(w, p.byRole().layer(0).mlpRouter().out(), 0.02); // 32 x 2048
+        assertNormal(w, p.byRole().layer(0).attnRouter().out(), 0.02); // 16 x 2048
     }
 
     @Test

@@ -48,8 +48,8 @@ class ParamLayoutTest {
         }
         expected.add("model.norm.weight [16]");
         assertEquals(expected, describe(p));
-        assertSame(p.embedTokens(), p.outputProjection());
-        assertNull(p.lmHead());
+        assertSame(p.byRole().embedTokens(), p.byRole().outputProjection());
+        assertNull(p.byRole().lmHead());
     }
 
     @Test
@@ -57,8 +57,8 @@ class ParamLayoutTest {
         ParamLayout p = ParamLayout.of(ModelPresets.get("dense-small"));
         assertTrue(p.tensors().stream().noneMatch(t -> t.name().contains("router")));
         assertTrue(p.tensors().stream().noneMatch(t -> t.role() == Role.ROUTER));
-        assertNull(p.layer(0).attnRouter());
-        assertNull(p.layer(3).mlpRouter());
+        assertNull(p.byRole().layer(0).attnRouter());
+        assertNull(p.byRole().layer(3).mlpRouter());
         assertArrayEquals(new int[] {1, 256, 256}, p.tensor("model.layers.0.attn.q_proj.weight").shape());
         assertArrayEquals(new int[] {64, 256}, p.tensor("model.layers.0.attn.k_proj.weight").shape());
         assertArrayEquals(new int[] {1, 256, 256}, p.tensor("model.layers.0.attn.o_proj.weight").shape());
@@ -74,8 +74,8 @@ class ParamLayoutTest {
         Tensor last = p.tensors().get(p.tensors().size() - 1);
         assertEquals("lm_head.weight", last.name());
         assertArrayEquals(new int[] {50, 16}, last.shape());
-        assertSame(last, p.lmHead());
-        assertSame(last, p.outputProjection());
+        assertSame(last, p.byRole().lmHead());
+        assertSame(last, p.byRole().outputProjection());
         assertEquals(Role.LM_HEAD, last.role());
         assertTrue(last.weightDecay());
         assertEquals(p.totalSize(), last.end());
@@ -90,7 +90,7 @@ class ParamLayoutTest {
         assertArrayEquals(new int[] {2, 256}, p.tensor("model.layers.0.attn.router.2.weight").shape());
         assertArrayEquals(new int[] {256, 16}, p.tensor("model.layers.1.mlp.router.0.weight").shape());
         assertArrayEquals(new int[] {3, 256}, p.tensor("model.layers.1.mlp.router.2.weight").shape());
-        ParamLayout.Router<ParamLayout.Tensor> r = p.layer(1).mlpRouter();
+        ParamLayout.Router<ParamLayout.Tensor> r = p.byRole().layer(1).mlpRouter();
         assertTrue(r.isMlp());
         assertSame(p.tensor("model.layers.1.mlp.router.0.weight"), r.hidden());
         assertSame(p.tensor("model.layers.1.mlp.router.2.weight"), r.out());
@@ -126,9 +126,9 @@ class ParamLayoutTest {
     @Test
     void layerAccessorsAreTheNamedTensors() {
         ParamLayout p = ParamLayout.of(ModelPresets.get("dsmoe-small"));
-        for (int l = 0; l < p.numLayers(); l++) {
+        for (int l = 0; l < p.byRole().numLayers(); l++) {
             String q = "model.layers." + l + ".";
-            ParamLayout.Layer<ParamLayout.Tensor> L = p.layer(l);
+            ParamLayout.Layer<ParamLayout.Tensor> L = p.byRole().layer(l);
             assertEquals(l, L.index());
             assertSame(p.tensor(q + "input_layernorm.weight"), L.inputNorm());
             assertSame(p.tensor(q + "attn.router.weight"), L.attnRouter().out());
@@ -143,9 +143,9 @@ class ParamLayoutTest {
             assertSame(p.tensor(q + "mlp.down_proj.weight"), L.downProj());
             assertEquals(l, L.qProj().layer());
         }
-        assertEquals(p.layer(0).qProj().offset(), p.layer(0).qProj().off());
-        assertSame(p.tensor("model.norm.weight"), p.finalNorm());
-        assertEquals(-1, p.finalNorm().layer());
+        assertEquals(p.byRole().layer(0).qProj().offset(), p.byRole().layer(0).qProj().off());
+        assertSame(p.tensor("model.norm.weight"), p.byRole().finalNorm());
+        assertEquals(-1, p.byRole().finalNorm().layer());
     }
 
     /** A view names its tensor's place in the buffer, and each expert's slice of an expert tensor, by role. */
@@ -154,9 +154,9 @@ class ParamLayoutTest {
         ParamLayout p = ParamLayout.of(ModelConfigTest.tiny()); // d=16 N_att=2 N_head·D_att=8 N_ffd=3 D_ffd=8
         float[] buf = p.newBuffer();
         ParamLayout.Weights<F32Tensor> w = p.views(buf);
-        for (int l = 0; l < p.numLayers(); l++) {
+        for (int l = 0; l < p.byRole().numLayers(); l++) {
             ParamLayout.Layer<F32Tensor> v = w.layer(l);
-            ParamLayout.Layer<Tensor> t = p.layer(l);
+            ParamLayout.Layer<Tensor> t = p.byRole().layer(l);
             assertSame(buf, v.oProj().array());
             assertEquals(t.qProj().off(), v.qProj().off());
             assertEquals(2 * 8, v.qProj().rows());
@@ -171,8 +171,8 @@ class ParamLayoutTest {
             assertEquals(t.inputNorm().off(), v.inputNorm().off());
             assertEquals(16, v.inputNorm().cols());
         }
-        assertEquals(p.embedTokens().off(), w.outputProjection().off());
-        assertEquals(p.finalNorm().off(), w.finalNorm().off());
+        assertEquals(p.byRole().embedTokens().off(), w.outputProjection().off());
+        assertEquals(p.byRole().finalNorm().off(), w.finalNorm().off());
         assertThrows(IllegalArgumentException.class, () -> p.views(new float[3]));
     }
 
@@ -205,7 +205,7 @@ class ParamLayoutTest {
         assertFalse(big.fitsInArray());
         String msg = assertThrows(IllegalStateException.class, big::newBuffer).getMessage();
         assertTrue(msg.startsWith("this model has " + big.totalSize() + " parameters"), msg);
-        Tensor last = big.finalNorm();
+        Tensor last = big.byRole().finalNorm();
         assertThrows(IllegalStateException.class, last::off);
         ParamLayout small = ParamLayout.of(ModelPresets.get("dense-small"));
         assertTrue(small.fitsInArray());
@@ -219,7 +219,7 @@ class ParamLayoutTest {
 
     @Test
     void tensorShapeCannotBeMutatedThroughTheRecord() {
-        Tensor t = ParamLayout.of(ModelConfigTest.tiny()).embedTokens();
+        Tensor t = ParamLayout.of(ModelConfigTest.tiny()).byRole().embedTokens();
         t.shape()[0] = 7;
         assertEquals(50, t.dim(0));
         assertEquals(2, t.rank());
