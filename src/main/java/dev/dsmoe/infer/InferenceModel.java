@@ -194,11 +194,6 @@ public final class InferenceModel implements AutoCloseable {
         return dtype;
     }
 
-    /** Every weight by role. */
-    public ParamLayout.Weights<TensorView> weights() {
-        return weights;
-    }
-
     /** {@code embed_tokens [V, d]}. */
     public TensorView embed() {
         return weights.embedTokens();

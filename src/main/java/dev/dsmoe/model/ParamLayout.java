@@ -118,10 +118,6 @@ public final class ParamLayout {
      * {@code router.2.weight [N, H]}, H = {@code router_hidden_size}.
      */
     public record Router<T>(T hidden, T out) {
-        public boolean isMlp() {
-            return hidden != null;
-        }
-
         <U, X extends Exception> Router<U> map(Mapping<T, U, X> f) throws X {
             return new Router<>(hidden == null ? null : f.apply(hidden), f.apply(out));
         }
@@ -144,7 +140,8 @@ public final class ParamLayout {
 
     /**
      * Every tensor of a model by its role, as T: descriptors, the views of a training buffer
-     * ({@link #views}), or an inference model's weights. {@code lmHead} is null when tied.
+     * ({@link #views}), or an inference model's weights. An untied {@code lm_head} is reached as
+     * {@link #outputProjection()} (null in {@code lmHead} when tied).
      */
     public static final class Weights<T> {
         private final T embedTokens, finalNorm, lmHead;
@@ -171,11 +168,6 @@ public final class ParamLayout {
 
         public T finalNorm() {
             return finalNorm;
-        }
-
-        /** The untied {@code lm_head.weight}, or null when tied. */
-        public T lmHead() {
-            return lmHead;
         }
 
         /** The {@code [V, d]} matrix the LM head multiplies by: lm_head, or embed_tokens when tied. */

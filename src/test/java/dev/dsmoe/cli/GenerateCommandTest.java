@@ -99,7 +99,7 @@ class GenerateCommandTest {
         int d = c.dEmb();
         Arrays.fill(p, layout.byRole().finalNorm().off(), layout.byRole().finalNorm().off() + d, 0f);
         p[layout.byRole().finalNorm().off()] = 1f;
-        int head = layout.byRole().lmHead().off();
+        int head = layout.tensor("lm_head.weight").off();
         Arrays.fill(p, head, head + c.vocabSize() * d, 0f);
         p[head + (tokIds + 2) * d] = 1f;
         p[head + (tokIds + 5) * d] = -1f;

@@ -87,7 +87,7 @@ class ParamCountsTest {
     }
 
     private static long numel(ParamLayout.Router<ParamLayout.Tensor> r) {
-        return (r.isMlp() ? r.hidden().numel() : 0) + r.out().numel();
+        return (r.hidden() != null ? r.hidden().numel() : 0) + r.out().numel();
     }
 
     @Test
