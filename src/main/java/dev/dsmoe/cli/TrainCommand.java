@@ -335,8 +335,9 @@ final class TrainCommand implements Callable<Integer> {
         @Override
         public void onStart(long step, long totalSteps, Trainer.Options o) {
             if (json) return;
+            ParamCounts counts = ParamCounts.of(config);
             System.err.printf(Locale.ROOT, "dsmoe train: %s, %.2fM parameters (%.2fM non-embedding), %d steps of %d tokens%s%n",
-                    describe(config), ParamCounts.of(config).total() / 1e6, ParamCounts.of(config).nonEmbedding() / 1e6, totalSteps,
+                    describe(config), counts.total() / 1e6, counts.nonEmbedding() / 1e6, totalSteps,
                     o.tokensPerStep(), step > 0 ? ", resuming at step " + step : "");
         }
 

@@ -485,7 +485,7 @@ public final class Engine {
 
     /** Statistics since construction or the last {@link #resetStats()}. */
     public InferenceStats stats() {
-        return InferenceStats.of(c, selection.toString(), attActive, mlpActive, routedTokens, prefillTokens, prefillNanos,
+        return InferenceStats.of(c, model.counts(), selection.toString(), attActive, mlpActive, routedTokens, prefillTokens, prefillNanos,
                 decodeTokens, decodeNanos);
     }
 

@@ -31,16 +31,18 @@ public final class InferenceModel implements AutoCloseable {
     private final ModelConfig config;
     private final MatVec.DType dtype;
     private final ParamLayout.Weights<TensorView> weights;
+    private final ParamCounts counts;
     private final SafeTensors file;
     private final Arena arena;
 
-    private InferenceModel(ModelConfig config, MatVec.DType dtype, Source src, SafeTensors file, Arena arena)
+    private InferenceModel(ParamLayout layout, MatVec.DType dtype, Source src, SafeTensors file, Arena arena)
             throws IOException {
-        this.config = config;
+        this.config = layout.config();
         this.dtype = dtype;
         this.file = file;
         this.arena = arena;
-        weights = ParamLayout.of(config).map(t -> t.role() == ParamLayout.Role.NORM
+        counts = new ParamCounts(layout);
+        weights = layout.map(t -> t.role() == ParamLayout.Role.NORM
                 ? F32Tensor.of(src.floats(t), 1, t.dim(0)) : src.weight(t));
     }
 
@@ -75,7 +77,7 @@ public final class InferenceModel implements AutoCloseable {
                     return a;
                 }
             };
-            return new InferenceModel(config, dtype, src, st, arena);
+            return new InferenceModel(layout, dtype, src, st, arena);
         } catch (IOException | RuntimeException e) {
             arena.close();
             st.close();
@@ -111,7 +113,7 @@ public final class InferenceModel implements AutoCloseable {
             }
         };
         try {
-            return new InferenceModel(config, dtype, src, null, arena);
+            return new InferenceModel(layout, dtype, src, null, arena);
         } catch (IOException e) {
             throw new IllegalStateException(e); // in-memory sources do not do I/O
         }
@@ -142,7 +144,7 @@ public final class InferenceModel implements AutoCloseable {
             }
         };
         try {
-            new InferenceModel(c, dtype, counter, null, null);
+            new InferenceModel(ParamLayout.of(c), dtype, counter, null, null);
         } catch (IOException e) {
             throw new IllegalStateException(e); // the counter does no I/O
         }
@@ -194,6 +196,11 @@ public final class InferenceModel implements AutoCloseable {
         return dtype;
     }
 
+    /** The parameter counts of this model's layout. */
+    ParamCounts counts() {
+        return counts;
+    }
+
     /** {@code embed_tokens [V, d]}. */
     public TensorView embed() {
         return weights.embedTokens();
@@ -224,7 +231,7 @@ public final class InferenceModel implements AutoCloseable {
      * ({@link ParamCounts#activePerToken}) plus the output projection, in this model's dtype.
      */
     public double weightBytesPerToken(double activeAtt, double activeFfd) {
-        double params = ParamCounts.of(config).activePerToken(activeAtt, activeFfd) + (double) config.vocabSize() * config.dEmb();
+        double params = counts.activePerToken(activeAtt, activeFfd) + (double) config.vocabSize() * config.dEmb();
         return params * dtype.bytes;
     }
 

@@ -17,9 +17,10 @@ public record InferenceStats(String selection, long prefillTokens, double prefil
 
     /**
      * The statistics of {@code routedTokens} tokens whose layers activated {@code attActive[l]}
-     * attention and {@code mlpActive[l]} MLP experts in all (an engine's counters).
+     * attention and {@code mlpActive[l]} MLP experts in all (an engine's counters), for a model
+     * of {@code c} whose parameter counts are {@code counts}.
      */
-    static InferenceStats of(ModelConfig c, String selection, long[] attActive, long[] mlpActive, long routedTokens,
+    static InferenceStats of(ModelConfig c, ParamCounts counts, String selection, long[] attActive, long[] mlpActive, long routedTokens,
                              long prefillTokens, long prefillNanos, long decodeTokens, long decodeNanos) {
         int layers = attActive.length;
         double[] att = new double[layers], mlp = new double[layers];
@@ -34,7 +35,6 @@ public record InferenceStats(String selection, long prefillTokens, double prefil
         if (routedTokens > 0 && layers > 0) {
             meanAtt = clamp(sumAtt / ((double) routedTokens * layers), c.nAtt());
             meanMlp = clamp(sumMlp / ((double) routedTokens * layers), c.nFfd());
-            ParamCounts counts = ParamCounts.of(c);
             params = counts.activePerToken(meanAtt, meanMlp);
             frac = counts.activeExpertFraction(meanAtt, meanMlp);
         }

@@ -10,12 +10,22 @@ import dev.dsmoe.model.ParamLayout.Tensor;
  */
 public final class ParamCounts {
 
-    private final long[] byRole = new long[Role.values().length];
+    // The sums by role in fields, not an array: an InferenceModel holds its counts, and its
+    // footprint (InferenceModel.footprint: the heap arrays loading allocates) has no part for them.
+    private final long embedding, norm, router, attentionExperts, sharedKv, mlpExperts, lmHead;
     private final long total;
     private final int numLayers, nAtt, nFfd;
 
     public ParamCounts(ParamLayout layout) {
+        long[] byRole = new long[Role.values().length];
         for (Tensor t : layout.tensors()) byRole[t.role().ordinal()] += t.numel();
+        embedding = byRole[Role.EMBEDDING.ordinal()];
+        norm = byRole[Role.NORM.ordinal()];
+        router = byRole[Role.ROUTER.ordinal()];
+        attentionExperts = byRole[Role.ATTENTION_EXPERT.ordinal()];
+        sharedKv = byRole[Role.ATTENTION_SHARED_KV.ordinal()];
+        mlpExperts = byRole[Role.MLP_EXPERT.ordinal()];
+        lmHead = byRole[Role.LM_HEAD.ordinal()];
         total = layout.totalSize();
         ModelConfig c = layout.config();
         numLayers = c.numLayers();
@@ -35,7 +45,15 @@ public final class ParamCounts {
 
     /** The parameters of all tensors of {@code role}, all layers together. */
     public long count(Role role) {
-        return byRole[role.ordinal()];
+        return switch (role) {
+            case EMBEDDING -> embedding;
+            case NORM -> norm;
+            case ROUTER -> router;
+            case ATTENTION_EXPERT -> attentionExperts;
+            case ATTENTION_SHARED_KV -> sharedKv;
+            case MLP_EXPERT -> mlpExperts;
+            case LM_HEAD -> lmHead;
+        };
     }
 
     /** {@code embed_tokens} plus an untied {@code lm_head}. */
