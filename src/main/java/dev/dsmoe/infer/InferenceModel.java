@@ -131,8 +131,8 @@ public final class InferenceModel implements AutoCloseable {
         Source counter = new Source() {
             @Override
             public TensorView weight(ParamLayout.Tensor t) {
-                SafeTensors.DType s = stored.apply(t.name()); // null: not in the file, which load will report
-                if (s != null && converts(s, dtype)) offHeap[0] = Math.addExact(offHeap[0], t.numel() * dtype.bytes);
+                SafeTensors.DType s = stored.apply(t.name()); // null or not loadable: load will report it
+                if (s != null && s.loadable && converts(s, dtype)) offHeap[0] = Math.addExact(offHeap[0], t.numel() * dtype.bytes);
                 return view(MemorySegment.NULL, dtype, t);
             }
 
@@ -151,9 +151,18 @@ public final class InferenceModel implements AutoCloseable {
         return Footprint.heap("norm gains", heap[0], heap[1]).plus(Footprint.offHeap("converted weights", offHeap[0]));
     }
 
-    /** Whether a weight stored as {@code stored} is copied into {@code dtype} at load (else used in place). */
+    /**
+     * Whether a weight stored as {@code stored} is copied into {@code dtype} at load (else used in
+     * place). Only a floating-point type is ever converted or used in place; any other (a future
+     * I8 included, whatever {@code dtype} is) is refused, never taken as it is.
+     */
     private static boolean converts(SafeTensors.DType stored, MatVec.DType dtype) {
-        return !stored.name().equals(dtype.name()); // the two enums name the types both know alike
+        return switch (stored) {
+            case F32 -> dtype != MatVec.DType.F32;
+            case BF16 -> dtype != MatVec.DType.BF16;
+            case F16 -> true;
+            default -> throw new IllegalStateException("checkTensors admits floating point only, not " + stored);
+        };
     }
 
     private static void checkSupported(ModelConfig c) {
