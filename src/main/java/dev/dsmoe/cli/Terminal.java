@@ -57,7 +57,12 @@ final class Terminal {
 
     /** {@code " ETA 2m05s"} for the time left after {@code seconds} spent on {@code fraction} of the work; empty before any or at the end. */
     static String eta(double seconds, double fraction) {
-        return fraction > 0 && fraction < 1 ? " ETA " + duration(seconds * (1 - fraction) / fraction) : "";
+        return fraction > 0 && fraction < 1 ? " ETA " + duration(remaining(seconds, fraction)) : "";
+    }
+
+    /** The seconds left after {@code seconds} spent on {@code fraction} (&gt; 0) of the work, at the same rate: 0 at the end. */
+    static double remaining(double seconds, double fraction) {
+        return seconds * (1 - fraction) / fraction;
     }
 
     /**

@@ -351,12 +351,12 @@ final class TrainCommand implements Callable<Integer> {
                 }
                 return;
             }
-            double eta = (m.totalSteps() - m.step()) * (m.elapsedSeconds() / Math.max(1, m.step()));
             boolean val = !Double.isNaN(m.valLoss());
             String line = String.format(Locale.ROOT, "step %d/%d  loss %.4f  lm %.4f%s  lr %.2e  |g| %.2f  %.0f tok/s  ETA %s",
                     m.step(), m.totalSteps(), m.loss(), m.lmLoss(),
                     val ? String.format(Locale.ROOT, "  val %.4f", m.valLoss()) : "",
-                    m.lr(), m.gradNorm(), m.tokensPerSecond(), Terminal.duration(eta));
+                    m.lr(), m.gradNorm(), m.tokensPerSecond(),
+                    Terminal.duration(Terminal.remaining(m.elapsedSeconds(), (double) m.step() / m.totalSteps())));
             if (Terminal.isInteractive()) {
                 Terminal.status(Terminal.bar(m.step(), m.totalSteps()) + " " + line);
                 if (val) {
