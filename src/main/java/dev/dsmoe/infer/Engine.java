@@ -455,8 +455,11 @@ public final class Engine {
         }
         if (routeObserver != null) routeObserver.routed(layer, attention, chosen, m, width);
         groups.group(chosen, m, width);
-        groups.rowsOfSlots(rowOfSlot);
-        for (int r = 0; r < groups.rows(); r++) rowExpert[r] = chosen[groups.slot(r)];
+        for (int r = 0; r < groups.rows(); r++) { // ExpertGroups.rowsOfSlots, and each row's expert, in one pass
+            int slot = groups.slot(r);
+            rowOfSlot[slot] = r;
+            rowExpert[r] = chosen[slot];
+        }
         return width;
     }
 
