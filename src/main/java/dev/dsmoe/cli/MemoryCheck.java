@@ -58,7 +58,7 @@ final class MemoryCheck {
         } catch (IOException | IllegalArgumentException e) {
             return; // the load reads the same files and reports it
         }
-        check(() -> weights.plus(engine(c, context)), INFER_FIX);
+        check(() -> weights.plus(engine(c, dtype, context)), INFER_FIX);
     }
 
     /** A preset with random weights (bench infer): its parameter buffer, its weights, an engine. */
@@ -67,12 +67,12 @@ final class MemoryCheck {
             long params = ParamLayout.of(c).totalSize();
             return Footprint.heap("parameters", Float.BYTES * params, params)
                     .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
-                    .plus(engine(c, context));
+                    .plus(engine(c, dtype, context));
         }, INFER_FIX);
     }
 
-    private static Footprint engine(ModelConfig c, int context) {
-        return Engine.footprint(c, Math.clamp(context, 1, c.maxPositions()), Engine.DEFAULT_CHUNK);
+    private static Footprint engine(ModelConfig c, MatVec.DType dtype, int context) {
+        return Engine.footprint(c, dtype, Math.clamp(context, 1, c.maxPositions()), Engine.DEFAULT_CHUNK);
     }
 
     private static void check(Supplier<Footprint> plan, String fix) {

@@ -6,6 +6,7 @@ import dev.dsmoe.kernels.ExpertGroups;
 import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.Gating;
 import dev.dsmoe.kernels.Gelu;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Matmul;
 import dev.dsmoe.kernels.RmsNorm;
 import dev.dsmoe.kernels.Rope;
@@ -176,32 +177,33 @@ public final class Engine {
     }
 
     /**
-     * The most floats {@link Matmul}'s scratch grows to in an engine of {@code c}: a block of the
-     * widest matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the
-     * router shapes are counted even without routers, a small overestimate).
+     * The most floats {@link Matmul}'s scratch grows to in an engine of {@code c} with weights of
+     * {@code dtype}: none for a type GEMM reads in place (fp32), else a block of the widest
+     * matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the router
+     * shapes are counted even without routers, a small overestimate).
      */
-    static long scratchFloats(ModelConfig c) {
+    static long scratchFloats(ModelConfig c, MatVec.DType dtype) {
         long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
         long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
         long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
                 {experts, d}};
         long most = 0;
-        for (long[] s : shapes) most = Math.max(most, Matmul.scratchFloats(s[0], s[1]));
+        for (long[] s : shapes) most = Math.max(most, dtype.gemmScratchFloats(s[0], s[1]));
         return most;
     }
 
     /**
      * What {@code new Engine(model-of-c, selection, contextLength, chunk)} holds on the heap once
-     * it has run: its buffers (the constructor's, counted, and the logits and GEMM scratch that
-     * scoring adds on first use), the KV cache and the RoPE tables. The model's weights are not
-     * included ({@link InferenceModel#footprint}).
+     * it has run, with weights of {@code dtype}: its buffers (the constructor's, counted, and the
+     * logits and GEMM scratch that scoring adds on first use), the KV cache and the RoPE tables.
+     * The model's weights are not included ({@link InferenceModel#footprint}).
      */
-    public static Footprint footprint(ModelConfig c, int contextLength, int chunk) {
+    public static Footprint footprint(ModelConfig c, MatVec.DType dtype, int contextLength, int chunk) {
         ArrayAllocator a = ArrayAllocator.counting();
         try {
             new Engine(null, c, contextLength, chunk, a);
             a.floats(chunk, c.vocabSize()); // chunkLogits, made by the first scoring step
-            a.floats(scratchFloats(c));
+            a.floats(scratchFloats(c, dtype));
         } catch (ArithmeticException e) {
             return Footprint.heap("inference buffers", Long.MAX_VALUE, Long.MAX_VALUE); // past a long
         }

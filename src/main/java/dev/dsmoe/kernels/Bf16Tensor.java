@@ -75,6 +75,11 @@ public final class Bf16Tensor extends TensorView {
         for (int i = 0; i < cols; i++) dst[dstOff + i] = Bf16.toFloat(segment.get(BF16, o + 2L * i));
     }
 
+    /** The scratch {@link #gemm} unpacks a {@code [rows, cols]} weight into. */
+    static long gemmScratchFloats(long rows, long cols) {
+        return Matmul.scratchFloats(rows, cols);
+    }
+
     /** Unpacks {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch, one product per block. */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {

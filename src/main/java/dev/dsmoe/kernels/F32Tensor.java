@@ -107,6 +107,11 @@ public final class F32Tensor extends TensorView {
         else MemorySegment.copy(segment, F32, byteOffset + 4L * r * ld, dst, dstOff, cols);
     }
 
+    /** GEMM reads fp32 in place, a heap array or a segment: no scratch. */
+    static long gemmScratchFloats(long rows, long cols) {
+        return 0;
+    }
+
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         if (array != null) {

@@ -3,7 +3,8 @@ package dev.dsmoe.kernels;
 import java.lang.foreign.MemorySegment;
 
 /**
- * Single-precision general matrix product on row-major heap arrays:
+ * Single-precision general matrix product on row-major matrices, A and C heap arrays and B a
+ * heap array or (the second form) an fp32 memory segment:
  * {@code C = alpha * op(A) * op(B) + beta * C}, where {@code op(X)} is X or Xᵀ.
  *
  * <p>{@code C} is {@code [m, n]} with row stride {@code ldc}; {@code op(A)} is {@code [m, k]}

@@ -24,17 +24,19 @@ public final class MatVec {
 
     /** The weight formats a model can be loaded in, each a {@link TensorView} subclass. */
     public enum DType {
-        F32(4, F32Tensor::over, F32Tensor::store),
-        BF16(2, Bf16Tensor::over, Bf16Tensor::store);
+        F32(4, F32Tensor::over, F32Tensor::store, F32Tensor::gemmScratchFloats),
+        BF16(2, Bf16Tensor::over, Bf16Tensor::store, Bf16Tensor::gemmScratchFloats);
 
         public final int bytes;
         private final View view;
         private final Store store;
+        private final Scratch scratch;
 
-        DType(int bytes, View view, Store store) {
+        DType(int bytes, View view, Store store, Scratch scratch) {
             this.bytes = bytes;
             this.view = view;
             this.store = store;
+            this.scratch = scratch;
         }
 
         /** The type a name gives, any case: {@code f32}/{@code fp32}/{@code float32} or {@code bf16}/{@code bfloat16}. */
@@ -56,12 +58,24 @@ public final class MatVec {
             store.store(segment, i, v);
         }
 
+        /**
+         * The most floats of {@link Matmul}'s scratch a product with a {@code [rows, cols]} weight
+         * of this type grows it to: 0 for a type GEMM reads in place.
+         */
+        public long gemmScratchFloats(long rows, long cols) {
+            return scratch.floats(rows, cols);
+        }
+
         private interface View {
             TensorView over(MemorySegment segment, long byteOffset, int rows, int cols);
         }
 
         private interface Store {
             void store(MemorySegment segment, long i, float v);
+        }
+
+        private interface Scratch {
+            long floats(long rows, long cols);
         }
     }
 

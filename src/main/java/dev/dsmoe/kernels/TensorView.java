@@ -156,7 +156,7 @@ public abstract class TensorView {
         }
     }
 
-    /** The checks of the selected-expert mat-vecs; {@code xCols} inputs per expert, {@code yRows} outputs. */
+    /** The checks of the selected-expert mat-vecs, which read {@code xFloats} floats of x from {@code xOff} and write {@code yFloats} of y from {@code yOff}. */
     final void checkSelected(int[] experts, int eOff, int count, float[] x, int xOff, long xFloats, float[] y, int yOff,
                              long yFloats) {
         if (count < 0) throw new IllegalArgumentException("negative size");

@@ -27,29 +27,36 @@ class EngineFootprintTest {
     Path dir;
 
     /**
-     * An engine that has prefilled, scored and decoded holds what its footprint says: exactly,
-     * but for the GEMM scratch, which the estimate takes at its largest (bf16 weights make the
-     * engine use it; the f32 BLAS path needs none).
+     * An engine that has prefilled, scored and decoded holds what its footprint says: exactly
+     * with f32 weights (GEMM reads them in place); with bf16 weights but for the GEMM scratch
+     * they are unpacked into, which the estimate takes at its largest.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("dev.dsmoe.infer.TinyModels#all")
     void engineEstimateIsWhatARunningEngineHolds(String name, ModelConfig c) {
         ParamLayout layout = ParamLayout.of(c);
-        try (InferenceModel m = InferenceModel.fromParams(layout, TinyModels.params(layout, 1), MatVec.DType.BF16)) {
-            int context = 40, chunk = 16;
-            Engine e = new Engine(m, ExpertSelection.defaultFor(c), context, chunk);
-            int[] tokens = TinyModels.tokens(36, c.vocabSize(), 2);
-            e.score(tokens);
-            e.prefill(java.util.Arrays.copyOf(tokens, 20));
-            e.decode(3);
-            long real = HeapArrays.bytes(e, o -> o instanceof InferenceModel || o instanceof ModelConfig
-                    || o instanceof ExpertSelection);
-            Footprint f = Engine.footprint(c, context, chunk);
-            long scratch = 4 * Engine.scratchFloats(c);
-            assertTrue(f.heapBytes() >= real, name + ": estimate " + f.heapBytes() + " < real " + real);
-            assertTrue(f.heapBytes() - real < scratch, name + ": estimate " + f.heapBytes() + " vs real " + real);
-            assertEquals(KvCache.bytes(c.numLayers(), context, c.nKv() * c.dAtt()), e.cache().bytes());
-            assertEquals(e.cache().bytes(), f.parts().stream().filter(p -> p.what().equals("KV cache")).findFirst().orElseThrow().bytes());
+        for (MatVec.DType dtype : MatVec.DType.values()) {
+            try (InferenceModel m = InferenceModel.fromParams(layout, TinyModels.params(layout, 1), dtype)) {
+                int context = 40, chunk = 16;
+                Engine e = new Engine(m, ExpertSelection.defaultFor(c), context, chunk);
+                int[] tokens = TinyModels.tokens(36, c.vocabSize(), 2);
+                e.score(tokens);
+                e.prefill(java.util.Arrays.copyOf(tokens, 20));
+                e.decode(3);
+                long real = HeapArrays.bytes(e, o -> o instanceof InferenceModel || o instanceof ModelConfig
+                        || o instanceof ExpertSelection);
+                Footprint f = Engine.footprint(c, dtype, context, chunk);
+                String what = name + ", " + dtype + ": estimate " + f.heapBytes() + " vs real " + real;
+                if (dtype == MatVec.DType.F32) {
+                    assertEquals(0, Engine.scratchFloats(c, dtype), what);
+                    assertEquals(real, f.heapBytes(), what);
+                } else {
+                    assertTrue(f.heapBytes() >= real, what);
+                    assertTrue(f.heapBytes() - real < 4 * Engine.scratchFloats(c, dtype), what);
+                }
+                assertEquals(KvCache.bytes(c.numLayers(), context, c.nKv() * c.dAtt()), e.cache().bytes());
+                assertEquals(e.cache().bytes(), f.parts().stream().filter(p -> p.what().equals("KV cache")).findFirst().orElseThrow().bytes());
+            }
         }
     }
 
