@@ -1,11 +1,14 @@
 package dev.dsmoe.bench;
 
 import dev.dsmoe.kernels.BlasGemm;
+import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.Gemm;
 import dev.dsmoe.kernels.JavaGemm;
 import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Matmul;
 import dev.dsmoe.kernels.MemoryProbe;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.kernels.TensorView;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
@@ -180,7 +183,10 @@ public final class KernelBenchmarks {
         return new Row("limit", "memory read", (4L * n >> 20) + " MiB", "java", sec, gbs, "GB/s", Double.NaN, "");
     }
 
-    /** Mat-vec over a weight set larger than the caches, cycled so every pass comes from DRAM. */
+    /**
+     * Mat-vec over a weight set larger than the caches, cycled so every pass comes from DRAM; as
+     * the engine decodes: views made once, products through an inference {@link Matmul}.
+     */
     private List<Row> matVec(double readGbs) {
         List<Row> rows = new ArrayList<>();
         int rowsW = 4096, cols = 4096;
@@ -188,21 +194,24 @@ public final class KernelBenchmarks {
         for (MatVec.DType dt : MatVec.DType.values()) {
             for (int m : new int[] {1, 4}) {
                 progress.accept("mat-vec " + dt + " m=" + m);
-                MemorySegment[] w = new MemorySegment[mats];
+                TensorView[] w = new TensorView[mats];
                 SplittableRandom r = new SplittableRandom(3);
                 for (int i = 0; i < mats; i++) {
+                    MemorySegment seg;
                     if (dt == MatVec.DType.F32) {
-                        w[i] = MemorySegment.ofArray(fill(r, (long) rowsW * cols));
+                        seg = MemorySegment.ofArray(fill(r, (long) rowsW * cols));
                     } else {
                         short[] s = new short[rowsW * cols];
                         for (int j = 0; j < s.length; j++) s[j] = dev.dsmoe.kernels.Bf16.fromFloat((float) r.nextGaussian());
-                        w[i] = MemorySegment.ofArray(s);
+                        seg = MemorySegment.ofArray(s);
                     }
+                    w[i] = dt.view(seg, 0, rowsW, cols);
                 }
-                float[] x = fill(r, (long) m * cols);
-                float[] y = new float[m * rowsW];
+                F32Tensor x = F32Tensor.of(fill(r, (long) m * cols), m, cols);
+                F32Tensor y = F32Tensor.of(new float[m * rowsW], m, rowsW);
+                Matmul mm = Matmul.forInference(); // m <= MATVEC_MAX_ROWS: the mat-vec
                 double sec = Timing.medianSeconds(warmup, repeats, () -> {
-                    for (MemorySegment seg : w) MatVec.mul(dt, seg, 0, rowsW, cols, x, 0, m, y, 0, rowsW, false);
+                    for (TensorView v : w) mm.forward(y, x, m, v, false);
                 });
                 double bytes = (double) mats * rowsW * cols * dt.bytes;
                 double gbs = bytes / sec / 1e9;

@@ -10,10 +10,10 @@ import java.lang.foreign.MemorySegment;
  * <p>Each weight row is read once and dotted against all m inputs, so the cost is one pass over
  * the weights whatever m is: the speed limit is memory bandwidth. The row kernels belong to the
  * weight formats ({@link F32Tensor}, {@link Bf16Tensor}: load a lane block, widen, fused
- * multiply-add, one lane sum per row); the model code reaches them through {@link Matmul}. This
- * class names the formats ({@link DType}) and keeps the raw-memory entry points for benchmarks
- * and tests. Rows are split across {@link Parallel}'s threads, so the segment must be readable
- * from any thread (a shared, global or automatic arena; not a confined one).
+ * multiply-add, one lane sum per row); the model code and the benchmarks reach them through
+ * {@link Matmul}, over views made once. This class names the formats ({@link DType}). Rows are
+ * split across {@link Parallel}'s threads, so the segment must be readable from any thread (a
+ * shared, global or automatic arena; not a confined one).
  */
 public final class MatVec {
 
@@ -77,31 +77,6 @@ public final class MatVec {
         private interface Scratch {
             long floats(long rows, long cols);
         }
-    }
-
-    /**
-     * {@code y[i, r] (+)= Σ_c x[i, c] · W[r, c]} for i &lt; m, r &lt; rows.
-     *
-     * @param w     weights, {@code rows * cols} elements of {@code dtype} starting at byte {@code wOff}
-     * @param x     inputs {@code [m, cols]} at {@code xOff}, row stride {@code cols}
-     * @param y     outputs {@code [m, rows]} at {@code yOff}, row stride {@code ldy}
-     */
-    public static void mul(DType dtype, MemorySegment w, long wOff, int rows, int cols,
-                           float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
-        if (rows < 0 || cols < 0 || m < 0) throw new IllegalArgumentException("negative size");
-        dtype.view(w, wOff, rows, cols).matVec(x, xOff, m, y, yOff, ldy, accumulate);
-    }
-
-    /** Heap fp32 convenience form: W is {@code float[]} at element offset {@code wOff}. */
-    public static void mul(float[] w, int wOff, int rows, int cols,
-                           float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
-        mul(DType.F32, MemorySegment.ofArray(w), 4L * wOff, rows, cols, x, xOff, m, y, yOff, ldy, accumulate);
-    }
-
-    /** Heap bf16 convenience form: W is {@code short[]} of bf16 bits at element offset {@code wOff}. */
-    public static void mul(short[] w, int wOff, int rows, int cols,
-                           float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
-        mul(DType.BF16, MemorySegment.ofArray(w), 2L * wOff, rows, cols, x, xOff, m, y, yOff, ldy, accumulate);
     }
 
     // The store at the end of every format's row kernel: one weight row's sums for up to four input rows.

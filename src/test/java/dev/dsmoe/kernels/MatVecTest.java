@@ -64,12 +64,13 @@ class MatVecTest {
                 }
         float[] y = new float[yOff + m * ldy];
         java.util.Arrays.fill(y, Float.NaN); // overwritten, never read, when not accumulating
-        MatVec.mul(w, wOff, rows, cols, x, xOff, m, y, yOff, ldy, false);
+        F32Tensor view = F32Tensor.of(w, wOff, rows, cols);
+        view.matVec(x, xOff, m, y, yOff, ldy, false);
         check(ref, abs, y, yOff, ldy, m, rows, null);
 
         double[] old = new double[m * rows];
         for (int i = 0; i < m; i++) for (int r = 0; r < rows; r++) old[i * rows + r] = y[yOff + i * ldy + r];
-        MatVec.mul(w, wOff, rows, cols, x, xOff, m, y, yOff, ldy, true);
+        view.matVec(x, xOff, m, y, yOff, ldy, true);
         double[] twice = ref.clone();
         check(twice, abs, y, yOff, ldy, m, rows, old);
     }
@@ -95,7 +96,7 @@ class MatVecTest {
                         abs[i * rows + r] += Math.abs(t);
                     }
             float[] y = new float[m * rows];
-            MatVec.mul(MatVec.DType.BF16, seg, base, rows, cols, x, 0, m, y, 0, rows, false);
+            MatVec.DType.BF16.view(seg, base, rows, cols).matVec(x, 0, m, y, 0, rows, false);
             check(ref, abs, y, 0, rows, m, rows, null);
         }
     }
@@ -136,7 +137,7 @@ class MatVecTest {
     void rejectsWeightsOutsideTheSegment() {
         float[] w = new float[10];
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> MatVec.mul(w, 0, 4, 3, new float[3], 0, 1, new float[4], 0, 4, false));
+                () -> F32Tensor.of(w, 0, 4, 3).matVec(new float[3], 0, 1, new float[4], 0, 4, false));
         assertTrue(e.getMessage().contains("exceed"), e.getMessage());
     }
 
