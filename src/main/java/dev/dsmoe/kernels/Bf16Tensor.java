@@ -93,37 +93,39 @@ public final class Bf16Tensor extends TensorView {
         }
     }
 
+    // The parallel loops over the row kernel, one lambda each (TensorView.matVec says why);
+    // TensorView has checked the arguments and worked out the experts' offsets.
+
     @Override
-    void matVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
-        checkMatVec(x, xOff, m, y, yOff, ldy);
+    void matVecOneRow(float[] x, int xOff, float[] y, int yOff, boolean accumulate) {
         MemorySegment w = segment;
         long wOff = byteOffset;
         int cols = this.cols;
-        // One lambda per weight type and for one input row (decode) apart: a shared one mixes their
-        // profiles, and C2 then recompiles it (uncommon traps) whenever the other case shows up.
-        // With the row count a literal 1, C2 folds the row kernel's multi-row branches away.
-        if (m == 1) {
-            Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
-                for (int r = r0; r < r1; r++) row(w, wOff + 2L * r * cols, cols, x, xOff, 1, y, yOff + r, ldy, accumulate);
-            });
-        } else {
-            Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
-                for (int i0 = 0; i0 < m; i0 += 4) {
-                    int mb = Math.min(4, m - i0);
-                    for (int r = r0; r < r1; r++) {
-                        row(w, wOff + 2L * r * cols, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
-                    }
-                }
-            });
-        }
+        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) row(w, wOff + 2L * r * cols, cols, x, xOff, 1, y, yOff + r, 0, accumulate);
+        });
     }
 
     @Override
-    void matVecSelected(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff) {
-        int rows = expert(0).rows, cols = this.cols;
-        checkSelected(experts, eOff, count, x, xOff, cols, y, yOff, (long) count * rows);
+    void matVecRows(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
         MemorySegment w = segment;
-        long wOff = byteOffset, stride = 2L * rows * cols;
+        long wOff = byteOffset;
+        int cols = this.cols;
+        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+            for (int i0 = 0; i0 < m; i0 += 4) {
+                int mb = Math.min(4, m - i0);
+                for (int r = r0; r < r1; r++) {
+                    row(w, wOff + 2L * r * cols, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy, accumulate);
+                }
+            }
+        });
+    }
+
+    @Override
+    void selectedRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff, float[] y, int yOff) {
+        MemorySegment w = segment;
+        long wOff = byteOffset;
+        int cols = this.cols;
         Parallel.forRange(count * rows, MatVec.ROW_GRAIN, (i0, i1) -> {
             for (int i = i0; i < i1; i++) {
                 int e = experts[eOff + i / rows], r = i % rows;
@@ -133,16 +135,11 @@ public final class Bf16Tensor extends TensorView {
     }
 
     @Override
-    void matVecSelectedSum(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff,
-                           boolean accumulate) {
-        int rows = expert(0).rows, cols = this.cols;
-        checkSelected(experts, eOff, count, x, xOff, (long) count * cols, y, yOff, rows);
-        if (count == 0) {
-            if (!accumulate) java.util.Arrays.fill(y, yOff, yOff + rows, 0f);
-            return;
-        }
+    void selectedSumRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff, float[] y,
+                         int yOff, boolean accumulate) {
         MemorySegment w = segment;
-        long wOff = byteOffset, stride = 2L * rows * cols;
+        long wOff = byteOffset;
+        int cols = this.cols;
         Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
             for (int i = 0; i < count; i++) {
                 long base = wOff + experts[eOff + i] * stride;

@@ -119,22 +119,71 @@ public abstract class TensorView {
      * The mat-vec: {@code y[yOff + i·ldy + r] (+)= Σ_c x[xOff + i·cols + c] · W[r, c]} for
      * {@code i < m}, reading each weight row once for all m inputs (rows contiguous, split over
      * {@link Parallel}'s threads).
+     *
+     * <p>This method and the two selected-expert ones check their arguments and work out the
+     * offsets for every format (from {@link #elementBytes()}); the format supplies the parallel
+     * loops over its row kernel ({@link #matVecOneRow}, {@link #matVecRows}, {@link #selectedRows},
+     * {@link #selectedSumRows}). Those stay one lambda per format and per single-row/multi-row
+     * case: a lambda shared by the formats, or by one and several input rows, mixes their
+     * profiles, and C2 then recompiles it (uncommon traps) whenever the other case shows up;
+     * with the row count a literal 1, C2 folds the row kernel's multi-row branches away.
      */
-    abstract void matVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate);
+    final void matVec(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
+        checkMatVec(x, xOff, m, y, yOff, ldy);
+        if (m == 1) matVecOneRow(x, xOff, y, yOff, accumulate);
+        else matVecRows(x, xOff, m, y, yOff, ldy, accumulate);
+    }
 
     /**
      * Selected experts of a stacked-expert view against one input, in one parallel pass over
      * their rows: {@code y[yOff + i·R + r] = Σ_c x[xOff + c] · W_e[r, c]}, {@code e = experts[eOff + i]},
      * {@code i < count}, R the rows of one expert.
      */
-    abstract void matVecSelected(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff);
+    final void matVecSelected(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff) {
+        int rows = expert(0).rows;
+        checkSelected(experts, eOff, count, x, xOff, cols, y, yOff, (long) count * rows);
+        selectedRows(experts, eOff, count, rows, expertBytes(rows), x, xOff, y, yOff);
+    }
 
     /**
      * The sum of selected experts' products, each with its own input:
      * {@code y[yOff + r] (+)= Σ_i Σ_c x[xOff + i·C + c] · W_e[r, c]}, summed over the experts in list order.
      */
-    abstract void matVecSelectedSum(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff,
-                                    boolean accumulate);
+    final void matVecSelectedSum(int[] experts, int eOff, int count, float[] x, int xOff, float[] y, int yOff,
+                                 boolean accumulate) {
+        int rows = expert(0).rows;
+        checkSelected(experts, eOff, count, x, xOff, (long) count * cols, y, yOff, rows);
+        if (count == 0) {
+            if (!accumulate) java.util.Arrays.fill(y, yOff, yOff + rows, 0f);
+            return;
+        }
+        selectedSumRows(experts, eOff, count, rows, expertBytes(rows), x, xOff, y, yOff, accumulate);
+    }
+
+    /** Bytes from one stacked expert of {@code rows} rows to the next. */
+    private long expertBytes(int rows) {
+        return (long) elementBytes() * rows * cols;
+    }
+
+    /** {@link #matVec} for one input row: {@code y[yOff + r] (+)= Σ_c x[xOff + c] · W[r, c]}, arguments checked. */
+    abstract void matVecOneRow(float[] x, int xOff, float[] y, int yOff, boolean accumulate);
+
+    /** {@link #matVec} for m input rows (any m but 1), arguments checked. */
+    abstract void matVecRows(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate);
+
+    /**
+     * {@link #matVecSelected}'s pass, arguments checked: its {@code count · rows} output rows,
+     * expert e's weights {@code e · stride} bytes past the view's start.
+     */
+    abstract void selectedRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff, float[] y,
+                               int yOff);
+
+    /**
+     * {@link #matVecSelectedSum}'s pass, arguments checked and {@code count > 0}: its {@code rows}
+     * output rows, expert e's weights {@code e · stride} bytes past the view's start.
+     */
+    abstract void selectedSumRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff,
+                                  float[] y, int yOff, boolean accumulate);
 
     /**
      * {@code y[m, rows] = x[m, cols] · Wᵀ + beta · y} through the GEMM backend, the format's way
