@@ -14,8 +14,8 @@ import static picocli.CommandLine.ScopeType.INHERIT;
 /**
  * How the engine computes, as the command line chooses it: this mixin of {@link Main} holds
  * {@code --kernels} and {@code --threads}, which every verb inherits, and {@link Dtype} the
- * inference verbs' {@code --dtype}. The one place the command line selects (and names) the GEMM
- * backend, the thread count and the weight type.
+ * inference verbs' {@code --dtype}. The one place the command line selects the GEMM backend and
+ * the thread count, and parses the weight type.
  */
 final class ComputeOptions {
 
