@@ -177,22 +177,6 @@ public final class Engine {
     }
 
     /**
-     * The most floats {@link Matmul}'s scratch grows to in an engine of {@code c} with weights of
-     * {@code dtype}: none for a type GEMM reads in place (fp32), else a block of the widest
-     * matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the router
-     * shapes are counted even without routers, a small overestimate).
-     */
-    static long scratchFloats(ModelConfig c, MatVec.DType dtype) {
-        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
-        long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
-        long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
-                {experts, d}};
-        long most = 0;
-        for (long[] s : shapes) most = Math.max(most, dtype.gemmScratchFloats(s[0], s[1]));
-        return most;
-    }
-
-    /**
      * What {@code new Engine(model-of-c, selection, contextLength, chunk)} holds on the heap once
      * it has run, with weights of {@code dtype}: its buffers (the constructor's, counted, and the
      * logits and GEMM scratch that scoring adds on first use), the KV cache and the RoPE tables.
@@ -203,7 +187,7 @@ public final class Engine {
         try {
             new Engine(null, c, contextLength, chunk, a);
             a.floats(chunk, c.vocabSize()); // chunkLogits, made by the first scoring step
-            a.floats(scratchFloats(c, dtype));
+            a.floats(InferenceModel.gemmScratchFloats(c, dtype));
         } catch (ArithmeticException e) {
             return Footprint.heap("inference buffers", Long.MAX_VALUE, Long.MAX_VALUE); // past a long
         }

@@ -4,6 +4,7 @@ import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Matmul;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.kernels.TensorView;
 import dev.dsmoe.model.Footprint;
@@ -117,6 +118,22 @@ public final class InferenceModel implements AutoCloseable {
         } catch (IOException e) {
             throw new IllegalStateException(e); // in-memory sources do not do I/O
         }
+    }
+
+    /**
+     * The most floats {@link Matmul}'s scratch grows to in an {@link Engine} of {@code c} with
+     * weights of {@code dtype}: none for a type GEMM reads in place (fp32), else a block of the widest
+     * matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the router
+     * shapes are counted even without routers, a small overestimate).
+     */
+    static long gemmScratchFloats(ModelConfig c, MatVec.DType dtype) {
+        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
+        long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
+        long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
+                {experts, d}};
+        long most = 0;
+        for (long[] s : shapes) most = Math.max(most, dtype.gemmScratchFloats(s[0], s[1]));
+        return most;
     }
 
     /**

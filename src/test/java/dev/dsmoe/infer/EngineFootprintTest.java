@@ -48,11 +48,11 @@ class EngineFootprintTest {
                 Footprint f = Engine.footprint(c, dtype, context, chunk);
                 String what = name + ", " + dtype + ": estimate " + f.heapBytes() + " vs real " + real;
                 if (dtype == MatVec.DType.F32) {
-                    assertEquals(0, Engine.scratchFloats(c, dtype), what);
+                    assertEquals(0, InferenceModel.gemmScratchFloats(c, dtype), what);
                     assertEquals(real, f.heapBytes(), what);
                 } else {
                     assertTrue(f.heapBytes() >= real, what);
-                    assertTrue(f.heapBytes() - real < 4 * Engine.scratchFloats(c, dtype), what);
+                    assertTrue(f.heapBytes() - real < 4 * InferenceModel.gemmScratchFloats(c, dtype), what);
                 }
                 assertEquals(KvCache.bytes(c.numLayers(), context, c.nKv() * c.dAtt()), e.cache().bytes());
                 assertEquals(e.cache().bytes(), f.parts().stream().filter(p -> p.what().equals("KV cache")).findFirst().orElseThrow().bytes());
