@@ -197,14 +197,8 @@ public final class KernelBenchmarks {
                 TensorView[] w = new TensorView[mats];
                 SplittableRandom r = new SplittableRandom(3);
                 for (int i = 0; i < mats; i++) {
-                    MemorySegment seg;
-                    if (dt == MatVec.DType.F32) {
-                        seg = MemorySegment.ofArray(fill(r, (long) rowsW * cols));
-                    } else {
-                        short[] s = new short[rowsW * cols];
-                        for (int j = 0; j < s.length; j++) s[j] = dev.dsmoe.kernels.Bf16.fromFloat((float) r.nextGaussian());
-                        seg = MemorySegment.ofArray(s);
-                    }
+                    MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(fill(r, (long) rowsW * cols))
+                            : dt.write(java.lang.foreign.Arena.ofAuto(), fill(r, (long) rowsW * cols), rowsW, cols);
                     w[i] = dt.view(seg, 0, rowsW, cols);
                 }
                 F32Tensor x = F32Tensor.of(fill(r, (long) m * cols), m, cols);
@@ -213,7 +207,7 @@ public final class KernelBenchmarks {
                 double sec = Timing.medianSeconds(warmup, repeats, () -> {
                     for (TensorView v : w) mm.forward(y, x, m, v, false);
                 });
-                double bytes = (double) mats * rowsW * cols * dt.bytes;
+                double bytes = (double) mats * dt.bytes(rowsW, cols);
                 double gbs = bytes / sec / 1e9;
                 rows.add(new Row("matvec", "mat-vec " + dt.name().toLowerCase(),
                         mats + " x [" + rowsW + "x" + cols + "], m=" + m, "java", sec, gbs, "GB/s",

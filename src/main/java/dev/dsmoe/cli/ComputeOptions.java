@@ -95,8 +95,8 @@ final class ComputeOptions {
         private MatVec.DType value;
 
         /** Parsed as picocli sets it (the default too): another value is bad input before the verb runs. */
-        @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16",
-                description = "Weight type in memory: f32 or bf16 (converted at load). Default: ${DEFAULT-VALUE}.")
+        @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16|q8_0",
+                description = "Weight type in memory: f32, bf16 or q8_0 (int8, llama.cpp's Q8_0; converted or quantized at load). Default: ${DEFAULT-VALUE}.")
         void set(String name) {
             try {
                 value = MatVec.DType.parse(name);

@@ -22,8 +22,8 @@ import java.util.function.Function;
 
 /**
  * The weights of a model for inference: the config and every tensor of {@link ParamLayout} as a
- * view ({@link TensorView}) in the weight format chosen at load ({@link MatVec.DType}: fp32 or
- * bf16). Tensors already in that format are used in place (the memory-mapped file, nothing
+ * view ({@link TensorView}) in the weight format chosen at load ({@link MatVec.DType}: fp32,
+ * bf16 or int8 Q8_0, quantized at load). Tensors already in that format are used in place (the memory-mapped file, nothing
  * copied), others are converted once into off-heap memory. Norm gains are small and kept as fp32
  * heap views. Segments are shared: readable from any thread.
  */
@@ -67,7 +67,7 @@ public final class InferenceModel implements AutoCloseable {
                 public TensorView weight(ParamLayout.Tensor t) throws IOException {
                     SafeTensors.Info info = st.info(t.name());
                     MemorySegment raw = st.segment(t.name());
-                    MemorySegment seg = converts(info.dtype(), dtype) ? convert(arena, raw, info.dtype(), dtype, t.numel()) : raw;
+                    MemorySegment seg = converts(info.dtype(), dtype) ? convert(arena, raw, info.dtype(), dtype, t) : raw;
                     return view(seg, dtype, t);
                 }
 
@@ -104,7 +104,7 @@ public final class InferenceModel implements AutoCloseable {
             @Override
             public TensorView weight(ParamLayout.Tensor t) {
                 MemorySegment raw = all.asSlice(4L * t.offset(), 4L * t.numel());
-                MemorySegment seg = converts(SafeTensors.DType.F32, dtype) ? convert(arena, raw, SafeTensors.DType.F32, dtype, t.numel()) : raw;
+                MemorySegment seg = converts(SafeTensors.DType.F32, dtype) ? convert(arena, raw, SafeTensors.DType.F32, dtype, t) : raw;
                 return view(seg, dtype, t);
             }
 
@@ -149,7 +149,7 @@ public final class InferenceModel implements AutoCloseable {
             @Override
             public TensorView weight(ParamLayout.Tensor t) {
                 SafeTensors.DType s = stored.apply(t.name()); // null or not loadable: load will report it
-                if (s != null && s.loadable && converts(s, dtype)) offHeap[0] = Math.addExact(offHeap[0], t.numel() * dtype.bytes);
+                if (s != null && s.loadable && converts(s, dtype)) offHeap[0] = Math.addExact(offHeap[0], storedBytes(dtype, t));
                 return view(MemorySegment.NULL, dtype, t);
             }
 
@@ -201,16 +201,24 @@ public final class InferenceModel implements AutoCloseable {
         return s.length == 3 ? dtype.view(seg, 0, s[0] * s[1], s[2]).stackedExperts(s[0]) : dtype.view(seg, 0, s[0], s[1]);
     }
 
-    /** Converts {@code n} elements of {@code from} into a new segment of {@code to}, in parallel chunks. */
-    private static MemorySegment convert(Arena arena, MemorySegment src, SafeTensors.DType from, MatVec.DType to, long n) {
-        MemorySegment dst = arena.allocate(n * to.bytes, 64);
-        int chunk = 1 << 16;
-        int chunks = Math.toIntExact((n + chunk - 1) / chunk);
-        Parallel.forRange(chunks, 1, (c0, c1) -> {
-            for (long i = (long) c0 * chunk; i < Math.min(n, (long) c1 * chunk); i++) {
-                to.store(dst, i, from.toFloat(src, i));
-            }
-        });
+    /** The matrix a weight's view is: {@code [rows, cols]}, or {@code [N·rows, cols]} for N stacked experts. */
+    private static int[] matrix(ParamLayout.Tensor t) {
+        int[] s = t.shape();
+        return s.length == 3 ? new int[] {s[0] * s[1], s[2]} : new int[] {s[0], s[1]};
+    }
+
+    /** Bytes of weight {@code t} converted into {@code dtype} (Q8_0: the quants and their scales). */
+    private static long storedBytes(MatVec.DType dtype, ParamLayout.Tensor t) {
+        int[] m = matrix(t);
+        return dtype.bytes(m[0], m[1]);
+    }
+
+    /** Converts (or quantizes) weight {@code t} stored as {@code from} into a new segment of {@code to}, in parallel. */
+    private static MemorySegment convert(Arena arena, MemorySegment src, SafeTensors.DType from, MatVec.DType to,
+                                         ParamLayout.Tensor t) {
+        int[] m = matrix(t);
+        MemorySegment dst = arena.allocate(to.bytes(m[0], m[1]), 64);
+        to.write(dst, m[0], m[1], i -> from.toFloat(src, i));
         return dst;
     }
 
@@ -258,7 +266,7 @@ public final class InferenceModel implements AutoCloseable {
      */
     public double weightBytesPerToken(double activeAtt, double activeFfd) {
         double params = counts.activePerToken(activeAtt, activeFfd) + (double) config.vocabSize() * config.dEmb();
-        return params * dtype.bytes;
+        return params * dtype.bytesPerWeight;
     }
 
     @Override

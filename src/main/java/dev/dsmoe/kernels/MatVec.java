@@ -9,7 +9,7 @@ import java.lang.foreign.MemorySegment;
  *
  * <p>Each weight row is read once and dotted against all m inputs, so the cost is one pass over
  * the weights whatever m is: the speed limit is memory bandwidth. The row kernels belong to the
- * weight formats ({@link F32Tensor}, {@link Bf16Tensor}: load a lane block, widen, fused
+ * weight formats ({@link F32Tensor}, {@link Bf16Tensor}, {@link Q8Tensor}: load a lane block, widen, fused
  * multiply-add, one lane sum per row); the model code and the benchmarks reach them through
  * {@link Matmul}, over views made once. This class names the formats ({@link DType}). Rows are
  * split across {@link Parallel}'s threads, so the segment must be readable from any thread (a
@@ -24,28 +24,47 @@ public final class MatVec {
 
     /** The weight formats a model can be loaded in, each a {@link TensorView} subclass. */
     public enum DType {
-        F32(4, F32Tensor::over, F32Tensor::store, F32Tensor::gemmScratchFloats),
-        BF16(2, Bf16Tensor::over, Bf16Tensor::store, Bf16Tensor::gemmScratchFloats);
+        F32(4, F32Tensor::over, perElement(4, F32Tensor::store), F32Tensor::gemmScratchFloats),
+        BF16(2, Bf16Tensor::over, perElement(2, Bf16Tensor::store), Bf16Tensor::gemmScratchFloats),
+        /** llama.cpp's Q8_0 (int8, one scale per 32 weights of a row; {@link Q8Tensor}). */
+        Q8_0(1 + 4.0 / Q8Tensor.BLOCK, Q8Tensor::over, new Writer() {
+            @Override
+            public long bytes(long rows, long cols) {
+                return Q8Tensor.bytes(rows, cols);
+            }
 
-        public final int bytes;
+            @Override
+            public void write(MemorySegment dst, int rows, int cols, Element src) {
+                Q8Tensor.write(dst, rows, cols, src);
+            }
+        }, Q8Tensor::gemmScratchFloats);
+
+        /** Bytes per weight, scales included (ignoring a row's short last block and padding). */
+        public final double bytesPerWeight;
         private final View view;
-        private final Store store;
+        private final Writer writer;
         private final Scratch scratch;
 
-        DType(int bytes, View view, Store store, Scratch scratch) {
-            this.bytes = bytes;
+        DType(double bytesPerWeight, View view, Writer writer, Scratch scratch) {
+            this.bytesPerWeight = bytesPerWeight;
             this.view = view;
-            this.store = store;
+            this.writer = writer;
             this.scratch = scratch;
         }
 
-        /** The type a name gives, any case: {@code f32}/{@code fp32}/{@code float32} or {@code bf16}/{@code bfloat16}. */
+        /** The type a name gives, any case: {@code f32}/{@code fp32}/{@code float32}, {@code bf16}/{@code bfloat16} or {@code q8_0}. */
         public static DType parse(String s) {
             return switch (s.trim().toLowerCase(java.util.Locale.ROOT)) {
                 case "f32", "fp32", "float32" -> F32;
                 case "bf16", "bfloat16" -> BF16;
-                default -> throw new IllegalArgumentException("unknown weight type '" + s + "': use f32 or bf16");
+                case "q8_0" -> Q8_0;
+                default -> throw new IllegalArgumentException("unknown weight type '" + s + "': use f32, bf16 or q8_0");
             };
+        }
+
+        /** The name on the command line: {@code f32}, {@code bf16}, {@code q8_0}. */
+        public String label() {
+            return name().toLowerCase(java.util.Locale.ROOT);
         }
 
         /** The {@code [rows, cols]} matrix of this type at byte {@code byteOffset} of {@code segment}. */
@@ -53,9 +72,25 @@ public final class MatVec {
             return view.over(segment, byteOffset, rows, cols);
         }
 
-        /** Writes {@code v} as element {@code i} of a segment of this type. */
-        public void store(MemorySegment segment, long i, float v) {
-            store.store(segment, i, v);
+        /** Bytes a {@code [rows, cols]} matrix of this type takes ({@link #write} writes them). */
+        public long bytes(long rows, long cols) {
+            return writer.bytes(rows, cols);
+        }
+
+        /**
+         * Writes the {@code [rows, cols]} matrix whose element {@code i} (row-major) {@code src}
+         * gives into {@code dst} (from byte 0, {@link #bytes} of them) in this type: converted,
+         * rounded or quantized, in parallel.
+         */
+        public void write(MemorySegment dst, int rows, int cols, Element src) {
+            writer.write(dst, rows, cols, src);
+        }
+
+        /** A new segment of {@code arena} holding {@code w} ({@code [rows, cols]}, row-major) in this type. */
+        public MemorySegment write(java.lang.foreign.Arena arena, float[] w, int rows, int cols) {
+            MemorySegment dst = arena.allocate(bytes(rows, cols), 64);
+            write(dst, rows, cols, i -> w[Math.toIntExact(i)]);
+            return dst;
         }
 
         /**
@@ -66,8 +101,20 @@ public final class MatVec {
             return scratch.floats(rows, cols);
         }
 
+        /** Element {@code i} of a matrix being written, as fp32. */
+        @FunctionalInterface
+        public interface Element {
+            float at(long i);
+        }
+
         private interface View {
             TensorView over(MemorySegment segment, long byteOffset, int rows, int cols);
+        }
+
+        private interface Writer {
+            long bytes(long rows, long cols);
+
+            void write(MemorySegment dst, int rows, int cols, Element src);
         }
 
         private interface Store {
@@ -76,6 +123,26 @@ public final class MatVec {
 
         private interface Scratch {
             long floats(long rows, long cols);
+        }
+
+        /** A format of {@code bytes} per element written element by element, in parallel chunks. */
+        private static Writer perElement(int bytes, Store store) {
+            return new Writer() {
+                @Override
+                public long bytes(long rows, long cols) {
+                    return rows * cols * bytes;
+                }
+
+                @Override
+                public void write(MemorySegment dst, int rows, int cols, Element src) {
+                    long n = (long) rows * cols;
+                    int chunk = 1 << 16;
+                    int chunks = Math.toIntExact((n + chunk - 1) / chunk);
+                    Parallel.forRange(chunks, 1, (c0, c1) -> {
+                        for (long i = (long) c0 * chunk; i < Math.min(n, (long) c1 * chunk); i++) store.store(dst, i, src.at(i));
+                    });
+                }
+            };
         }
     }
 

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Matmul;
+import dev.dsmoe.kernels.Q8Tensor;
 import dev.dsmoe.kernels.TensorView;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
@@ -149,20 +150,19 @@ class UnselectedExpertsTest {
     }
 
     /** Fills expert {@code e}'s matrix of {@code w} with NaN; returns its bytes for {@link #restore}. */
-    private static byte[] poison(TensorView w, int e) {
+    /** Sets expert e's weights to NaN (a Q8 expert's scales); returns the undo. */
+    private static Runnable poison(TensorView w, int e) {
         TensorView x = w.expert(e);
-        MemorySegment s = x.segment().asSlice(x.byteOffset(), (long) x.rows() * x.cols() * x.elementBytes());
+        MemorySegment s = x instanceof Q8Tensor q
+                ? x.segment().asSlice(q.scaleByteOffset(), (long) x.rows() * q.blocksPerRow() * 4)
+                : x.segment().asSlice(x.byteOffset(), (long) x.rows() * x.cols() * x.elementBytes());
         byte[] saved = s.toArray(ValueLayout.JAVA_BYTE);
-        if (x.elementBytes() == 4) {
+        if (x.elementBytes() == 4 || x instanceof Q8Tensor) {
             for (long i = 0; i < s.byteSize() / 4; i++) s.setAtIndex(F32, i, Float.NaN);
         } else {
             for (long i = 0; i < s.byteSize() / 2; i++) s.setAtIndex(I16, i, BF16_NAN);
         }
-        return saved;
-    }
-
-    private static void restore(TensorView w, int e, byte[] saved) {
-        MemorySegment.copy(saved, 0, w.segment(), ValueLayout.JAVA_BYTE, w.expert(e).byteOffset(), saved.length);
+        return () -> MemorySegment.copy(saved, 0, s, ValueLayout.JAVA_BYTE, 0, saved.length);
     }
 
     /** How many experts {@code [attention, MLP]} are marked. */
@@ -213,8 +213,7 @@ class UnselectedExpertsTest {
                                     gemmWithNan[0] |= real.gemm.get(s);
                                     for (TensorView w : expertWeights(m, l, k)) {
                                         int ex = x;
-                                        byte[] saved = poison(w, ex);
-                                        undo.add(() -> restore(w, ex, saved));
+                                        undo.add(poison(w, ex));
                                     }
                                 }
                             }

@@ -1,10 +1,11 @@
 package dev.dsmoe.kernels;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** The selected-expert mat-vecs against per-expert double products, fp32 and bf16 weights. */
+/** The selected-expert mat-vecs against per-expert double products, every weight format (its weights as it holds them: bf16 rounded, q8_0 dequantized). */
 class MatVecSelectedTest {
 
     @Test
@@ -12,13 +13,13 @@ class MatVecSelectedTest {
         SplittableRandom rnd = new SplittableRandom(3);
         int experts = 5, rows = 70, cols = 37;
         float[] w = TestArrays.uniform(rnd, experts * rows * cols, 1.0);
-        short[] wb = new short[w.length];
-        Bf16.fromFloats(w, 0, wb, 0, w.length);
         int[] sel = {9, 3, 0, 4}; // the reference's experts 3, 0, 4 from offset 1
         float[] x = TestArrays.uniform(rnd, 3 * cols, 1.0);
         for (MatVec.DType dt : MatVec.DType.values()) {
-            MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : MemorySegment.ofArray(wb);
+            MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : dt.write(Arena.ofAuto(), w, experts * rows, cols);
             TensorView weights = dt.view(seg, 0, experts * rows, cols).stackedExperts(experts);
+            float[] wq = new float[w.length]; // the weights as the format holds them: the reference's
+            for (int r = 0; r < experts * rows; r++) weights.copyRow(r, wq, r * cols);
             int[] chosen = {3, 0, 4};
             float[] y = new float[3 * rows];
             Matmul mm = Matmul.forInference();
@@ -32,7 +33,7 @@ class MatVecSelectedTest {
                 for (int r = 0; r < rows; r++) {
                     double a = 0, b = 0;
                     for (int c = 0; c < cols; c++) {
-                        double wv = dt == MatVec.DType.F32 ? w[(e * rows + r) * cols + c] : Bf16.toFloat(wb[(e * rows + r) * cols + c]);
+                        double wv = wq[(e * rows + r) * cols + c];
                         a += wv * x[c];
                         b += wv * x[i * cols + c];
                     }

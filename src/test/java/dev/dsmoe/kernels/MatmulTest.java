@@ -55,11 +55,11 @@ class MatmulTest {
 
     /**
      * An inference instance's GEMM path (fp32 read from the segment, bf16 through the unpacked
-     * scratch) gives the mat-vec path's result, for both weight formats, through one expert of a
+     * scratch) gives the mat-vec path's result, for every weight format (q8_0 dequantized into the scratch too), through one expert of a
      * stacked weight and into a strided output.
      */
     @Test
-    void inferenceGemmPathEqualsTheMatVecPathForBothFormats() {
+    void inferenceGemmPathEqualsTheMatVecPathForEveryFormat() {
         SplittableRandom r = new SplittableRandom(1);
         int experts = 3, rows = 300, cols = 40, m = 20;
         float[] w = uniform(r, experts * rows * cols, 1);
@@ -68,7 +68,7 @@ class MatmulTest {
         float[] x = uniform(r, m * cols, 1);
         Matmul mm = Matmul.forInference();
         for (MatVec.DType dt : MatVec.DType.values()) {
-            MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : MemorySegment.ofArray(wb);
+            MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : dt.write(java.lang.foreign.Arena.ofAuto(), w, experts * rows, cols);
             TensorView weight = dt.view(seg, 0, experts * rows, cols).stackedExperts(experts);
             int ldy = rows + 3;
             float[] gemm = new float[m * ldy], ref = new float[m * ldy];

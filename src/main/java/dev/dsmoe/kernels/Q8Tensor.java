@@ -1,0 +1,297 @@
+package dev.dsmoe.kernels;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * An int8 weight in llama.cpp's Q8_0 layout: each row cut into blocks of {@link #BLOCK} weights
+ * (the last block of a row shorter when the row length is not a multiple of 32), one scale per
+ * block, weight = scale · q with q in int8 ([-127, 127]). Quantized from fp32 at load: per block
+ * scale = max|w| / 127, q = round(w / scale).
+ *
+ * <p>In memory a {@code [rows, cols]} matrix is its quants, one byte per weight row after row,
+ * then (from the next multiple of 64 bytes) its scales, {@code ⌈cols/32⌉} per row, as fp32
+ * little-endian. llama.cpp stores the scales as fp16 interleaved with the quants (34 bytes a
+ * block); fp32 here costs 2 bytes more per block (1.125 instead of 1.0625 bytes per weight) and
+ * saves the kernel an fp16 conversion per block and the quantizer a second rounding.
+ *
+ * <p>The mat-vec widens each lane block of quants to fp32 and scales it by its block's scale as
+ * it reads it; GEMM gets its rows dequantized to fp32 a block at a time, each weight once per
+ * product.
+ */
+public final class Q8Tensor extends TensorView {
+
+    /** Weights per block, as Q8_0. */
+    public static final int BLOCK = 32;
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+    /** The vector loop: needs a byte vector of a quarter of the float width (64 bits at least) and lane blocks that tile a block. */
+    private static final boolean VECTOR = F.vectorBitSize() >= 256 && BLOCK % L == 0;
+    private static final VectorSpecies<Byte> B = VECTOR
+            ? VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4)) : ByteVector.SPECIES_64;
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final ValueLayout.OfFloat SCALE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
+
+    private final MemorySegment segment;
+    /** Byte offsets of the quant of element [0, 0] and of row 0's first scale. */
+    private final long byteOffset, scaleOffset;
+
+    private Q8Tensor(MemorySegment segment, long byteOffset, long scaleOffset, int rows, int cols, int ld) {
+        super(rows, cols, ld);
+        this.segment = segment;
+        this.byteOffset = byteOffset;
+        this.scaleOffset = scaleOffset;
+    }
+
+    /** The {@code [rows, cols]} matrix at byte {@code byteOffset} of a segment, laid out as {@link #write} writes it. */
+    public static Q8Tensor over(MemorySegment segment, long byteOffset, int rows, int cols) {
+        return new Q8Tensor(segment, byteOffset, byteOffset + quantBytes(rows, cols), rows, cols, cols);
+    }
+
+    /** Blocks in a row of {@code cols} weights. */
+    static long blocks(long cols) {
+        return (cols + BLOCK - 1) / BLOCK;
+    }
+
+    private static long quantBytes(long rows, long cols) {
+        return (rows * cols + 63) & ~63L;
+    }
+
+    /** Bytes of a {@code [rows, cols]} matrix: the quants (padded to 64 bytes) and the fp32 scales. */
+    public static long bytes(long rows, long cols) {
+        return quantBytes(rows, cols) + 4 * rows * blocks(cols);
+    }
+
+    /**
+     * Quantizes the {@code [rows, cols]} matrix whose element {@code i} (row-major) {@code src} gives
+     * into {@code dst} ({@link #bytes} of them), rows in parallel.
+     */
+    public static void write(MemorySegment dst, int rows, int cols, MatVec.DType.Element src) {
+        long sOff = quantBytes(rows, cols), nb = blocks(cols);
+        Parallel.forRange(rows, 16, (r0, r1) -> {
+            float[] w = new float[BLOCK];
+            for (int r = r0; r < r1; r++) {
+                for (long b = 0; b < nb; b++) {
+                    int c0 = (int) (b * BLOCK), n = Math.min(BLOCK, cols - c0);
+                    long base = (long) r * cols + c0;
+                    float max = 0f;
+                    for (int j = 0; j < n; j++) {
+                        w[j] = src.at(base + j);
+                        max = Math.max(max, Math.abs(w[j]));
+                    }
+                    float scale = max / 127f;
+                    for (int j = 0; j < n; j++) dst.set(ValueLayout.JAVA_BYTE, base + j, quantize(w[j], scale));
+                    dst.set(SCALE, sOff + 4 * ((long) r * nb + b), scale);
+                }
+            }
+        });
+    }
+
+    /** {@code round(w / scale)} in [-127, 127]; 0 for a zero scale (an all-zero block). */
+    static byte quantize(float w, float scale) {
+        if (scale == 0f) return 0;
+        return (byte) Math.clamp(Math.round(w / scale), -127, 127);
+    }
+
+    /** A new {@code [rows, cols]} Q8 matrix quantized from {@code w} (row-major), in {@code arena}. */
+    public static Q8Tensor quantize(Arena arena, float[] w, int rows, int cols) {
+        MemorySegment seg = arena.allocate(bytes(rows, cols), 64);
+        write(seg, rows, cols, i -> w[Math.toIntExact(i)]);
+        return over(seg, 0, rows, cols);
+    }
+
+    /** Byte offset in {@link #segment()} of row 0's first scale (the rows' scales follow, {@link #blocksPerRow()} each). */
+    public long scaleByteOffset() {
+        return scaleOffset;
+    }
+
+    /** Scales per row: {@code ⌈cols/32⌉}. */
+    public int blocksPerRow() {
+        return (int) blocks(cols);
+    }
+
+    /** The scale of block {@code b} of row {@code r}. */
+    public float scale(int r, int b) {
+        return segment.get(SCALE, scaleOffset + 4 * ((long) r * blocks(cols) + b));
+    }
+
+    /** The quant of element {@code [r, c]}. */
+    public byte quant(int r, int c) {
+        return segment.get(ValueLayout.JAVA_BYTE, byteOffset + (long) r * ld + c);
+    }
+
+    @Override
+    Q8Tensor slice(long offset, int rows, int cols, int ld) {
+        if (cols != this.cols || ld != this.ld || offset % ld != 0) {
+            throw new UnsupportedOperationException("a Q8 view slices whole rows only, not [" + rows + " x " + cols
+                    + ", ld " + ld + "] at element " + offset + " of " + this);
+        }
+        return new Q8Tensor(segment, byteOffset + offset, scaleOffset + 4 * (offset / ld) * blocks(cols), rows, cols, ld);
+    }
+
+    @Override
+    public Q8Tensor expert(int e) {
+        return (Q8Tensor) super.expert(e);
+    }
+
+    /** Bytes of one quant (the scales lie after the quants, outside the range the checks test). */
+    @Override
+    public int elementBytes() {
+        return 1;
+    }
+
+    @Override
+    public MemorySegment segment() {
+        return segment;
+    }
+
+    @Override
+    public long byteOffset() {
+        return byteOffset;
+    }
+
+    @Override
+    public void copyRow(int r, float[] dst, int dstOff) {
+        dequantize(segment, byteOffset + (long) r * ld, scaleOffset + 4L * r * blocks(cols), cols, dst, dstOff);
+    }
+
+    private static void dequantize(MemorySegment w, long off, long soff, int cols, float[] dst, int dstOff) {
+        for (int c0 = 0, b = 0; c0 < cols; c0 += BLOCK, b++) {
+            float s = w.get(SCALE, soff + 4L * b);
+            for (int c = c0, end = Math.min(cols, c0 + BLOCK); c < end; c++) {
+                dst[dstOff + c] = s * w.get(ValueLayout.JAVA_BYTE, off + c);
+            }
+        }
+    }
+
+    /** The scratch {@link #gemm} dequantizes a {@code [rows, cols]} weight into. */
+    static long gemmScratchFloats(long rows, long cols) {
+        return Matmul.scratchFloats(rows, cols);
+    }
+
+    /** Dequantizes {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch, one product per block. */
+    @Override
+    void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
+        int block = Math.min(rows, Matmul.UNPACK_ROWS);
+        float[] scratch = mm.scratch(block * cols);
+        long nb = blocks(cols);
+        for (int r0 = 0; r0 < rows; r0 += block) {
+            int b = Math.min(block, rows - r0);
+            for (int i = 0; i < b; i++) {
+                dequantize(segment, byteOffset + (long) (r0 + i) * ld, scaleOffset + 4 * (r0 + i) * nb, cols, scratch, i * cols);
+            }
+            Kernels.gemm().sgemm(false, true, m, b, cols, 1f, x, xOff, ldx, scratch, 0, cols, beta, y, yOff + r0, ldy);
+        }
+    }
+
+    // The parallel loops over the row kernel, one lambda each (TensorView.matVec says why);
+    // TensorView has checked the arguments and worked out the experts' offsets (of the quants:
+    // an expert of R rows starts stride = R·cols bytes on, its scales R·⌈cols/32⌉ floats on).
+
+    @Override
+    void matVecOneRow(float[] x, int xOff, float[] y, int yOff, boolean accumulate) {
+        MemorySegment w = segment;
+        long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
+        int cols = this.cols;
+        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                row(w, wOff + (long) r * cols, sOff + r * sRow, cols, x, xOff, 1, y, yOff + r, 0, accumulate);
+            }
+        });
+    }
+
+    @Override
+    void matVecRows(float[] x, int xOff, int m, float[] y, int yOff, int ldy, boolean accumulate) {
+        MemorySegment w = segment;
+        long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
+        int cols = this.cols;
+        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+            for (int i0 = 0; i0 < m; i0 += 4) {
+                int mb = Math.min(4, m - i0);
+                for (int r = r0; r < r1; r++) {
+                    row(w, wOff + (long) r * cols, sOff + r * sRow, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy,
+                            accumulate);
+                }
+            }
+        });
+    }
+
+    @Override
+    void selectedRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff, float[] y, int yOff) {
+        MemorySegment w = segment;
+        long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
+        int cols = this.cols;
+        Parallel.forRange(count * rows, MatVec.ROW_GRAIN, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                int e = experts[eOff + i / rows], r = i % rows;
+                long g = (long) e * rows + r; // the row in the whole stacked view
+                row(w, wOff + g * cols, sOff + g * sRow, cols, x, xOff, 1, y, yOff + i, 0, false);
+            }
+        });
+    }
+
+    @Override
+    void selectedSumRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff, float[] y,
+                         int yOff, boolean accumulate) {
+        MemorySegment w = segment;
+        long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
+        int cols = this.cols;
+        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+            for (int i = 0; i < count; i++) {
+                long g0 = (long) experts[eOff + i] * rows;
+                boolean acc = accumulate || i > 0;
+                for (int r = r0; r < r1; r++) {
+                    row(w, wOff + (g0 + r) * cols, sOff + (g0 + r) * sRow, cols, x, xOff + i * cols, 1, y, yOff + r, 0, acc);
+                }
+            }
+        });
+    }
+
+    // One weight row (quants from off, scales from soff) against up to four input rows: each lane
+    // block of quants is widened and scaled once for all of them.
+    private static void row(MemorySegment w, long off, long soff, int cols, float[] x, int xo, int mb,
+                            float[] y, int yo, int ldy, boolean acc) {
+        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+        int c = 0;
+        if (VECTOR) {
+            for (int b = 0, nb = cols / BLOCK; b < nb; b++) {
+                FloatVector sv = FloatVector.broadcast(F, w.get(SCALE, soff + 4L * b));
+                for (int j = 0; j < BLOCK; j += L, c += L) {
+                    FloatVector wv = ((FloatVector) ByteVector.fromMemorySegment(B, w, off + c, LE)
+                            .convertShape(VectorOperators.B2F, F, 0)).mul(sv);
+                    s0 = FloatVector.fromArray(F, x, xo + c).fma(wv, s0);
+                    if (mb > 1) s1 = FloatVector.fromArray(F, x, xo + cols + c).fma(wv, s1);
+                    if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
+                    if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
+                }
+            }
+        }
+        // lane sums here, not in finish: a vector passed to a call C2 does not inline is boxed
+        float t0 = Simd.addLanes(s0), t1 = mb > 1 ? Simd.addLanes(s1) : 0f, t2 = mb > 2 ? Simd.addLanes(s2) : 0f,
+                t3 = mb > 3 ? Simd.addLanes(s3) : 0f;
+        finish(w, off, soff, c, cols, x, xo, mb, y, yo, ldy, acc, t0, t1, t2, t3);
+    }
+
+    // The end of a row: the scalar tail from column c on (the short last block, or all of it
+    // without the vector loop) added to the lane sums t0..t(mb-1), and the store.
+    private static void finish(MemorySegment w, long off, long soff, int c, int cols, float[] x, int xo,
+                               int mb, float[] y, int yo, int ldy, boolean acc,
+                               float t0, float t1, float t2, float t3) {
+        for (; c < cols; c++) {
+            float wv = w.get(SCALE, soff + 4L * (c / BLOCK)) * w.get(ValueLayout.JAVA_BYTE, off + c);
+            t0 += wv * x[xo + c];
+            if (mb > 1) t1 += wv * x[xo + cols + c];
+            if (mb > 2) t2 += wv * x[xo + 2 * cols + c];
+            if (mb > 3) t3 += wv * x[xo + 3 * cols + c];
+        }
+        MatVec.store(y, yo, ldy, mb, acc, t0, t1, t2, t3);
+    }
+}
