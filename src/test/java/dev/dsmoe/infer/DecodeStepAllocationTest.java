@@ -5,7 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.dsmoe.bench.InferenceBenchmarks;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ThreadAllocation;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * A decode step allocates no arrays and no boxed vectors: only the parallel regions' small lambda
@@ -24,14 +25,16 @@ class DecodeStepAllocationTest {
         });
     }
 
-    @Test
-    void decodeAllocatesAFixedFewKilobytesPerTokenForEverySelection() throws Exception {
-        try (InferenceModel m = InferenceBenchmarks.randomModel("dsmoe-small", MatVec.DType.F32)) {
+    /** fp32 and int8 Q8_0 weights (bf16's row kernel has the same shape as Q8_0's and is left out for time). */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(value = MatVec.DType.class, names = {"F32", "Q8_0"})
+    void decodeAllocatesAFixedFewKilobytesPerTokenForEverySelection(MatVec.DType dtype) throws Exception {
+        try (InferenceModel m = InferenceBenchmarks.randomModel("dsmoe-small", dtype)) {
             for (String s : new String[] {"dense", "top-k:4", "top-k:att=1,mlp=2", "threshold:0.48"}) {
                 Engine e = new Engine(m, ExpertSelection.parse(s, m.config()), 256, Engine.DEFAULT_CHUNK);
                 bytesPerToken(e, 16); // warm-up
                 double early = bytesPerToken(e, 16), late = bytesPerToken(e, 200);
-                String what = s + ": " + Math.round(early) + " B/token at position 16, " + Math.round(late) + " at 200";
+                String what = dtype + ", " + s + ": " + Math.round(early) + " B/token at position 16, " + Math.round(late) + " at 200";
                 System.out.println("allocation per decoded token, " + what);
                 assertTrue(Math.abs(late - early) < 256, "allocation grows with the position: " + what);
                 assertTrue(late < 16 * 1024, "a decode step allocates too much: " + what);

@@ -151,6 +151,50 @@ class EngineTest {
         }
     }
 
+    /**
+     * Q8_0 weights (quantized at load from an fp32 file) against fp32: every logit within 4% of (measured: under 3%)
+     * the fp32 logits' largest magnitude; the same greedy token wherever fp32's top-1 margin is
+     * over twice the largest logit difference (and so no difference could flip it), which must be
+     * most positions; at least 90% of greedy tokens the same overall.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dev.dsmoe.infer.TinyModels#all")
+    void q8WeightsStayWithinToleranceOfFp32(String name, ModelConfig c) throws IOException {
+        float[] p = TinyModels.params(ParamLayout.of(c), 17);
+        int[] tokens = TinyModels.tokens(T, c.vocabSize(), 18);
+        Path d = TinyModels.write(dir, c, p, SafeTensors.DType.F32);
+        int v = c.vocabSize();
+        try (InferenceModel f32 = InferenceModel.load(d, MatVec.DType.F32);
+             InferenceModel q8 = InferenceModel.load(d, MatVec.DType.Q8_0)) {
+            assertEquals(MatVec.DType.Q8_0, q8.dtype());
+            ExpertSelection sel = ExpertSelection.dense();
+            float[] a = new Engine(f32, sel).forwardAll(tokens), b = new Engine(q8, sel).forwardAll(tokens);
+            double maxAbs = 0, maxDiff = 0;
+            for (int i = 0; i < a.length; i++) {
+                maxAbs = Math.max(maxAbs, Math.abs(a[i]));
+                maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+            }
+            assertTrue(maxDiff <= 0.04 * maxAbs, name + ": q8 max |diff| " + maxDiff + " vs max |logit| " + maxAbs);
+            int agree = 0, wide = 0;
+            for (int t = 0; t < T; t++) {
+                int top = argmax(a, t * v, v);
+                double second = Double.NEGATIVE_INFINITY;
+                for (int j = 0; j < v; j++) if (j != top) second = Math.max(second, a[t * v + j]);
+                boolean same = top == argmax(b, t * v, v);
+                if (same) agree++;
+                if (a[t * v + top] - second > 2 * maxDiff) {
+                    wide++;
+                    assertTrue(same, name + ": position " + t + " changed its greedy token despite a margin of "
+                            + (a[t * v + top] - second) + " > 2 x " + maxDiff);
+                }
+            }
+            System.out.printf(java.util.Locale.ROOT, "q8_0 vs f32, %s: max |diff| %.4g (%.2f%% of max |logit| %.4g), greedy agree %d/%d, wide-margin positions %d%n",
+                    name, maxDiff, 100 * maxDiff / maxAbs, maxAbs, agree, T, wide);
+            assertTrue(wide >= T / 2, name + ": only " + wide + " of " + T + " positions have a wide fp32 margin");
+            assertTrue(agree >= 0.9 * T, name + ": greedy tokens agree at " + agree + " of " + T);
+        }
+    }
+
     @Test
     void bf16CheckpointLoadsAsTheRoundedWeights() throws IOException {
         ModelConfig c = TinyModels.dsmoe();
