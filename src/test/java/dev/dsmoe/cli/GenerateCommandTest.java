@@ -54,6 +54,21 @@ class GenerateCommandTest {
         assertEquals(r.out(), again.out(), "greedy decoding is deterministic");
     }
 
+    /** {@code --dtype q8_0} quantizes the trained fp32 checkpoint at load and generates; an unknown type is one line, status 2. */
+    @Test
+    void q8WeightsGenerateAndAnUnknownTypeIsOneLine() {
+        PrepareCommandTest.Run r = PrepareCommandTest.run("generate", "--model", model.toString(), "--prompt", "class F1 {",
+                "--max-tokens", "5", "--temperature", "0", "--strategy", "top-k:2", "--dtype", "q8_0");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().startsWith("class F1 {") && r.out().length() > "class F1 {".length(), r.out());
+        assertTrue(r.err().contains("decode") && r.err().contains("MLP 2.00 of 4"), r.err());
+        PrepareCommandTest.Run again = PrepareCommandTest.run("generate", "--model", model.toString(), "--prompt", "class F1 {",
+                "--max-tokens", "5", "--temperature", "0", "--strategy", "top-k:2", "--dtype", "Q8_0");
+        assertEquals(r.out(), again.out(), "greedy decoding with q8 weights is deterministic");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("generate", "--model", model.toString(), "--prompt", "x",
+                "--dtype", "q4"), "unknown weight type 'q4': use f32, bf16 or q8_0");
+    }
+
     @Test
     void badInputEndsWithOneClearLine() {
         TrainCommandTest.assertOneLineError(PrepareCommandTest.run("generate", "--model", dir.resolve("none").toString(),
