@@ -5,7 +5,7 @@ import java.lang.foreign.MemorySegment;
 /**
  * A view of a matrix {@code [rows, cols]} (row stride {@code ld} elements) somewhere in memory:
  * a parameter in the flat training buffer, its gradient, an activation in an arena, or a weight
- * of a loaded model. The subclass is the element format ({@link F32Tensor}, {@link Bf16Tensor})
+ * of a loaded model. The subclass is the element format ({@link F32Tensor}, {@link Bf16Tensor}, {@link Q8Tensor})
  * and supplies that format's kernels, as llama3.java's tensor classes do: its mat-vec row
  * kernels and its way into a GEMM. A new format is one more subclass (and its
  * {@link MatVec.DType} constant, which names it for loading).
