@@ -110,7 +110,7 @@ final class ComputeOptions {
             return value;
         }
 
-        /** The weight type as the tables print it: f32 or bf16. */
+        /** The weight type as the tables print it: f32, bf16 or q8_0. */
         String label() {
             return value.name().toLowerCase(Locale.ROOT);
         }

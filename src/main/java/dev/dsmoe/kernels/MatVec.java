@@ -62,11 +62,6 @@ public final class MatVec {
             };
         }
 
-        /** The name on the command line: {@code f32}, {@code bf16}, {@code q8_0}. */
-        public String label() {
-            return name().toLowerCase(java.util.Locale.ROOT);
-        }
-
         /** The {@code [rows, cols]} matrix of this type at byte {@code byteOffset} of {@code segment}. */
         public TensorView view(MemorySegment segment, long byteOffset, int rows, int cols) {
             return view.over(segment, byteOffset, rows, cols);

@@ -129,8 +129,9 @@ class MatVecTest {
     void dtypeNamesParseInAnyCase() {
         assertEquals(MatVec.DType.F32, MatVec.DType.parse("fp32"));
         assertEquals(MatVec.DType.BF16, MatVec.DType.parse(" BF16"));
+        assertEquals(MatVec.DType.Q8_0, MatVec.DType.parse("Q8_0"));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> MatVec.DType.parse("int4"));
-        assertEquals("unknown weight type 'int4': use f32 or bf16", e.getMessage());
+        assertEquals("unknown weight type 'int4': use f32, bf16 or q8_0", e.getMessage());
     }
 
     @Test
