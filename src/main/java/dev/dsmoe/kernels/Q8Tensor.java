@@ -262,16 +262,15 @@ public final class Q8Tensor extends TensorView {
         FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
         int c = 0;
         if (VECTOR) {
-            for (int b = 0, nb = cols / BLOCK; b < nb; b++) {
-                FloatVector sv = FloatVector.broadcast(F, w.get(SCALE, soff + 4L * b));
-                for (int j = 0; j < BLOCK; j += L, c += L) {
-                    FloatVector wv = ((FloatVector) ByteVector.fromMemorySegment(B, w, off + c, LE)
-                            .convertShape(VectorOperators.B2F, F, 0)).mul(sv);
-                    s0 = FloatVector.fromArray(F, x, xo + c).fma(wv, s0);
-                    if (mb > 1) s1 = FloatVector.fromArray(F, x, xo + cols + c).fma(wv, s1);
-                    if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
-                    if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
-                }
+            // one flat loop over lane blocks (as Bf16Tensor's), the block's scale read for each:
+            // C2 unrolls and schedules it better than a loop over blocks with an inner one
+            for (int bound = cols / BLOCK * BLOCK; c < bound; c += L) {
+                FloatVector wv = ((FloatVector) ByteVector.fromMemorySegment(B, w, off + c, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).mul(w.get(SCALE, soff + 4L * (c / BLOCK)));
+                s0 = FloatVector.fromArray(F, x, xo + c).fma(wv, s0);
+                if (mb > 1) s1 = FloatVector.fromArray(F, x, xo + cols + c).fma(wv, s1);
+                if (mb > 2) s2 = FloatVector.fromArray(F, x, xo + 2 * cols + c).fma(wv, s2);
+                if (mb > 3) s3 = FloatVector.fromArray(F, x, xo + 3 * cols + c).fma(wv, s3);
             }
         }
         // lane sums here, not in finish: a vector passed to a call C2 does not inline is boxed
