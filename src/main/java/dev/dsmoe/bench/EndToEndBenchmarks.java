@@ -25,7 +25,7 @@ import java.util.function.Consumer;
  * {@code ./dsmoe bench}: the project's headline throughput figures in one run, each beside the
  * machine's limit and as a ratio to the Dense model measured in the same run: training tokens/s
  * per family, prefill and decode tokens/s per expert selection on the small presets, decode at
- * the paper's 1B shapes (random weights, fp32 and bf16), and the PyTorch peer side by side.
+ * the paper's 1B shapes (random weights, fp32, bf16 and q8_0), and the PyTorch peer side by side.
  */
 public final class EndToEndBenchmarks {
 

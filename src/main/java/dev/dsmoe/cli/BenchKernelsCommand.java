@@ -11,7 +11,7 @@ import picocli.CommandLine.Option;
 /** {@code ./dsmoe bench kernels}: GEMM on both backends, the machine's limits, mat-vec. */
 @Command(name = "kernels", mixinStandardHelpOptions = true,
         description = {"GEMM GFLOP/s on training shapes for both backends (OpenBLAS and pure Java) in one run,",
-                "beside a register-only FMA peak, a memory-read bandwidth probe and mat-vec GB/s (fp32, bf16).",
+                "beside a register-only FMA peak, a memory-read bandwidth probe and mat-vec GB/s (fp32, bf16, q8_0).",
                 "Medians over --repeats after --warmup runs. With --jmh, runs the JMH GEMM benchmark instead."})
 final class BenchKernelsCommand implements Callable<Integer> {
 
