@@ -4,6 +4,8 @@ import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.infer.InferenceStats;
+import dev.dsmoe.infer.KvCache;
+import dev.dsmoe.infer.Sequence;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
@@ -93,6 +95,71 @@ public final class InferenceBenchmarks {
                     prompt / prefillSec, decodeTps, stats.meanActiveAttention(), stats.meanActiveMlp(),
                     stats.activeHiddenPercent(), stats.activeParamsPerToken(), bytes, bytes * decodeTps / 1e9,
                     decodeTps / first));
+        }
+        return rows;
+    }
+
+    /** One (model, selection, batch size) measurement of batched decode. */
+    public record BatchRow(String model, String selection, String dtype, int batch, int promptTokens, int decodeTokens,
+                           double aggregateTokensPerSecond, double perSequenceTokensPerSecond, double meanActiveAttention,
+                           double meanActiveMlp, double activeHiddenPercent, double speedupToFirst) {}
+
+    /**
+     * Batched decode: for each batch size B, B sequences (each its own random prompt, prefilled
+     * first) decode {@code decode} tokens together, one step per token for all of them; the
+     * median over repeats of the decode time gives the aggregate tokens/s (B tokens per step) and
+     * each sequence's. {@code speedupToFirst} compares with the first selection at the same B.
+     */
+    public List<BatchRow> runBatched(String name, InferenceModel model, List<String> selections, List<Integer> batches) {
+        ModelConfig c = model.config();
+        if (prompt + decode > c.maxPositions()) {
+            throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
+                    + ") tokens exceed the context of " + c.maxPositions());
+        }
+        List<BatchRow> rows = new ArrayList<>();
+        for (int b : batches) {
+            if (b < 1) throw new IllegalArgumentException("batch sizes must be >= 1, got " + b);
+            SplittableRandom r = new SplittableRandom(3);
+            int[][] prompts = new int[b][prompt], next = new int[decode][b];
+            for (int[] p : prompts) for (int i = 0; i < prompt; i++) p[i] = r.nextInt(c.vocabSize());
+            for (int[] t : next) for (int i = 0; i < b; i++) t[i] = r.nextInt(c.vocabSize());
+            int chunk = Math.max(b, Engine.DEFAULT_CHUNK);
+            Engine e = Engine.batched(model, chunk, prompt + decode,
+                    b * ((prompt + decode + KvCache.DEFAULT_BLOCK - 1) / KvCache.DEFAULT_BLOCK + 1));
+            double first = Double.NaN;
+            for (String s : selections) {
+                ExpertSelection sel = ExpertSelection.parse(s, c);
+                double[] sec = new double[repeats];
+                Sequence[] seqs = new Sequence[b];
+                InferenceStats stats = null;
+                for (int rep = 0; rep < warmup + repeats; rep++) {
+                    progress.accept(name + " " + sel + " batch " + b + ": " + (rep + 1) + "/" + (warmup + repeats));
+                    for (int i = 0; i < b; i++) {
+                        seqs[i] = e.open(sel);
+                        for (int at = 0; at < prompt; at += chunk) {
+                            e.clearStep();
+                            e.add(seqs[i], prompts[i], at, Math.min(chunk, prompt - at), Engine.Logits.NONE);
+                            e.run();
+                        }
+                    }
+                    e.resetStats();
+                    long t0 = System.nanoTime();
+                    for (int t = 0; t < decode; t++) {
+                        e.clearStep();
+                        for (int i = 0; i < b; i++) e.add(seqs[i], next[t], i, 1, Engine.Logits.LAST);
+                        e.run();
+                    }
+                    double dt = (System.nanoTime() - t0) / 1e9;
+                    if (rep >= warmup) sec[rep - warmup] = dt;
+                    stats = e.stats();
+                    for (Sequence q : seqs) e.close(q);
+                }
+                double perSeq = decode / median(sec), aggregate = b * perSeq;
+                if (rows.isEmpty() || rows.get(rows.size() - 1).batch() != b) first = aggregate;
+                rows.add(new BatchRow(name, sel.toString(), model.dtype().name().toLowerCase(Locale.ROOT), b, prompt, decode,
+                        aggregate, perSeq, stats.meanActiveAttention(), stats.meanActiveMlp(), stats.activeHiddenPercent(),
+                        aggregate / first));
+            }
         }
         return rows;
     }

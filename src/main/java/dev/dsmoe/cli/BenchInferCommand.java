@@ -51,10 +51,20 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--json", description = "One JSON object per row instead of the table.")
     boolean json;
 
+    @Option(names = "--batch", split = ",", paramLabel = "B",
+            description = {"Batched decode instead: B sequences decode together (one step per token for all of them),",
+                    "for each comma-separated B; reports aggregate and per-sequence tokens/s. E.g. --batch 1,4,16,64."})
+    List<Integer> batch;
+
+    @Option(names = "--plot", paramLabel = "PNG", description = "With --batch: also plot aggregate tokens/s against B into this PNG.")
+    Path plot;
+
     @Override
     public Integer call() throws Exception {
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
                 json ? s -> { } : s -> Terminal.status("inference " + s));
+        if (plot != null && batch == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--plot needs --batch");
+        if (batch != null) return batched(b);
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
         if (model != null) {
             MemoryCheck.model(model, dtype.get(), prompt + decode);
@@ -86,6 +96,56 @@ final class BenchInferCommand implements Callable<Integer> {
                     r.decodeSpeedupToFirst(), r.meanActiveAttention(), r.meanActiveMlp(), r.activeHiddenPercent(),
                     r.weightBytesPerToken() / 1e6, r.decodeGBPerSecond());
         }
+        return 0;
+    }
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    private int batched(InferenceBenchmarks b) throws Exception {
+        int most = batch.stream().mapToInt(Integer::intValue).max().orElse(1);
+        if (batch.stream().anyMatch(x -> x < 1)) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--batch sizes must be >= 1, got " + batch);
+        }
+        List<InferenceBenchmarks.BatchRow> rows = new ArrayList<>();
+        if (model != null) {
+            MemoryCheck.model(model, dtype.get(), prompt + decode, most);
+            try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
+                rows.addAll(b.runBatched(model.getFileName().toString(), m, strategies, batch));
+            }
+        } else {
+            for (String p : presets) {
+                MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode, most);
+                try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
+                    rows.addAll(b.runBatched(p, m, strategies, batch));
+                }
+            }
+        }
+        Terminal.clearStatus();
+        if (plot != null) {
+            byte[] png = dev.dsmoe.bench.BatchPlot.png("batched decode, " + dtype.label() + " weights, prompt " + prompt
+                    + ", " + ComputeOptions.threads() + " threads", rows);
+            dev.dsmoe.io.AtomicFiles.write(plot, ch -> {
+                java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(png);
+                while (bb.hasRemaining()) ch.write(bb);
+            });
+        }
+        if (json) {
+            ObjectMapper om = new ObjectMapper();
+            for (InferenceBenchmarks.BatchRow r : rows) System.out.println(om.writeValueAsString(r));
+            return 0;
+        }
+        System.out.printf(Locale.ROOT, "batched decode: prompt %d, decode %d tokens per sequence, %s weights, %d threads, kernels %s%n",
+                prompt, decode, dtype.label(), ComputeOptions.threads(), ComputeOptions.kernels());
+        System.out.println("| model | selection | B | aggregate tok/s | per-sequence tok/s | vs first selection | MoA active "
+                + "| MLP active | active hidden % |");
+        System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (InferenceBenchmarks.BatchRow r : rows) {
+            System.out.printf(Locale.ROOT, "| %s | %s | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f |%n", r.model(), r.selection(),
+                    r.batch(), r.aggregateTokensPerSecond(), r.perSequenceTokensPerSecond(), r.speedupToFirst(),
+                    r.meanActiveAttention(), r.meanActiveMlp(), r.activeHiddenPercent());
+        }
+        if (plot != null) System.out.println("plot: " + plot);
         return 0;
     }
 }

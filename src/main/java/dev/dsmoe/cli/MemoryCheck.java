@@ -2,6 +2,7 @@ package dev.dsmoe.cli;
 
 import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.InferenceModel;
+import dev.dsmoe.infer.KvCache;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.io.SafeTensors;
 import dev.dsmoe.kernels.MatVec;
@@ -45,6 +46,11 @@ final class MemoryCheck {
      * the load, which names it.
      */
     static void model(Path dir, MatVec.DType dtype, int context) {
+        model(dir, dtype, context, 1);
+    }
+
+    /** The same with a batched engine of {@code sequences} sequences of {@code context} positions each. */
+    static void model(Path dir, MatVec.DType dtype, int context, int sequences) {
         ModelConfig c;
         Footprint weights;
         try {
@@ -58,21 +64,29 @@ final class MemoryCheck {
         } catch (IOException | IllegalArgumentException e) {
             return; // the load reads the same files and reports it
         }
-        check(() -> weights.plus(engine(c, dtype, context)), INFER_FIX);
+        check(() -> weights.plus(engine(c, dtype, context, sequences)), INFER_FIX);
     }
 
     /** A preset with random weights (bench infer): its parameter buffer, its weights, an engine. */
     static void randomModel(ModelConfig c, MatVec.DType dtype, int context) {
+        randomModel(c, dtype, context, 1);
+    }
+
+    /** The same with a batched engine of {@code sequences} sequences of {@code context} positions each. */
+    static void randomModel(ModelConfig c, MatVec.DType dtype, int context, int sequences) {
         check(() -> {
             long params = ParamLayout.of(c).totalSize();
             return Footprint.heap("parameters", Float.BYTES * params, params)
                     .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
-                    .plus(engine(c, dtype, context));
+                    .plus(engine(c, dtype, context, sequences));
         }, INFER_FIX);
     }
 
-    private static Footprint engine(ModelConfig c, MatVec.DType dtype, int context) {
-        return Engine.footprint(c, dtype, Math.clamp(context, 1, c.maxPositions()), Engine.DEFAULT_CHUNK);
+    private static Footprint engine(ModelConfig c, MatVec.DType dtype, int context, int sequences) {
+        int ctx = Math.clamp(context, 1, c.maxPositions());
+        if (sequences <= 1) return Engine.footprint(c, dtype, ctx, Engine.DEFAULT_CHUNK);
+        long blocks = (long) sequences * ((ctx + KvCache.DEFAULT_BLOCK - 1) / KvCache.DEFAULT_BLOCK + 1);
+        return Engine.footprint(c, dtype, ctx, Math.max(sequences, Engine.DEFAULT_CHUNK), (int) Math.min(Integer.MAX_VALUE, blocks));
     }
 
     private static void check(Supplier<Footprint> plan, String fix) {

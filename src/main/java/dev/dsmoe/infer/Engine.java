@@ -1,7 +1,6 @@
 package dev.dsmoe.infer;
 
 import dev.dsmoe.kernels.CachedAttention;
-import dev.dsmoe.kernels.Embedding;
 import dev.dsmoe.kernels.ExpertGroups;
 import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.Gating;
@@ -20,59 +19,86 @@ import java.util.Arrays;
 import java.util.Objects;
 
 /**
- * Sparse inference over one sequence: batched prefill, token-by-token decode with a
- * {@link KvCache}, whole-sequence scoring, with the experts of every router chosen by an
- * {@link ExpertSelection}.
+ * Sparse inference over many sequences at once: a step feeds each of several {@link Sequence}s
+ * its next tokens (one decoded token, or a chunk of its prompt), each at its own position, with
+ * its own KV cache blocks and its own expert selection, and gives the logits each asked for. The
+ * single-sequence API ({@link #prefill}, {@link #decode}, {@link #score}...) is the same step
+ * with one sequence.
  *
- * <p>Per layer, for the {@code m} tokens of a step (a prefill chunk, or one decoded token) at
- * positions {@code p0 .. p0+m-1}:
+ * <p>Per layer, for the {@code T} tokens of a step, token t of a sequence at position p_t:
  * <pre>
  *   h        = RMSNorm(x)
- *   K, V     = h·Wkᵀ, h·Wvᵀ  -> cache rows p0.., K rotated (RoPE)      shared by all experts
- *   S        = softmax(router(h)); A = selected experts (per token)
- *   x       += Σ_{i∈A} S_i · Attn(RoPE(h·Wq_iᵀ), cache) · Wo_iᵀ
+ *   K, V     = h·Wkᵀ, h·Wvᵀ  -> the sequence's cache at p_t, K rotated (RoPE)   shared by all experts
+ *   S        = softmax(router(h)); A = selected experts (per token, by its sequence's rule)
+ *   x       += Σ_{i∈A} Attn(RoPE(h·Wq_iᵀ), its sequence's cache) · S_i · Wo_iᵀ
  *   h        = RMSNorm(x)
  *   x       += Σ_{i∈A'} S'_i · GELU(h·W1_iᵀ) · W2_iᵀ
  * </pre>
- * and {@code logits = RMSNorm(x)·E_outᵀ}. Experts run grouped (ScatterMoE): the step's
- * (token, expert) pairs are sorted once by expert, each expert does one product over its rows,
- * and the outputs are scatter-added with their gates. A single token (decode) reads only the
- * selected experts' weights: one pass over them for the input products and one for the output
- * products, the gates applied to the inputs of the latter ({@code Σ W_i (S_i h_i) = Σ S_i W_i h_i}).
- * The router, the products ({@link Matmul}: the mat-vec for a few rows, GEMM in the weights'
- * format for more) and the gated scatter are the kernels training uses too.
+ * and {@code logits = RMSNorm(x)·E_outᵀ}. Experts run grouped (ScatterMoE): the step's (token,
+ * expert) pairs, of all its sequences, are sorted once by expert, so each selected expert's
+ * weights are read once per step for every token that chose it; the gates scale the inputs of
+ * the output products, and each token's expert outputs are added up in expert order.
  *
- * <p>All working memory is sized at construction for {@code chunk} tokens; prefill longer than
- * that runs chunk by chunk (threshold-top-k averages its count over each chunk). The decode step
- * allocates no arrays. Not thread-safe: one engine per sequence (engines may share a model).
+ * <p>A sequence's results do not depend on what else is in the step: every product a sequence
+ * makes alone is made the same way in a batch. Rows that would go through the mat-vec alone
+ * (a sequence's piece of at most {@link Matmul#MATVEC_MAX_ROWS} tokens, or an expert's run of
+ * that few rows of one sequence) share one mat-vec with the other sequences' such rows (the
+ * mat-vec's result for a row does not depend on the others); larger pieces and runs get a GEMM
+ * of their own rows, as alone. Routing (threshold-top-k's K included) is per sequence. So
+ * greedy decoding gives the same tokens alone and in any batch, given the same prompt chunks.
+ *
+ * <p>All working memory is sized at construction for {@code maxTokens} tokens per step; the KV
+ * cache ({@link KvCache}) hands out blocks as sequences grow. The decode step allocates no
+ * arrays. Not thread-safe: one thread drives an engine (engines may share a model).
  */
 public final class Engine {
 
-    /** Default prefill chunk (tokens per batched step). */
+    /** Default prefill chunk (tokens per step). */
     public static final int DEFAULT_CHUNK = 128;
+
+    /** Which logits a sequence's piece of a step asks for. */
+    public enum Logits {
+        /** none (a prompt chunk that is not the last) */
+        NONE,
+        /** its last token's (decode, a prompt's last chunk) */
+        LAST,
+        /** every token's (scoring) */
+        ALL
+    }
+
+    /** Pieces up to this many tokens, and expert runs up to this many rows, go through the mat-vec. */
+    private static final int SMALL = Matmul.MATVEC_MAX_ROWS;
 
     private final InferenceModel model;
     private final ModelConfig c;
-    private final KvCache cache;
+    private final KvCache kv;
     private final Rope rope;
-    private final Matmul mm = Matmul.forInference();
-    private final int chunk, d, nAtt, nHead, nKv, dAtt, headW, kvW, nFfd, dFfd, vocab, numLayers;
+    private final Matmul mm = Matmul.forInference(), mmVec = Matmul.matVecOnly();
+    private final int maxTokens, contextLength, d, nAtt, nHead, nKv, dAtt, headW, kvW, nFfd, dFfd, vocab, numLayers;
     private final int[] kvHeadOf;
     private final float eps;
-    private ExpertSelection selection;
 
-    // Working memory for up to `chunk` tokens: residual stream and norm output [chunk, d]; grouped
-    // rows [slots, d] (gathered inputs, expert outputs); queries and attention outputs
-    // [chunk·N_att, N_head·D_att]; MLP hidden rows [chunk·N_ffd, D_ffd]; logits [1 or chunk, V].
-    private final F32Tensor x, ln, in, q, att, out, hidden, lastLogits;
-    private F32Tensor chunkLogits;
+    // Working memory for up to maxTokens tokens: residual stream and norm output [T, d]; new keys
+    // and values [T, N_kv·D_att]; grouped rows [slots, d] (gathered inputs, expert outputs);
+    // queries and attention outputs [T·N_att, N_head·D_att]; MLP hidden rows [T·N_ffd, D_ffd];
+    // logits [1 or T, V]; next-token logits [1, V] for the single-sequence API.
+    private final F32Tensor x, ln, kNew, vNew, in, q, att, out, hidden, lastLogits;
+    private F32Tensor logits;
     /** The routers' hidden layer, logits and probabilities, at the attention and the MLP router's width (one memory). */
     private final Routing.Buffers attRouting, mlpRouting;
-    /** The KV cache's rows of each layer, as views. */
-    private final F32Tensor[] keys, values;
-    private final float[] gates;
-    private final int[] chosen, rowOfSlot, rowExpert, rowPos;
+    private final float[] gates, seqGates;
+    private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert;
+    /** Each grouped attention row's block table (its sequence's). */
+    private final float[][][] rowTables;
     private final ExpertGroups attGroups, mlpGroups;
+
+    // The step being built: entry i feeds sequence eSeq[i] the tokens eTokens[i][eOff[i] ..
+    // eOff[i]+eLen[i]) at rows eRow[i].., and gets its logits from row eLogitsRow[i].
+    private final Sequence[] eSeq;
+    private final int[][] eTokens;
+    private final int[] eOff, eLen, eRow, eLogitsRow;
+    private final Logits[] eLogits;
+    private int entries, stepTokens, logitRows;
 
     /** Sees each router's choice in a step: {@code chosen[t*width + j]}, an expert or -1. */
     interface RouteObserver {
@@ -81,6 +107,10 @@ public final class Engine {
 
     /** Null except in tests: they learn here which experts each step left out (the selection, before grouping). */
     RouteObserver routeObserver;
+
+    // The single-sequence API's sequence and selection.
+    private Sequence single;
+    private ExpertSelection selection;
 
     // Statistics since the last reset.
     private final long[] attActive, mlpActive;
@@ -96,28 +126,49 @@ public final class Engine {
     }
 
     /**
-     * @param contextLength positions the KV cache holds, at most {@code max_position_embeddings}
-     * @param chunk         tokens per batched prefill step
+     * An engine for one sequence at a time (the single-sequence API), its cache able to hold the
+     * whole context.
+     *
+     * @param contextLength positions the sequence may fill, at most {@code max_position_embeddings}
+     * @param chunk         tokens per prefill step
      */
     public Engine(InferenceModel model, ExpertSelection selection, int contextLength, int chunk) {
         this(Objects.requireNonNull(model, "model"), model.config(), contextLength, chunk,
-                ArrayAllocator.allocating("lower the context or the prefill chunk"));
+                singleSequenceBlocks(model.config(), contextLength), ArrayAllocator.allocating("lower the context or the prefill chunk"));
         setSelection(selection);
+    }
+
+    /**
+     * An engine for many sequences: steps of up to {@code maxTokens} tokens in all, each sequence
+     * up to {@code contextLength} positions, and a KV cache of at most {@code kvBlocks} blocks of
+     * {@link KvCache#DEFAULT_BLOCK} positions shared by them (allocated as they grow).
+     */
+    public static Engine batched(InferenceModel model, int maxTokens, int contextLength, int kvBlocks) {
+        Engine e = new Engine(Objects.requireNonNull(model, "model"), model.config(), contextLength, maxTokens, kvBlocks,
+                ArrayAllocator.allocating("lower --max-batch, the context or the KV memory"));
+        e.selection = ExpertSelection.defaultFor(model.config());
+        return e;
+    }
+
+    private static int singleSequenceBlocks(ModelConfig c, int contextLength) {
+        return Math.max(1, (contextLength + KvCache.DEFAULT_BLOCK - 1) / KvCache.DEFAULT_BLOCK);
     }
 
     /**
      * Sizes everything through {@code a}; with a counting allocator (and no model) it only adds
      * up what the real constructor allocates, for {@link #footprint}.
      */
-    private Engine(InferenceModel model, ModelConfig c, int contextLength, int chunk, ArrayAllocator a) {
+    private Engine(InferenceModel model, ModelConfig c, int contextLength, int maxTokens, int kvBlocks, ArrayAllocator a) {
         this.model = model;
         this.c = c;
         if (contextLength < 1 || contextLength > c.maxPositions()) {
             throw new IllegalArgumentException("context length " + contextLength + " must be between 1 and max_position_embeddings ("
                     + c.maxPositions() + ")");
         }
-        if (chunk < 1) throw new IllegalArgumentException("prefill chunk must be >= 1, got " + chunk);
-        this.chunk = chunk;
+        if (maxTokens < 1) throw new IllegalArgumentException("tokens per step (prefill chunk) must be >= 1, got " + maxTokens);
+        if (kvBlocks < 1) throw new IllegalArgumentException("the KV cache needs at least one block, got " + kvBlocks);
+        this.maxTokens = maxTokens;
+        this.contextLength = contextLength;
         d = c.dEmb();
         nAtt = c.nAtt();
         nHead = c.nHead();
@@ -133,37 +184,48 @@ public final class Engine {
         kvHeadOf = a.ints(nHead);
         for (int j = 0; j < kvHeadOf.length; j++) kvHeadOf[j] = j * nKv / nHead;
         // The cache and the RoPE tables are reported as parts of their own (footprint).
-        cache = a.allocates() ? new KvCache(numLayers, contextLength, kvW) : null;
-        rope = a.allocates() ? new Rope(dAtt, contextLength, c.ropeTheta()) : null; // positions stay below the cache's capacity
+        kv = a.allocates() ? new KvCache(numLayers, kvW, KvCache.DEFAULT_BLOCK, kvBlocks) : null;
+        rope = a.allocates() ? new Rope(dAtt, contextLength, c.ropeTheta()) : null; // positions stay below the context
         int nMax = Math.max(nAtt, nFfd);
-        long slots = (long) chunk * nMax;
-        x = a.matrix(chunk, d);
-        ln = a.matrix(chunk, d);
+        long slots = (long) maxTokens * nMax;
+        x = a.matrix(maxTokens, d);
+        ln = a.matrix(maxTokens, d);
+        kNew = a.matrix(maxTokens, kvW);
+        vNew = a.matrix(maxTokens, kvW);
         boolean mlpRouter = c.router() == ModelConfig.RouterKind.MLP && nMax > 1;
         int h = c.routerHiddenSize();
-        float[] routerHidden = a.floats(mlpRouter ? (long) chunk * h : 0), routerLogits = a.floats(slots), probs = a.floats(slots);
+        float[] routerHidden = a.floats(mlpRouter ? (long) maxTokens * h : 0), routerLogits = a.floats(slots), probs = a.floats(slots);
         attRouting = routing(a, mlpRouter, routerHidden, h, routerLogits, probs, nAtt);
         mlpRouting = routing(a, mlpRouter, routerHidden, h, routerLogits, probs, nFfd);
         gates = a.floats(slots);
+        seqGates = a.floats(slots);
         chosen = a.ints(slots);
-        rowOfSlot = a.ints(slots);
-        rowExpert = a.ints(slots);
+        seqChosen = a.ints(slots);
         rowPos = a.ints(slots);
+        segStart = a.ints(slots);
+        segCount = a.ints(slots);
+        segExpert = a.ints(slots);
+        tokenBuffer = a.ints(1);
+        tokPos = a.ints(maxTokens);
+        tokEntry = a.ints(maxTokens);
         in = a.matrix(slots, d);
-        q = a.matrix((long) chunk * nAtt, headW);
-        att = a.matrix((long) chunk * nAtt, headW);
+        q = a.matrix((long) maxTokens * nAtt, headW);
+        att = a.matrix((long) maxTokens * nAtt, headW);
         out = a.matrix(slots, d);
-        hidden = a.matrix((long) chunk * nFfd, dFfd);
+        hidden = a.matrix((long) maxTokens * nFfd, dFfd);
         lastLogits = a.matrix(1, vocab);
-        keys = new F32Tensor[a.allocates() ? numLayers : 0];
-        values = new F32Tensor[keys.length];
-        for (int l = 0; l < keys.length; l++) {
-            keys[l] = F32Tensor.of(cache.keys(l), contextLength, kvW);
-            values[l] = F32Tensor.of(cache.values(l), contextLength, kvW);
-        }
-        a.add(ExpertGroups.bytes(nAtt, (long) chunk * nAtt) + ExpertGroups.bytes(nFfd, (long) chunk * nFfd), slots);
-        attGroups = a.allocates() ? new ExpertGroups(nAtt, chunk * nAtt) : null;
-        mlpGroups = a.allocates() ? new ExpertGroups(nFfd, chunk * nFfd) : null;
+        logits = lastLogits;
+        rowTables = new float[a.allocates() ? maxTokens * nAtt : 0][][];
+        a.add(ExpertGroups.bytes(nAtt, (long) maxTokens * nAtt) + ExpertGroups.bytes(nFfd, (long) maxTokens * nFfd), slots);
+        attGroups = a.allocates() ? new ExpertGroups(nAtt, maxTokens * nAtt) : null;
+        mlpGroups = a.allocates() ? new ExpertGroups(nFfd, maxTokens * nFfd) : null;
+        eSeq = new Sequence[a.allocates() ? maxTokens : 0]; // arrays of references: no payload counted
+        eTokens = new int[eSeq.length][];
+        eLogits = new Logits[eSeq.length];
+        eOff = a.ints(maxTokens);
+        eLen = a.ints(maxTokens);
+        eRow = a.ints(maxTokens);
+        eLogitsRow = a.ints(maxTokens);
         attActive = a.longs(numLayers);
         mlpActive = a.longs(numLayers);
     }
@@ -172,29 +234,41 @@ public final class Engine {
     private Routing.Buffers routing(ArrayAllocator a, boolean mlpRouter, float[] hidden, int h, float[] logits, float[] probs,
                                     int n) {
         if (!a.allocates()) return null;
-        F32Tensor hv = mlpRouter ? F32Tensor.of(hidden, chunk, h) : null;
-        return new Routing.Buffers(hv, hv, F32Tensor.of(logits, chunk, n), F32Tensor.of(probs, chunk, n));
+        F32Tensor hv = mlpRouter ? F32Tensor.of(hidden, maxTokens, h) : null;
+        return new Routing.Buffers(hv, hv, F32Tensor.of(logits, maxTokens, n), F32Tensor.of(probs, maxTokens, n));
     }
 
     /**
      * What {@code new Engine(model-of-c, selection, contextLength, chunk)} holds on the heap once
      * it has run, with weights of {@code dtype}: its buffers (the constructor's, counted, and the
-     * logits and GEMM scratch that scoring adds on first use), the KV cache and the RoPE tables.
-     * The model's weights are not included ({@link InferenceModel#footprint}).
+     * logits and GEMM scratch that scoring adds on first use), the KV cache filled to the context
+     * and the RoPE tables. The model's weights are not included ({@link InferenceModel#footprint}).
      */
     public static Footprint footprint(ModelConfig c, MatVec.DType dtype, int contextLength, int chunk) {
+        return footprint(c, dtype, contextLength, chunk, singleSequenceBlocks(c, contextLength));
+    }
+
+    /** The same for {@link #batched}{@code (model, maxTokens, contextLength, kvBlocks)}, its KV cache all allocated. */
+    public static Footprint footprint(ModelConfig c, MatVec.DType dtype, int contextLength, int maxTokens, int kvBlocks) {
         ArrayAllocator a = ArrayAllocator.counting();
         try {
-            new Engine(null, c, contextLength, chunk, a);
-            a.floats(chunk, c.vocabSize()); // chunkLogits, made by the first scoring step
+            new Engine(null, c, contextLength, maxTokens, kvBlocks, a);
+            a.floats(maxTokens, c.vocabSize()); // the logits of a step that asks for more than one row
             a.floats(InferenceModel.gemmScratchFloats(c, dtype));
+            a.longs(2, c.numLayers()); // the single-sequence API's sequence: its statistics
         } catch (ArithmeticException e) {
             return Footprint.heap("inference buffers", Long.MAX_VALUE, Long.MAX_VALUE); // past a long
         }
         int kvW = c.nKv() * c.dAtt(); // an int: ModelConfig checks it
+        long kvBytes;
+        try {
+            kvBytes = KvCache.bytes(c.numLayers(), kvW, KvCache.DEFAULT_BLOCK, kvBlocks);
+        } catch (ArithmeticException e) {
+            kvBytes = Long.MAX_VALUE;
+        }
         long ropeFloats = Rope.tableFloats(c.dAtt(), contextLength);
         return a.footprint("inference buffers")
-                .plus(Footprint.heap("KV cache", KvCache.bytes(c.numLayers(), contextLength, kvW), (long) contextLength * kvW))
+                .plus(Footprint.heap("KV cache", kvBytes, 2L * KvCache.DEFAULT_BLOCK * c.numLayers() * kvW))
                 .plus(Footprint.heap("RoPE tables", Float.BYTES * ropeFloats, ropeFloats / 2));
     }
 
@@ -206,35 +280,197 @@ public final class Engine {
         return c;
     }
 
+    /** The paged KV cache the sequences share. */
     public KvCache cache() {
-        return cache;
+        return kv;
     }
+
+    /** Tokens one step takes at most (the prefill chunk). */
+    public int maxTokens() {
+        return maxTokens;
+    }
+
+    // ------------------------------------------------------------------ sequences and steps
+
+    /** A new, empty sequence of up to the engine's context length, with its own selection. */
+    public Sequence open(ExpertSelection selection) {
+        return open(selection, contextLength);
+    }
+
+    /** A new, empty sequence of up to {@code capacity} positions (at most the engine's context length). */
+    public Sequence open(ExpertSelection selection, int capacity) {
+        if (capacity < 1 || capacity > contextLength) {
+            throw new IllegalArgumentException("a sequence of " + capacity + " positions does not fit the engine's context of "
+                    + contextLength);
+        }
+        return new Sequence(kv, capacity, Objects.requireNonNull(selection, "selection").check(c), numLayers);
+    }
+
+    /** Ends a sequence: its KV blocks go back to the cache. Closing twice does nothing. */
+    public void close(Sequence s) {
+        if (s.closed) return;
+        checkOwn(s);
+        s.truncate(0);
+        s.closed = true;
+    }
+
+    /** Forgets a sequence's positions from {@code n} on (its blocks past them go back to the cache). */
+    public void truncate(Sequence s, int n) {
+        checkOwn(s);
+        s.truncate(n);
+    }
+
+    /** Starts building a new step (forgets the last one's entries; its logits stay until the next run). */
+    public void clearStep() {
+        Arrays.fill(eSeq, 0, entries, null);
+        Arrays.fill(eTokens, 0, entries, null);
+        entries = stepTokens = logitRows = 0;
+    }
+
+    /**
+     * Adds to the step {@code tokens[off .. off+len)} for sequence {@code s} (at its next
+     * positions) and asks for {@code want} logits; returns the entry's index. A sequence takes
+     * part once per step.
+     */
+    public int add(Sequence s, int[] tokens, int off, int len, Logits want) {
+        checkOwn(s);
+        if (s.closed) throw new IllegalArgumentException("the sequence is closed");
+        if (len < 1 || off < 0 || off + len > tokens.length) {
+            throw new IllegalArgumentException("tokens [" + off + ", " + (off + len) + ") of " + tokens.length);
+        }
+        if (stepTokens + len > maxTokens) {
+            throw new IllegalArgumentException("a step takes at most " + maxTokens + " tokens; it has " + stepTokens
+                    + " and " + len + " more were added");
+        }
+        if ((long) s.length + len > s.capacity()) {
+            throw new IllegalArgumentException("a sequence of " + len + " tokens" + (s.length > 0 ? " after " + s.length
+                    + " cached positions" : "") + " is longer than the context of " + s.capacity() + " positions"
+                    + " (max_position_embeddings " + c.maxPositions() + ")");
+        }
+        for (int i = 0; i < entries; i++) {
+            if (eSeq[i] == s) throw new IllegalArgumentException("a sequence takes part in a step once");
+        }
+        for (int i = 0; i < len; i++) checkToken(tokens[off + i], s.length + i);
+        int e = entries++;
+        eSeq[e] = s;
+        eTokens[e] = tokens;
+        eOff[e] = off;
+        eLen[e] = len;
+        eLogits[e] = Objects.requireNonNull(want, "logits");
+        eRow[e] = stepTokens;
+        eLogitsRow[e] = logitRows;
+        stepTokens += len;
+        logitRows += switch (want) {
+            case NONE -> 0;
+            case LAST -> 1;
+            case ALL -> len;
+        };
+        return e;
+    }
+
+    /** Entries in the step being built. */
+    public int stepEntries() {
+        return entries;
+    }
+
+    /** Tokens in the step being built. */
+    public int stepTokens() {
+        return stepTokens;
+    }
+
+    /** KV blocks the step being built needs beyond those its sequences hold. */
+    public int stepBlocksNeeded() {
+        int need = 0;
+        for (int i = 0; i < entries; i++) need += eSeq[i].blocksNeeded(eLen[i]);
+        return need;
+    }
+
+    /**
+     * Runs the step: every entry's tokens go into its sequence's cache and the logits asked for
+     * are computed ({@link #logits()}, {@link #logitsRow}). When the cache has too few free blocks
+     * for the step, throws IllegalStateException and changes nothing.
+     */
+    public void run() {
+        if (entries == 0) return;
+        int need = stepBlocksNeeded();
+        if (need > kv.blocksAvailable()) {
+            throw new IllegalStateException("the KV cache is full: the step needs " + need + " more blocks, "
+                    + kv.blocksAvailable() + " are free");
+        }
+        for (int i = 0; i < entries; i++) {
+            if (!eSeq[i].reserve(eLen[i])) throw new AssertionError("blocks were counted");
+        }
+        int T = stepTokens;
+        float[] xa = x.array();
+        for (int i = 0; i < entries; i++) {
+            Sequence s = eSeq[i];
+            for (int t = 0; t < eLen[i]; t++) {
+                int row = eRow[i] + t;
+                tokEntry[row] = i;
+                tokPos[row] = s.length + t;
+                model.embed().copyRow(eTokens[i][eOff[i] + t], xa, row * d);
+            }
+        }
+        for (int l = 0; l < numLayers; l++) layer(l, T);
+        for (int i = 0; i < entries; i++) {
+            eSeq[i].length += eLen[i];
+            eSeq[i].routedTokens += eLen[i];
+        }
+        routedTokens += T;
+        finalLogits(T);
+    }
+
+    /** The last run's logits: entry i's rows start at {@link #logitsRow}{@code (i) · V}. Valid until the next run. */
+    public float[] logits() {
+        return logits.array();
+    }
+
+    /** First row in {@link #logits()} of entry i's logits (one row for LAST, its tokens' for ALL). */
+    public int logitsRow(int entry) {
+        if (entry < 0 || entry >= entries) throw new IndexOutOfBoundsException("entry " + entry + " of " + entries);
+        return eLogitsRow[entry];
+    }
+
+    /** What sequence s's routers chose since it opened: mean active experts and the parameters they imply. */
+    public InferenceStats stats(Sequence s) {
+        return InferenceStats.of(c, model.counts(), s.selection().toString(), s.attActive, s.mlpActive, s.routedTokens, 0, 0, 0, 0);
+    }
+
+    private void checkOwn(Sequence s) {
+        if (Objects.requireNonNull(s, "sequence").cache != kv) throw new IllegalArgumentException("the sequence belongs to another engine");
+    }
+
+    // ------------------------------------------------------------------ the single-sequence API
 
     public ExpertSelection selection() {
         return selection;
     }
 
-    /** Changes the selection for later steps (checked against the model). */
+    /** Changes the selection for later steps of the single-sequence API (checked against the model). */
     public void setSelection(ExpertSelection selection) {
         this.selection = Objects.requireNonNull(selection, "selection").check(c);
+        if (single != null) single.setSelection(this.selection);
+    }
+
+    private Sequence single() {
+        if (single == null) single = open(selection);
+        return single;
     }
 
     /** Positions the context holds. */
     public int contextLength() {
-        return cache.capacity();
+        return contextLength;
     }
 
-    /** Tokens in the cache (the position the next token gets). */
+    /** Tokens in the single sequence's cache (the position the next token gets). */
     public int position() {
-        return cache.length();
+        return single == null ? 0 : single.length;
     }
 
-    /** Starts a new sequence (empties the cache; statistics are kept). */
+    /** Starts a new single sequence (empties its cache; statistics are kept). */
     public void reset() {
-        cache.reset();
+        if (single != null) single.truncate(0);
     }
-
-    // ------------------------------------------------------------------ public steps
 
     /**
      * Starts a new sequence with {@code prompt} and returns the logits {@code [V]} of its last
@@ -248,11 +484,11 @@ public final class Engine {
 
     /** Appends {@code tokens} to the current sequence; returns the logits of the last one. */
     public float[] append(int[] tokens) {
-        checkTokens(tokens, cache.length());
+        checkTokens(tokens, position());
         long t0 = System.nanoTime();
-        for (int s = 0; s < tokens.length; s += chunk) {
-            int m = Math.min(chunk, tokens.length - s);
-            step(tokens, s, m, s + m == tokens.length ? Logits.LAST : Logits.NONE);
+        for (int s = 0; s < tokens.length; s += maxTokens) {
+            int m = Math.min(maxTokens, tokens.length - s);
+            runSingle(tokens, s, m, s + m == tokens.length ? Logits.LAST : Logits.NONE);
         }
         prefillNanos += System.nanoTime() - t0;
         prefillTokens += tokens.length;
@@ -261,13 +497,13 @@ public final class Engine {
 
     /** Feeds one token at the next position and returns the next-token logits {@code [V]} (engine's buffer). */
     public float[] decode(int token) {
-        if (cache.length() >= cache.capacity()) {
-            throw new IllegalStateException("the context is full: " + cache.length() + " of " + cache.capacity()
-                    + " positions used");
+        if (position() >= contextLength) {
+            throw new IllegalStateException("the context is full: " + position() + " of " + contextLength + " positions used");
         }
         checkToken(token, 0);
         long t0 = System.nanoTime();
-        step1(token);
+        tokenBuffer[0] = token;
+        runSingle(tokenBuffer, 0, 1, Logits.LAST);
         decodeNanos += System.nanoTime() - t0;
         decodeTokens++;
         return lastLogits.array();
@@ -282,10 +518,10 @@ public final class Engine {
         reset();
         float[] all = new float[Math.multiplyExact(tokens.length, vocab)];
         long t0 = System.nanoTime();
-        for (int s = 0; s < tokens.length; s += chunk) {
-            int m = Math.min(chunk, tokens.length - s);
-            step(tokens, s, m, Logits.ALL);
-            System.arraycopy(chunkLogits.array(), 0, all, s * vocab, m * vocab);
+        for (int s = 0; s < tokens.length; s += maxTokens) {
+            int m = Math.min(maxTokens, tokens.length - s);
+            runSingle(tokens, s, m, Logits.ALL);
+            System.arraycopy(logits.array(), 0, all, s * vocab, m * vocab);
         }
         prefillNanos += System.nanoTime() - t0;
         prefillTokens += tokens.length;
@@ -302,16 +538,24 @@ public final class Engine {
         reset();
         double[] lp = new double[tokens.length - 1];
         long t0 = System.nanoTime();
-        for (int s = 0; s < tokens.length; s += chunk) {
-            int m = Math.min(chunk, tokens.length - s);
-            step(tokens, s, m, Logits.ALL);
+        for (int s = 0; s < tokens.length; s += maxTokens) {
+            int m = Math.min(maxTokens, tokens.length - s);
+            runSingle(tokens, s, m, Logits.ALL);
             for (int t = 0; t < m && s + t + 1 < tokens.length; t++) {
-                lp[s + t] = logProb(chunkLogits.array(), t * vocab, tokens[s + t + 1]);
+                lp[s + t] = logProb(logits.array(), t * vocab, tokens[s + t + 1]);
             }
         }
         prefillNanos += System.nanoTime() - t0;
         prefillTokens += tokens.length;
         return lp;
+    }
+
+    /** One step of the single sequence; LAST's logits also in {@link #lastLogits}. */
+    private void runSingle(int[] tokens, int off, int m, Logits want) {
+        clearStep();
+        add(single(), tokens, off, m, want);
+        run();
+        if (want == Logits.LAST && logits != lastLogits) System.arraycopy(logits.array(), 0, lastLogits.array(), 0, vocab);
     }
 
     private double logProb(float[] logits, int off, int target) {
@@ -324,10 +568,10 @@ public final class Engine {
 
     private void checkTokens(int[] tokens, int cached) {
         if (tokens == null || tokens.length == 0) throw new IllegalArgumentException("empty token sequence");
-        if ((long) cached + tokens.length > cache.capacity()) {
+        if ((long) cached + tokens.length > contextLength) {
             throw new IllegalArgumentException("a sequence of " + tokens.length + " tokens"
                     + (cached > 0 ? " after " + cached + " cached positions" : "") + " is longer than the context of "
-                    + cache.capacity() + " positions (max_position_embeddings " + c.maxPositions() + ")");
+                    + contextLength + " positions (max_position_embeddings " + c.maxPositions() + ")");
         }
         for (int i = 0; i < tokens.length; i++) checkToken(tokens[i], i);
     }
@@ -341,133 +585,199 @@ public final class Engine {
 
     // ------------------------------------------------------------------ the forward
 
-    private enum Logits { NONE, LAST, ALL }
-
-    private void step1(int token) {
-        model.embed().copyRow(token, x.array(), 0);
-        forwardLayers(1);
-        finalLogits(1, Logits.LAST);
-    }
-
-    private void step(int[] tokens, int off, int m, Logits logits) {
-        Embedding.forward(model.embed(), tokens, off, m, x);
-        forwardLayers(m);
-        finalLogits(m, logits);
-    }
-
-    private void forwardLayers(int m) {
-        int p0 = cache.length();
-        for (int l = 0; l < numLayers; l++) layer(l, m, p0);
-        cache.advance(m);
-        routedTokens += m;
-    }
-
-    private void finalLogits(int m, Logits logits) {
-        TensorView e = model.output();
-        switch (logits) {
-            case NONE -> { }
-            case LAST -> {
-                RmsNorm.forward(x, m - 1, model.finalNorm(), ln, null, 1, eps);
-                mm.forward(lastLogits, ln, 1, e, false);
-            }
-            case ALL -> {
-                if (chunkLogits == null) chunkLogits = F32Tensor.of(new float[Math.multiplyExact(chunk, vocab)], chunk, vocab); // counted in footprint
-                RmsNorm.forward(x, model.finalNorm(), ln, null, m, eps);
-                mm.forward(chunkLogits, ln, m, e, false);
-                System.arraycopy(chunkLogits.array(), (m - 1) * vocab, lastLogits.array(), 0, vocab);
-            }
-        }
-    }
-
-    private void layer(int l, int m, int p0) {
+    private void layer(int l, int T) {
         ParamLayout.Layer<TensorView> w = model.layer(l);
 
-        // Mixture of attention heads over the shared, cached K/V heads.
-        RmsNorm.forward(x, w.inputNorm(), ln, null, m, eps);
-        mm.forward(keys[l], p0, ln, 0, m, w.kProj(), false);
-        mm.forward(values[l], p0, ln, 0, m, w.vProj(), false);
-        rope.forward(keys[l].array(), p0 * kvW, kvW, 1, m, nKv, p0);
-        int width = route(l, true, w.attnRouter(), attRouting, selection.attention(), m, attGroups);
-        attActive[l] += attGroups.rows();
-        expertInputs(w.qProj(), attGroups, m, q);
+        // Shared K/V heads into each sequence's cache blocks.
+        RmsNorm.forward(x, w.inputNorm(), ln, null, T, eps);
+        shared(kNew, ln, w.kProj());
+        shared(vNew, ln, w.vProj());
+        rope.forwardAt(kNew.array(), 0, kvW, T, nKv, tokPos, 0);
+        storeKv(l, T);
+
+        // Mixture of attention heads over them.
+        route(l, true, w.attnRouter(), attRouting, T, attGroups);
         int rows = attGroups.rows();
-        for (int r = 0; r < rows; r++) rowPos[r] = p0 + attGroups.token(r);
-        rotateQueries(m, p0, rows);
-        CachedAttention.forward(q.array(), 0, headW, rows, nHead, kvHeadOf, keys[l].array(), values[l].array(), 0, kvW, dAtt,
-                rowPos, 0, att.array(), 0, headW);
-        expertOutputs(w.oProj(), attGroups, width, m, att);
+        attGroups.gather(ln.array(), d, in.array());
+        expertProducts(q, in, w.qProj(), attGroups);
+        for (int r = 0; r < rows; r++) {
+            int t = attGroups.token(r);
+            rowPos[r] = tokPos[t];
+            rowTables[r] = eSeq[tokEntry[t]].table;
+        }
+        rope.forwardAt(q.array(), 0, headW, rows, nHead, rowPos, 0);
+        CachedAttention.forward(q.array(), 0, headW, rows, nHead, kvHeadOf, rowTables, kv.keyOffset(l), kv.valueOffset(l),
+                kv.blockSize(), kvW, dAtt, rowPos, 0, att.array(), 0, headW);
+        Gating.scaleRows(att, attGroups, gates);
+        expertProducts(out, att, w.oProj(), attGroups);
+        Gating.addRows(out, attGroups, x);
 
         // Mixture of MLP experts.
-        RmsNorm.forward(x, w.postAttnNorm(), ln, null, m, eps);
-        width = route(l, false, w.mlpRouter(), mlpRouting, selection.mlp(), m, mlpGroups);
-        mlpActive[l] += mlpGroups.rows();
-        expertInputs(w.upProj(), mlpGroups, m, hidden);
+        RmsNorm.forward(x, w.postAttnNorm(), ln, null, T, eps);
+        route(l, false, w.mlpRouter(), mlpRouting, T, mlpGroups);
+        mlpGroups.gather(ln.array(), d, in.array());
+        expertProducts(hidden, in, w.upProj(), mlpGroups);
         Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
-        expertOutputs(w.downProj(), mlpGroups, width, m, hidden);
+        Gating.scaleRows(hidden, mlpGroups, gates);
+        expertProducts(out, hidden, w.downProj(), mlpGroups);
+        Gating.addRows(out, mlpGroups, x);
+        Arrays.fill(rowTables, 0, rows, null);
     }
 
-    /** RoPE on the grouped query rows: one call per expert whose rows are all m tokens, else per row. */
-    private void rotateQueries(int m, int p0, int rows) {
-        float[] qa = q.array();
-        if (m == 1) {
-            rope.forward(qa, 0, headW, rows, 1, nHead, p0);
-            return;
-        }
-        for (int e = 0; e < nAtt; e++) {
-            int cnt = attGroups.count(e), r0 = attGroups.start(e);
-            if (cnt == m) {
-                rope.forward(qa, r0 * headW, headW, 1, m, nHead, p0);
-            } else {
-                for (int r = r0; r < r0 + cnt; r++) rope.forward(qa, r * headW, headW, 1, 1, nHead, rowPos[r]);
-            }
+    /** The step's new keys and values into their sequences' blocks, layer l. */
+    private void storeKv(int l, int T) {
+        int shift = Integer.numberOfTrailingZeros(kv.blockSize()), mask = kv.blockSize() - 1;
+        int ko = kv.keyOffset(l), vo = kv.valueOffset(l);
+        float[] ka = kNew.array(), va = vNew.array();
+        for (int t = 0; t < T; t++) {
+            int p = tokPos[t];
+            float[] block = eSeq[tokEntry[t]].table[p >> shift];
+            int at = (p & mask) * kvW;
+            System.arraycopy(ka, t * kvW, block, ko + at, kvW);
+            System.arraycopy(va, t * kvW, block, vo + at, kvW);
         }
     }
 
     /**
-     * Router probabilities of the step's tokens (from {@code ln}), the selection, and the
-     * grouping by expert; returns the slot width. A layer type with one expert has no router:
-     * every token gets expert 0 with gate 1.
+     * {@code dst[t] = src[t] · Wᵀ} for the step's T rows: an entry of more than {@link #SMALL}
+     * tokens alone (GEMM), runs of the others together through the mat-vec, as each would alone.
      */
-    private int route(int layer, boolean attention, ParamLayout.Router<TensorView> router, Routing.Buffers buf,
-                      ExpertSelection.Rule rule, int m, ExpertGroups groups) {
+    private void shared(F32Tensor dst, F32Tensor src, TensorView w) {
+        for (int i = 0; i < entries; ) {
+            if (eLen[i] > SMALL) {
+                mm.forward(dst, eRow[i], src, eRow[i], eLen[i], w, false);
+                i++;
+                continue;
+            }
+            int j = i;
+            while (j < entries && eLen[j] <= SMALL) j++;
+            int r0 = eRow[i];
+            mmVec.forward(dst, r0, src, r0, eRow[j - 1] + eLen[j - 1] - r0, w, false);
+            i = j;
+        }
+    }
+
+    /**
+     * {@code dst[r] = src[r] · W_{expert(r)}ᵀ} for the grouped rows: a run of more than
+     * {@link #SMALL} rows of one entry alone (GEMM), all the other runs in one mat-vec pass.
+     */
+    private void expertProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g) {
+        int n = 0;
+        for (int e = 0; e < g.experts(); e++) {
+            int r = g.start(e), end = r + g.count(e);
+            while (r < end) {
+                int entry = tokEntry[g.token(r)], r1 = r + 1;
+                while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
+                int cnt = r1 - r;
+                if (cnt > SMALL) {
+                    mm.forward(dst, r, src, r, cnt, w.expert(e), false);
+                } else if (n > 0 && segExpert[n - 1] == e && segStart[n - 1] + segCount[n - 1] == r) {
+                    segCount[n - 1] += cnt;
+                } else {
+                    segStart[n] = r;
+                    segCount[n] = cnt;
+                    segExpert[n] = e;
+                    n++;
+                }
+                r = r1;
+            }
+        }
+        mmVec.segments(dst, src, w, n, segStart, segCount, segExpert);
+    }
+
+    /**
+     * Router probabilities of the step's tokens (from {@code ln}, products made as in
+     * {@link #shared}), each entry's selection by its sequence's rule, and the grouping by expert.
+     * A layer type with one expert has no router: every token gets expert 0 with gate 1.
+     */
+    private void route(int layer, boolean attention, ParamLayout.Router<TensorView> router, Routing.Buffers buf, int T,
+                       ExpertGroups groups) {
         int width;
         if (router == null) {
-            Arrays.fill(chosen, 0, m, 0);
-            Arrays.fill(gates, 0, m, 1f);
+            Arrays.fill(chosen, 0, T, 0);
+            Arrays.fill(gates, 0, T, 1f);
             width = 1;
         } else {
-            Routing.forward(mm, router.hidden(), router.out(), ln, m, buf);
-            width = rule.select(buf.probs().array(), m, router.out().rows(), chosen, gates);
+            for (int i = 0; i < entries; ) {
+                if (eLen[i] > SMALL) {
+                    Routing.forward(mm, router.hidden(), router.out(), ln, eRow[i], eLen[i], buf);
+                    i++;
+                    continue;
+                }
+                int j = i;
+                while (j < entries && eLen[j] <= SMALL) j++;
+                int r0 = eRow[i];
+                Routing.forward(mmVec, router.hidden(), router.out(), ln, r0, eRow[j - 1] + eLen[j - 1] - r0, buf);
+                i = j;
+            }
+            int n = router.out().rows();
+            float[] probs = buf.probs().array();
+            if (entries == 1) {
+                width = rule(eSeq[0], attention).select(probs, 0, T, n, chosen, gates, 0);
+            } else {
+                width = 1;
+                for (int i = 0; i < entries; i++) width = Math.max(width, rule(eSeq[i], attention).maxPerToken(n));
+                for (int i = 0; i < entries; i++) {
+                    int w = rule(eSeq[i], attention).select(probs, eRow[i] * n, eLen[i], n, seqChosen, seqGates, 0);
+                    for (int t = 0; t < eLen[i]; t++) {
+                        int dst = (eRow[i] + t) * width, src = t * w;
+                        for (int j = 0; j < width; j++) {
+                            chosen[dst + j] = j < w ? seqChosen[src + j] : -1;
+                            gates[dst + j] = j < w ? seqGates[src + j] : 0f;
+                        }
+                    }
+                }
+            }
         }
-        if (routeObserver != null) routeObserver.routed(layer, attention, chosen, m, width);
-        groups.group(chosen, m, width);
-        for (int r = 0; r < groups.rows(); r++) { // ExpertGroups.rowsOfSlots, and each row's expert, in one pass
-            int slot = groups.slot(r);
-            rowOfSlot[slot] = r;
-            rowExpert[r] = chosen[slot];
+        if (routeObserver != null) routeObserver.routed(layer, attention, chosen, T, width);
+        groups.group(chosen, T, width);
+        long[] active = attention ? attActive : mlpActive;
+        active[layer] += groups.rows();
+        for (int r = 0; r < groups.rows(); r++) {
+            Sequence s = eSeq[tokEntry[groups.token(r)]];
+            (attention ? s.attActive : s.mlpActive)[layer]++;
         }
-        return width;
     }
 
-    /** {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ} for every grouped row. */
-    private void expertInputs(TensorView w, ExpertGroups groups, int m, F32Tensor dst) {
-        if (m == 1) {
-            mm.selected(dst, ln, 0, w, rowExpert, groups.rows());
-            return;
-        }
-        groups.gather(ln.array(), d, in.array());
-        mm.grouped(groups, dst, in, w);
+    private static ExpertSelection.Rule rule(Sequence s, boolean attention) {
+        return attention ? s.selection().attention() : s.selection().mlp();
     }
 
-    /** {@code x[t] += Σ_slots gate · (src[row] · W_{expert(row)}ᵀ)}: the output products and the gated scatter. */
-    private void expertOutputs(TensorView w, ExpertGroups groups, int width, int m, F32Tensor src) {
-        if (m == 1) {
-            Gating.scaleRows(src, groups, gates);
-            mm.selectedSum(x, 0, src, w, rowExpert, groups.rows(), true);
-            return;
+    /** The final norm and the output head for the rows the entries asked for. */
+    private void finalLogits(int T) {
+        if (logitRows == 0) return;
+        if (logitRows > logits.rows()) logits = F32Tensor.of(new float[Math.multiplyExact(maxTokens, vocab)], maxTokens, vocab); // counted in footprint
+        RmsNorm.forward(x, model.finalNorm(), ln, null, T, eps);
+        float[] la = ln.array(), ia = in.array();
+        for (int i = 0; i < entries; i++) {
+            switch (eLogits[i]) {
+                case NONE -> { }
+                case LAST -> System.arraycopy(la, (eRow[i] + eLen[i] - 1) * d, ia, eLogitsRow[i] * d, d);
+                case ALL -> System.arraycopy(la, eRow[i] * d, ia, eLogitsRow[i] * d, eLen[i] * d);
+            }
         }
-        mm.grouped(groups, out, src, w);
-        Gating.scatter(out, rowOfSlot, chosen, gates, m, width, x);
+        TensorView e = model.output();
+        for (int i = 0; i < entries; ) {
+            int rows = rowsOfLogits(i);
+            if (rows > SMALL) {
+                mm.forward(logits, eLogitsRow[i], in, eLogitsRow[i], rows, e, false);
+                i++;
+                continue;
+            }
+            int j = i;
+            while (j < entries && rowsOfLogits(j) <= SMALL) j++;
+            int r0 = eLogitsRow[i], r1 = j == entries ? logitRows : eLogitsRow[j];
+            if (r1 > r0) mmVec.forward(logits, r0, in, r0, r1 - r0, e, false);
+            i = j;
+        }
+    }
+
+    private int rowsOfLogits(int entry) {
+        return switch (eLogits[entry]) {
+            case NONE -> 0;
+            case LAST -> 1;
+            case ALL -> eLen[entry];
+        };
     }
 
     // ------------------------------------------------------------------ statistics

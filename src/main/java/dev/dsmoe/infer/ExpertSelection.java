@@ -79,32 +79,41 @@ public record ExpertSelection(Rule attention, Rule mlp) {
          * Dense and threshold slots are in expert order, top-k slots in descending score order.
          */
         public int select(float[] probs, int n, int e, int[] chosen, float[] gates) {
+            return select(probs, 0, n, e, chosen, gates, 0);
+        }
+
+        /**
+         * {@link #select(float[], int, int, int[], float[])} over {@code probs} from {@code pOff},
+         * writing {@code chosen} and {@code gates} from {@code cOff}: one sequence's tokens of a
+         * batch (threshold-top-k takes its K from these n tokens alone).
+         */
+        public int select(float[] probs, int pOff, int n, int e, int[] chosen, float[] gates, int cOff) {
             switch (kind) {
                 case DENSE -> {
                     for (int t = 0; t < n; t++) {
                         for (int i = 0; i < e; i++) {
-                            chosen[t * e + i] = i;
-                            gates[t * e + i] = probs[t * e + i];
+                            chosen[cOff + t * e + i] = i;
+                            gates[cOff + t * e + i] = probs[pOff + t * e + i];
                         }
                     }
                     return e;
                 }
                 case TOP_K -> {
-                    return topK(probs, n, e, Math.min(k, e), chosen, gates);
+                    return topK(probs, pOff, n, e, Math.min(k, e), chosen, gates, cOff);
                 }
                 case THRESHOLD -> {
                     for (int t = 0; t < n; t++) {
-                        int c = 0, best = argmax(probs, t * e, e);
+                        int p = pOff + t * e, c = 0, best = argmax(probs, p, e);
                         for (int i = 0; i < e; i++) {
-                            if (i == best || e * probs[t * e + i] > epsilon) {
-                                chosen[t * e + c] = i;
-                                gates[t * e + c] = probs[t * e + i];
+                            if (i == best || e * probs[p + i] > epsilon) {
+                                chosen[cOff + t * e + c] = i;
+                                gates[cOff + t * e + c] = probs[p + i];
                                 c++;
                             }
                         }
                         for (; c < e; c++) {
-                            chosen[t * e + c] = -1;
-                            gates[t * e + c] = 0f;
+                            chosen[cOff + t * e + c] = -1;
+                            gates[cOff + t * e + c] = 0f;
                         }
                     }
                     return e;
@@ -112,17 +121,17 @@ public record ExpertSelection(Rule attention, Rule mlp) {
                 case THRESHOLD_TOP_K -> {
                     if (n == 0) return 1;
                     long total = 0;
-                    for (int t = 0; t < n; t++) total += thresholdCount(probs, t * e, e, epsilon);
+                    for (int t = 0; t < n; t++) total += thresholdCount(probs, pOff + t * e, e, epsilon);
                     int kk = (int) Math.max(1, Math.min(e, Math.round((double) total / n)));
-                    return topK(probs, n, e, kk, chosen, gates);
+                    return topK(probs, pOff, n, e, kk, chosen, gates, cOff);
                 }
                 default -> throw new AssertionError(kind);
             }
         }
 
-        private static int topK(float[] probs, int n, int e, int k, int[] chosen, float[] gates) {
-            ExpertGroups.topK(probs, n, e, k, chosen);
-            for (int s = 0; s < n * k; s++) gates[s] = probs[(s / k) * e + chosen[s]];
+        private static int topK(float[] probs, int pOff, int n, int e, int k, int[] chosen, float[] gates, int cOff) {
+            ExpertGroups.topK(probs, pOff, n, e, k, chosen, cOff);
+            for (int s = 0; s < n * k; s++) gates[cOff + s] = probs[pOff + (s / k) * e + chosen[cOff + s]];
             return k;
         }
 

@@ -41,22 +41,27 @@ public final class ExpertGroups {
      * expert indices to {@code chosen[t*k + j]} in descending score order.
      */
     public static void topK(float[] scores, int n, int e, int k, int[] chosen) {
+        topK(scores, 0, n, e, k, chosen, 0);
+    }
+
+    /** {@link #topK(float[], int, int, int, int[])} over scores from {@code sOff}, writing chosen from {@code cOff}. */
+    public static void topK(float[] scores, int sOff, int n, int e, int k, int[] chosen, int cOff) {
         if (k < 1 || k > e) throw new IllegalArgumentException("top-k needs 1 <= k <= " + e + ", got " + k);
         for (int t = 0; t < n; t++) {
-            int row = t * e;
+            int row = sOff + t * e, c = cOff + t * k;
             for (int j = 0; j < k; j++) {
                 int best = -1;
                 float bestScore = Float.NEGATIVE_INFINITY;
                 outer:
                 for (int i = 0; i < e; i++) {
-                    for (int p = 0; p < j; p++) if (chosen[t * k + p] == i) continue outer;
+                    for (int p = 0; p < j; p++) if (chosen[c + p] == i) continue outer;
                     float v = scores[row + i];
                     if (best < 0 || v > bestScore) {
                         best = i;
                         bestScore = v;
                     }
                 }
-                chosen[t * k + j] = best;
+                chosen[c + j] = best;
             }
         }
     }

@@ -134,4 +134,22 @@ public final class Gating {
             for (int i = rows.rowOff(r); i < rows.rowOff(r) + rows.cols; i++) a[i] *= g;
         }
     }
+
+    /**
+     * The sum of the grouped rows into their tokens, {@code x[token(r)] += rows[r]} in row order
+     * (so each token's terms add up in ascending expert order, whatever else was grouped with
+     * them): the scatter after output products whose inputs were gated ({@link #scaleRows}).
+     * Split over columns, so every element is summed by one thread in that order.
+     */
+    public static void addRows(TensorView rows, ExpertGroups groups, TensorView x) {
+        int n = groups.rows(), d = x.cols;
+        if (rows.cols != d) throw new IllegalArgumentException("rows of width " + rows.cols + " into x of width " + d);
+        float[] a = rows.array(), xa = x.array();
+        Parallel.forRange(d, Math.max(Simd.MIN_CHUNK / Math.max(1, n), 64), (j0, j1) -> {
+            for (int r = 0; r < n; r++) {
+                int ro = rows.rowOff(r) + j0, xo = x.rowOff(groups.token(r)) + j0;
+                for (int j = 0; j < j1 - j0; j++) xa[xo + j] += a[ro + j];
+            }
+        });
+    }
 }

@@ -38,6 +38,16 @@ public final class Matmul {
         return new Matmul(MATVEC_MAX_ROWS);
     }
 
+    /**
+     * Every product through the weights' mat-vec, whatever its rows: for the rows of a batch that
+     * each belong to a different small piece of work (decoded tokens of many sequences), whose
+     * results must be those each would get alone (the mat-vec's result for a row does not depend
+     * on the other rows).
+     */
+    public static Matmul matVecOnly() {
+        return new Matmul(Integer.MAX_VALUE);
+    }
+
     /** {@code out[i] (+)= in[i] · Wᵀ} for the first {@code rows} rows. */
     public void forward(TensorView out, TensorView in, int rows, TensorView w, boolean accumulate) {
         forward(out, 0, in, 0, rows, w, accumulate);
@@ -72,6 +82,22 @@ public final class Matmul {
     public void selectedSum(TensorView out, int outRow, TensorView in, TensorView w, int[] experts, int count,
                             boolean accumulate) {
         w.matVecSelectedSum(experts, 0, count, in.array(), in.off(), out.array(), out.rowOff(outRow), accumulate);
+    }
+
+    /**
+     * Segments of rows through their experts, always by mat-vec: for each {@code i < n}, rows
+     * {@code [start[i], start[i] + count[i])} of {@code in} times {@code W_{expert[i]}ᵀ} into the
+     * same rows of {@code out} (overwritten). Each output element has the bits a one-row mat-vec
+     * gives it.
+     */
+    public void segments(TensorView out, TensorView in, TensorView w, int n, int[] start, int[] count, int[] expert) {
+        for (int i = 0; i < n; i++) {
+            int cnt = count[i];
+            if (cnt == 0) continue;
+            TensorView we = w.expert(expert[i]);
+            if (in.ld != we.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
+            we.matVec(in.array(), in.rowOff(start[i]), cnt, out.array(), out.rowOff(start[i]), out.ld, false);
+        }
     }
 
     /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */

@@ -94,6 +94,29 @@ public final class Rope {
     }
 
     /**
+     * Rotates {@code H} heads of {@code rows} rows in place, row r at its own position
+     * {@code positions[posOff + r]} (the rows of a batch of sequences, or a sparse expert's rows).
+     * Each row gets the bits {@link #forward} gives it.
+     */
+    public void forwardAt(float[] x, int off, int rowStride, int rows, int H, int[] positions, int posOff) {
+        if (rows < 0 || H < 0) throw new IllegalArgumentException("negative shape");
+        if (rowStride < H * headDim) throw new IllegalArgumentException("rowStride " + rowStride + " < H*D = " + H * headDim);
+        for (int r = 0; r < rows; r++) {
+            int p = positions[posOff + r];
+            if (p < 0 || p >= maxPositions) {
+                throw new IllegalArgumentException("position " + p + " outside the RoPE table of " + maxPositions);
+            }
+        }
+        Simd.checkRange("x", x, off, Simd.extent(rows, rowStride, (long) H * headDim));
+        Parallel.forRange(rows, Simd.rowGrain(H * headDim), (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int rowOff = off + r * rowStride, tab = positions[posOff + r] * half;
+                for (int h = 0; h < H; h++) rotate(x, rowOff + h * headDim, tab, false);
+            }
+        });
+    }
+
+    /**
      * Backward: given the gradient with respect to the rotated values, rotates it back in place
      * (the transpose of the forward rotation), giving the gradient with respect to the input.
      */

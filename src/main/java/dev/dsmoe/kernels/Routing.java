@@ -22,15 +22,20 @@ public final class Routing {
      * {@code hiddenW} is null for a linear router.
      */
     public static void forward(Matmul mm, TensorView hiddenW, TensorView outW, TensorView in, int rows, Buffers out) {
+        forward(mm, hiddenW, outW, in, 0, rows, out);
+    }
+
+    /** The same for rows {@code [row, row + rows)} of {@code in}, into the same rows of {@code out}'s tensors. */
+    public static void forward(Matmul mm, TensorView hiddenW, TensorView outW, TensorView in, int row, int rows, Buffers out) {
         if (hiddenW != null) {
-            mm.forward(out.hiddenPre, in, rows, hiddenW, false);
-            Gelu.forward(out.hiddenPre.array(), out.hiddenPre.off(), out.hiddenAct.array(), out.hiddenAct.off(),
+            mm.forward(out.hiddenPre, row, in, row, rows, hiddenW, false);
+            Gelu.forward(out.hiddenPre.array(), out.hiddenPre.rowOff(row), out.hiddenAct.array(), out.hiddenAct.rowOff(row),
                     rows * hiddenW.rows);
-            mm.forward(out.logits, out.hiddenAct, rows, outW, false);
+            mm.forward(out.logits, row, out.hiddenAct, row, rows, outW, false);
         } else {
-            mm.forward(out.logits, in, rows, outW, false);
+            mm.forward(out.logits, row, in, row, rows, outW, false);
         }
-        Softmax.forward(out.logits.array(), out.logits.off(), out.probs.array(), out.probs.off(), rows, outW.rows);
+        Softmax.forward(out.logits.array(), out.logits.rowOff(row), out.probs.array(), out.probs.rowOff(row), rows, outW.rows);
     }
 
     /**

@@ -16,6 +16,7 @@ import dev.dsmoe.model.ParamLayout;
 import dev.dsmoe.model.RandomParams;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.io.IOException;
+import java.util.List;
 import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -52,6 +53,25 @@ class GenerateCommandTest {
         PrepareCommandTest.Run again = PrepareCommandTest.run("generate", "--model", model.toString(), "--prompt", "class F1 {",
                 "--max-tokens", "5", "--temperature", "0", "--strategy", "top-k:2");
         assertEquals(r.out(), again.out(), "greedy decoding is deterministic");
+    }
+
+    /** {@code bench infer --batch}: a row per (selection, B) with aggregate = B x per-sequence tokens/s, the plot written; bad B is one line. */
+    @Test
+    void benchInferBatchReportsAggregateAndPerSequenceSpeed() throws IOException {
+        Path png = dir.resolve("batch.png");
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--batch", "1,3",
+                "--strategies", "dense;top-k:2", "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0",
+                "--plot", png.toString());
+        assertEquals(0, r.status(), r.err());
+        List<String> rows = r.out().lines().filter(l -> l.startsWith("| model ") || l.matches("\\| \\S+ \\| \\S+ \\| \\d+ \\|.*")).toList();
+        assertEquals(5, rows.size(), r.out());
+        for (String row : rows.subList(1, rows.size())) {
+            String[] f = row.split("\\|");
+            double b = Double.parseDouble(f[3].trim()), aggregate = Double.parseDouble(f[4].trim()), per = Double.parseDouble(f[5].trim());
+            assertEquals(b * per, aggregate, 0.01 * aggregate + 0.1, row);
+        }
+        assertTrue(java.nio.file.Files.size(png) > 1000, "the plot is a PNG");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--batch", "0"), "--batch sizes must be >= 1");
     }
 
     /** {@code --dtype q8_0} quantizes the trained fp32 checkpoint at load and generates; an unknown type is one line, status 2. */
