@@ -102,7 +102,7 @@ class GenerateCommandTest {
     @Test
     void streamingReleasesOnlyWholeCharacters() throws IOException {
         Tokenizer tok = Tokenizer.load(model.resolve("tokenizer.json"));
-        GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+        dev.dsmoe.tokenizer.StreamingText s = new dev.dsmoe.tokenizer.StreamingText(tok);
         StringBuilder seen = new StringBuilder();
         for (int b : "é€".getBytes(java.nio.charset.StandardCharsets.UTF_8)) seen.append(s.add(b & 0xff)); // byte tokens 0-255
         assertEquals("é€", seen.toString());
@@ -217,14 +217,14 @@ class GenerateCommandTest {
                 ids[i] = ids[j];
                 ids[j] = t;
             }
-            GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+            dev.dsmoe.tokenizer.StreamingText s = new dev.dsmoe.tokenizer.StreamingText(tok);
             StringBuilder seen = new StringBuilder();
             for (int id : ids) seen.append(s.add(id));
             seen.append(s.finish());
             assertEquals(tok.decode(ids), seen.toString(), "seed " + seed);
         }
         // a character split over byte tokens comes out whole, once its last byte arrives
-        GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+        dev.dsmoe.tokenizer.StreamingText s = new dev.dsmoe.tokenizer.StreamingText(tok);
         byte[] emoji = "😀".getBytes(StandardCharsets.UTF_8);
         for (int i = 0; i < 3; i++) assertEquals("", s.add(emoji[i] & 0xff));
         assertEquals("😀", s.add(emoji[3] & 0xff));
@@ -235,7 +235,7 @@ class GenerateCommandTest {
         Tokenizer tok = Tokenizer.load(model.resolve("tokenizer.json"));
         int[] ids = multiByteTokens(tok, 200, 1);
         assertTrue(ids.length > 4000, "tokens: " + ids.length);
-        GenerateCommand.StreamingText s = new GenerateCommand.StreamingText(tok);
+        dev.dsmoe.tokenizer.StreamingText s = new dev.dsmoe.tokenizer.StreamingText(tok);
         var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         int half = ids.length / 2;
         for (int i = 0; i < half; i++) s.add(ids[i]);
