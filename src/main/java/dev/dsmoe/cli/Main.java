@@ -9,7 +9,7 @@ import static picocli.CommandLine.ScopeType.INHERIT;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Dense training, sparse inference of Mixture-of-Experts language models (DS-MoE) on the JVM.",
-        subcommands = {QuickstartCommand.class, PrepareCommand.class, TokenizeCommand.class, TrainCommand.class, GenerateCommand.class,
+        subcommands = {QuickstartCommand.class, PrepareCommand.class, TokenizeCommand.class, TrainCommand.class, GenerateCommand.class, ServeCommand.class,
                 EvalCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
