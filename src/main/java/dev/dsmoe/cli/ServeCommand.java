@@ -111,9 +111,9 @@ final class ServeCommand implements Callable<Integer> {
             Signal.handle(new Signal("INT"), s -> stop.countDown());
             var a = server.address();
             System.out.printf(Locale.ROOT, "dsmoe serve: ready on http://%s:%d, model %s (%s weights, %d threads), strategy %s, "
-                            + "max batch %d, context %d, KV cache %d blocks (%.2f GiB)%s%n", a.getHostString(), a.getPort(), id,
-                    dtype.label(), ComputeOptions.threads(), sel, maxBatch, context, kvBlocks,
-                    kvBlocks * engine.cache().blockBytes() / (double) (1L << 30), key != null ? ", API key required" : "");
+                            + "max batch %d, context %d, KV cache up to %d blocks of %d positions (%.1f MiB)%s%n", a.getHostString(), a.getPort(), id,
+                    dtype.label(), ComputeOptions.threads(), sel, maxBatch, context, kvBlocks, KvCache.DEFAULT_BLOCK,
+                    kvBlocks * engine.cache().blockBytes() / (double) (1L << 20), key != null ? ", API key required" : "");
             System.out.flush();
             stop.await();
             System.err.println("dsmoe serve: draining (up to " + drainSeconds + " s for " + scheduler.running() + " running and "

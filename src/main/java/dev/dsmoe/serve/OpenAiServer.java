@@ -287,7 +287,7 @@ public final class OpenAiServer implements AutoCloseable {
         Reply reply = new Reply(ex, id, chat, p);
         StopText text = new StopText(tok, stops);
         boolean stoppedByText = false;
-        Done done;
+        Done done = null;
         try {
             if (p.stream()) reply.begin(p.echo() ? promptText : "");
             while (true) {
@@ -323,11 +323,11 @@ public final class OpenAiServer implements AutoCloseable {
             r.cancel(); // the client is gone: free its sequence at the next step
             throw e;
         } finally {
-            logRequest(id, done(events), stoppedByText);
+            logRequest(id, done != null ? done : done(events), stoppedByText);
         }
     }
 
-    /** The Done event if the request has ended, for the log (a request cancelled for a lost client ends a step later). */
+    /** The Done event if it came after the exchange stopped reading (a client gone mid-stream ends a step later). */
     private static Done done(LinkedBlockingQueue<Object> events) {
         for (Object o : events) if (o instanceof Done d) return d;
         return null;

@@ -388,4 +388,41 @@ class ServeTest {
         assertTrue(s.stopped());
         assertEquals(0, s.engine().cache().blocksInUse());
     }
+
+    /** The command: one ready line, a request over the socket, SIGTERM, then a clean exit 0 after the drain. */
+    @Test
+    void theServeCommandStartsAnswersAndStopsCleanlyOnSigterm() throws Exception {
+        String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        List<String> cmd = new ArrayList<>(List.of(javaBin, "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+                "-cp", System.getProperty("java.class.path"), Main.class.getName(), "serve", "--model", model.toString(), "--port", "0",
+                "--model-id", "m1", "--max-batch", "4", "--strategy", "top-k:2", "--drain-seconds", "20"));
+        Process p = new ProcessBuilder(cmd).redirectError(dir.resolve("serve.err").toFile()).start();
+        try {
+            BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+            String ready = out.readLine();
+            assertNotNull(ready, "no ready line; stderr: " + java.nio.file.Files.readString(dir.resolve("serve.err")));
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("ready on http://127\\.0\\.0\\.1:(\\d+), model m1 \\(f32 weights.*"
+                    + "strategy top-k:2.*max batch 4.*").matcher(ready);
+            assertTrue(m.find(), ready);
+            String b = "http://127.0.0.1:" + m.group(1);
+            HttpResponse<String> r = post(b, "/v1/completions", "{\"model\":\"m1\",\"prompt\":\"class\",\"max_tokens\":3}", null);
+            assertEquals(200, r.statusCode(), r.body());
+            p.destroy(); // SIGTERM
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the server stops");
+            assertEquals(0, p.exitValue(), java.nio.file.Files.readString(dir.resolve("serve.err")));
+            String err = java.nio.file.Files.readString(dir.resolve("serve.err"));
+            assertTrue(err.contains("dsmoe serve: cmpl-1 prompt ") && err.contains("completion 3 tokens"), err);
+            assertTrue(err.contains("draining") && err.contains("stopped"), err);
+        } finally {
+            p.destroyForcibly();
+        }
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("serve", "--model", dir.resolve("none").toString()), "no such model directory");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("serve", "--model", model.toString(), "--ctx", "100000"), "--ctx");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("serve", "--model", model.toString(), "--port", "0", "--strategy", "top-k:99"),
+                "--strategy");
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            TrainCommandTest.assertOneLineError(PrepareCommandTest.run("serve", "--model", model.toString(), "--port",
+                    Integer.toString(taken.getLocalPort())), "choose another --port");
+        }
+    }
 }
