@@ -13,7 +13,7 @@ import picocli.CommandLine.Option;
         description = {"Without a subcommand: the end-to-end report (machine limits; training tokens/s per family,",
                 "with the PyTorch peer when python3-torch is installed; prefill/decode per expert selection; decode at",
                 "the paper's 1B shapes in fp32, bf16 and q8_0), as Markdown. Subcommands measure one part in detail."},
-        subcommands = {BenchKernelsCommand.class, BenchTrainCommand.class, BenchInferCommand.class})
+        subcommands = {BenchKernelsCommand.class, BenchTrainCommand.class, BenchInferCommand.class, BenchServeCommand.class})
 final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--quick", description = "Fewer repeats and shorter runs (a smoke test, not for the record).")

@@ -74,6 +74,22 @@ class GenerateCommandTest {
         TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--batch", "0"), "--batch sizes must be >= 1");
     }
 
+    /** {@code bench serve}: a row per concurrency with output tokens/s and latencies, over the real server. */
+    @Test
+    void benchServeMeasuresTheServerAtEachConcurrency() throws IOException {
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "serve", "--model", model.toString(), "--concurrency", "1,3",
+                "--prompt", "5", "--max-tokens", "6", "--requests", "1", "--plot", dir.resolve("serve.png").toString());
+        assertEquals(0, r.status(), r.err());
+        List<String> rows = r.out().lines().filter(l -> l.matches("\\| model \\| [^|]+ \\| \\d+ \\|.*")).toList();
+        assertEquals(2, rows.size(), r.out());
+        for (String row : rows) {
+            String[] f = row.split("\\|");
+            assertTrue(Double.parseDouble(f[4].trim()) > 0, row);
+            assertTrue(Double.parseDouble(f[6].trim()) > 0, row);
+        }
+        assertTrue(java.nio.file.Files.size(dir.resolve("serve.png")) > 1000);
+    }
+
     /** {@code --dtype q8_0} quantizes the trained fp32 checkpoint at load and generates; an unknown type is one line, status 2. */
     @Test
     void q8WeightsGenerateAndAnUnknownTypeIsOneLine() {
