@@ -108,12 +108,18 @@ class SchedulerTest {
         try (InferenceModel m = model(c)) {
             Engine e = Engine.batched(m, Scheduler.engineTokens(1, 8), TinyModels.CONTEXT, 16);
             Scheduler s = new Scheduler(e, 1, 1, 8);
-            CountDownLatch first = new CountDownLatch(1);
+            // a's first token holds the scheduler's thread until the test has queued b and been refused a third
+            CountDownLatch first = new CountDownLatch(1), release = new CountDownLatch(1);
             Collect a = new Collect() {
                 @Override
                 public synchronized void token(int token) {
                     super.token(token);
                     first.countDown();
+                    try {
+                        release.await(30, TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
                 }
             };
             Scheduler.Request ra = s.submit(TinyModels.tokens(5, c.vocabSize(), 1), 40, Sampler.greedy(c.vocabSize()),
@@ -125,6 +131,7 @@ class SchedulerTest {
                     Sampler.greedy(c.vocabSize()), ExpertSelection.dense(), -1, new Collect()));
             assertTrue(full.getMessage().contains("queue is full"), full.getMessage());
             ra.cancel();
+            release.countDown();
             assertEquals(Scheduler.Finish.CANCELLED, a.done.get(10, TimeUnit.SECONDS));
             assertEquals(Scheduler.Finish.LENGTH, b.done.get(10, TimeUnit.SECONDS));
             s.shutdown(1000);
