@@ -3,6 +3,7 @@ package dev.dsmoe.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.data.TokenDataset;
 import dev.dsmoe.eval.CodeTask;
+import dev.dsmoe.eval.DecodeSpeed;
 import dev.dsmoe.eval.MultipleChoice;
 import dev.dsmoe.eval.Perplexity;
 import dev.dsmoe.eval.Strategies;
@@ -41,7 +42,8 @@ import picocli.CommandLine.Option;
                 + " mean active MoA and MLP experts per token, active parameters per token and active hidden %%.",
                 "Without --strategy: dense for a Dense model; the training top-k and dense for an SMoE; dense, top-k:N_ffd/4,"
                 + " threshold:0.48 and threshold-top-k:0.48 (MLP; MoA dense) for a DS-MoE.",
-                "--sweep: perplexity against active parameters over threshold ε (table, CSV, JSON and PNG in --out).",
+                "--sweep: perplexity against active parameters over threshold ε, and against single-stream decode tok/s"
+                + " timed at each ε on the same model (table, CSV, JSON and two PNGs in --out).",
                 "--choices FILE / --code-task: zero-shot multiple choice by log-likelihood: acc, and acc_norm (log-likelihood"
                 + " per UTF-8 byte of the choice)."})
 final class EvalCommand implements Callable<Integer> {
@@ -76,6 +78,17 @@ final class EvalCommand implements Callable<Integer> {
 
     @Option(names = "--sweep-attention", description = "Apply the sweep's threshold to the MoA routers too (default: MLP only, MoA dense).")
     boolean sweepAttention;
+
+    @Option(names = "--sweep-decode", paramLabel = "N",
+            description = "Decode timing of the sweep: at each ε (and dense), prefill a short prompt from the validation data,"
+                    + " then decode the next N tokens of it (teacher-forced), one stream; the median of --sweep-repeats runs after"
+                    + " a warm-up gives the decode tok/s and decode vs dense columns and a second plot, perplexity against"
+                    + " decode tok/s. 0: no timing. Default: " + DecodeSpeed.DEFAULT_DECODE + " (at most half the model's context).")
+    Integer sweepDecode;
+
+    @Option(names = "--sweep-repeats", paramLabel = "R",
+            description = "Timed decode runs per sweep point; the median is reported. Default: " + DecodeSpeed.DEFAULT_REPEATS + ".")
+    Integer sweepRepeats;
 
     @Option(names = "--out", paramLabel = "DIR", description = "Where the sweep's files go. Default: MODEL/eval.")
     Path out;
@@ -134,8 +147,15 @@ final class EvalCommand implements Callable<Integer> {
             } catch (IllegalArgumentException e) {
                 throw new Errors.UserError(e.getMessage());
             }
-        } else if (eps != null || sweepAttention) {
-            throw new Errors.UserError((eps != null ? "--eps" : "--sweep-attention") + " goes with --sweep");
+            if (sweepDecode != null && sweepDecode < 0) throw new Errors.UserError("--sweep-decode must be >= 0, got " + sweepDecode);
+            if (sweepDecode != null && sweepDecode >= config.maxPositions()) {
+                throw new Errors.UserError("--sweep-decode " + sweepDecode + " leaves no room for a prompt in the model's context"
+                        + " (max_position_embeddings " + config.maxPositions() + "); use at most " + (config.maxPositions() - 1));
+            }
+            if (sweepRepeats != null && sweepRepeats < 1) throw new Errors.UserError("--sweep-repeats must be >= 1, got " + sweepRepeats);
+        } else if (eps != null || sweepAttention || sweepDecode != null || sweepRepeats != null) {
+            throw new Errors.UserError((eps != null ? "--eps" : sweepAttention ? "--sweep-attention"
+                    : sweepDecode != null ? "--sweep-decode" : "--sweep-repeats") + " goes with --sweep");
         }
         boolean needVal = !noPerplexity || sweep || codeTask;
         if (!needVal && choices == null) {
@@ -245,11 +265,20 @@ final class EvalCommand implements Callable<Integer> {
             }
 
             if (epsValues != null) {
-                List<Sweep.Point> points = Sweep.run(ppl, epsValues, sweepAttention);
+                int decode = sweepDecode != null ? sweepDecode : DecodeSpeed.defaultDecodeTokens(config.maxPositions());
+                DecodeSpeed speed = decode == 0 ? null : DecodeSpeed.fromShard(engine, ds.val(),
+                        DecodeSpeed.defaultPromptTokens(engine.contextLength(), decode), decode,
+                        sweepRepeats != null ? sweepRepeats : DecodeSpeed.DEFAULT_REPEATS, DecodeSpeed.DEFAULT_WARMUP_SECONDS);
+                Progress timing = new Progress("sweep: timing decode", "runs");
+                List<Sweep.Point> points = Sweep.run(ppl, speed, timing::update, epsValues, sweepAttention);
+                timing.done();
                 Path dir = out != null ? out : model.resolve("eval");
-                String title = "Perplexity vs active parameters: " + model.toAbsolutePath().normalize().getFileName()
-                        + " (threshold on " + (sweepAttention ? "MLP and MoA" : "MLP; MoA dense") + ")";
-                List<Path> files = Sweep.write(dir, title, points, sweepAttention);
+                String name = String.valueOf(model.toAbsolutePath().normalize().getFileName());
+                String on = "threshold on " + (sweepAttention ? "MLP and MoA" : "MLP; MoA dense");
+                String title = "Perplexity vs active parameters: " + name + " (" + on + ")";
+                String speedTitle = String.format(Locale.ROOT, "Perplexity vs decode speed: %s (%s; %s, %d threads)", name,
+                        sweepAttention ? "MLP and MoA" : "MLP; MoA dense", dtype.label(), ComputeOptions.threads());
+                List<Path> files = Sweep.write(dir, title, speedTitle, points, sweepAttention);
                 if (json) {
                     for (Sweep.Point p : points) {
                         Map<String, Object> o = p.toMap();
@@ -260,6 +289,8 @@ final class EvalCommand implements Callable<Integer> {
                 } else {
                     System.out.printf(Locale.ROOT, "%nsweep: threshold ε on %s%n", sweepAttention ? "MLP and MoA routers" : "MLP routers (MoA dense)");
                     System.out.print(Sweep.markdown(points, sweepAttention));
+                    String note = Sweep.speedNote(points);
+                    if (!note.isEmpty()) System.out.println(note);
                     System.out.println("wrote " + String.join(", ", files.stream().map(Path::toString).toList()));
                 }
             }

@@ -20,7 +20,8 @@ import picocli.CommandLine.Option;
 @Command(name = "quickstart", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Prepare the default corpus (the JDK's lib/src.zip), train size-matched Dense, SMoE and DS-MoE",
                 "for the same token budget, evaluate and time them, and print the paper-style table.",
-                "Writes results.md, results.json, loss_curves.png and the DS-MoE epsilon sweep into --dir.",
+                "Writes results.md, results.json, loss_curves.png and the DS-MoE epsilon sweep (perplexity against active",
+                "parameters and against decode tok/s timed at each epsilon) into --dir.",
                 "Re-running reuses finished stages (--fresh starts over)."})
 final class QuickstartCommand implements Callable<Integer> {
 
@@ -65,6 +66,10 @@ final class QuickstartCommand implements Callable<Integer> {
         System.out.println();
         System.out.print(run.report().table());
         System.out.println();
+        if (!run.report().sweepTable().isEmpty()) {
+            System.out.print(run.report().sweepTable());
+            System.out.println();
+        }
         run.results().completions().forEach((model, text) -> System.out.printf("--- %s (greedy)%n%s%s%n", model, Quickstart.PROMPT, text));
         say("done in %s: %s, %s, %s", Terminal.seconds(elapsed()), run.report().resultsMd(), run.report().lossCurves(),
                 run.report().sweep());

@@ -46,8 +46,9 @@ import static dev.dsmoe.eval.QuickstartResults.table;
  * typed results. {@link #prepare} tokenizes the corpus; {@link #train} trains size-matched Dense,
  * SMoE and DS-MoE models for the same number of steps, fitted to the time budget; {@link #evaluate}
  * scores each under its strategies (validation perplexity, the zero-shot code task, active
- * parameters) and {@link #time}s its inference; {@link #sweep} runs DS-MoE's threshold sweep;
- * {@link #report} writes results.md, results.json and loss_curves.png.
+ * parameters) and {@link #time}s its inference; {@link #sweep} runs DS-MoE's threshold sweep
+ * (perplexity, and decode speed timed at each ε); {@link #report} writes results.md (with the
+ * sweep's table), results.json and loss_curves.png.
  *
  * <p>Every stage is kept in the run directory and reused by the next run: the prepared data
  * (preparing again is a no-op while the inputs are the same), each model's checkpoint (a finished
@@ -335,9 +336,17 @@ public final class Quickstart {
         };
     }
 
-    /** Prompt and decoded tokens of the speed measurement. */
+    /** Prompt and decoded tokens of the speed measurements (the models' and the sweep's). */
+    private int speedPrompt() {
+        return o.tiny() ? 16 : 128;
+    }
+
+    private int speedDecode() {
+        return o.tiny() ? 8 : 64;
+    }
+
     private InferenceBenchmarks speedBenchmark(int warmup, int repeats, String label) {
-        return new InferenceBenchmarks(o.tiny() ? 16 : 128, o.tiny() ? 8 : 64, warmup, repeats, msg -> listener.status(label + msg));
+        return new InferenceBenchmarks(speedPrompt(), speedDecode(), warmup, repeats, msg -> listener.status(label + msg));
     }
 
     /** Untimed decode and prefill on every model first, so the JIT does not bill its work to the first row. */
@@ -394,18 +403,29 @@ public final class Quickstart {
         return speedBenchmark(3, 3, preset + " ").run(preset, m, List.of(strategy)).getFirst();
     }
 
-    /** Perplexity of DS-MoE against active parameters over threshold ε (MLP routers; MoA dense); kept once written. */
+    /**
+     * Perplexity of DS-MoE against active parameters and against decode speed over threshold ε
+     * (MLP routers; MoA dense; decode timed as the models' speed is, prompt and decoded tokens
+     * from the validation data); kept once written.
+     */
     List<Sweep.Point> sweep(TokenDataset ds) throws IOException {
         Path out = o.dir().resolve(SWEEP);
-        if (Files.isDirectory(out) && Files.exists(out.resolve(Sweep.baseName(false) + ".png"))) return List.of();
+        if (Files.exists(out.resolve(Sweep.baseName(false) + ".png")) && Files.exists(out.resolve(Sweep.speedPlotName(false)))) {
+            return List.of();
+        }
         say("   DS-MoE threshold sweep -> %s", out);
         try (InferenceModel m = InferenceModel.load(o.dir().resolve("dsmoe-small"), MatVec.DType.F32)) {
             int seq = Math.min(seq(), m.config().maxPositions());
             long limit = Math.max(seq + 1, o.evalTokens() / 2);
+            Engine timing = new Engine(m, ExpertSelection.dense(), speedPrompt() + speedDecode(), Engine.DEFAULT_CHUNK);
+            DecodeSpeed speed = DecodeSpeed.fromShard(timing, ds.val(), speedPrompt(), speedDecode(), 3,
+                    DecodeSpeed.DEFAULT_WARMUP_SECONDS);
             List<Sweep.Point> pts = Sweep.run(sel -> Perplexity.evaluate(new Engine(m, sel), ds.val(), seq, limit,
-                    (d, t, s) -> listener.status("sweep " + sel + " " + d + "/" + t)), Sweep.DEFAULT_EPS, false);
+                    (d, t, s) -> listener.status("sweep " + sel + " " + d + "/" + t)), speed,
+                    (d, t, s) -> listener.status("sweep: timing decode " + d + "/" + t), Sweep.DEFAULT_EPS, false);
             Files.createDirectories(out);
-            Sweep.write(out, "DS-MoE (dsmoe-small): perplexity vs active parameters", pts, false);
+            Sweep.write(out, "DS-MoE (dsmoe-small): perplexity vs active parameters",
+                    "DS-MoE (dsmoe-small): perplexity vs single-stream decode speed (fp32)", pts, false);
             return pts;
         }
     }
@@ -438,9 +458,29 @@ public final class Quickstart {
         byte[] image = LossCurves.png("training loss, size-matched models, same tokens", curves);
         AtomicFiles.write(png, ch -> ch.write(ByteBuffer.wrap(image)));
         String table = table(results.rows());
-        AtomicFiles.writeString(md, table);
+        String sweep = sweepSection();
+        AtomicFiles.writeString(md, table + (sweep.isEmpty() ? "" : "\n" + sweep));
         AtomicFiles.writeString(json, JSON.writeValueAsString(results));
-        return new Report(md, json, png, o.dir().resolve(SWEEP), table);
+        return new Report(md, json, png, o.dir().resolve(SWEEP), table, sweep);
+    }
+
+    /**
+     * The sweep's table and its note (sweep/sweep.md below its title) under a heading, with its
+     * two plots; empty when there is no sweep.
+     */
+    private String sweepSection() throws IOException {
+        Path dir = o.dir().resolve(SWEEP), md = dir.resolve(Sweep.baseName(false) + ".md");
+        if (!Files.isRegularFile(md)) return "";
+        String text = Files.readString(md);
+        int body = text.startsWith("# ") && text.contains("\n\n") ? text.indexOf("\n\n") + 2 : 0;
+        StringBuilder sb = new StringBuilder("## DS-MoE threshold sweep (MLP experts; MoA dense)\n\n").append(text.substring(body));
+        sb.append('\n');
+        String[][] plots = {{Sweep.baseName(false) + ".png", "perplexity vs active parameters"},
+                {Sweep.speedPlotName(false), "perplexity vs decode tok/s"}};
+        for (String[] p : plots) {
+            if (Files.isRegularFile(dir.resolve(p[0]))) sb.append("![").append(p[1]).append("](" + SWEEP + "/").append(p[0]).append(")\n");
+        }
+        return sb.toString();
     }
 
     private static void deleteTree(Path p) throws IOException {

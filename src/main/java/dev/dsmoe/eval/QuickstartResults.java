@@ -58,8 +58,12 @@ public final class QuickstartResults {
     /** What results.json holds: the rows, and each model's greedy completion of {@link Quickstart#PROMPT}. */
     public record Results(List<Row> rows, Map<String, String> completions) {}
 
-    /** The report stage's files (the sweep's directory among them), and the table results.md holds. */
-    public record Report(Path resultsMd, Path resultsJson, Path lossCurves, Path sweep, String table) {}
+    /**
+     * The report stage's files (the sweep's directory among them), the table results.md holds,
+     * and the sweep's section below it (its table with the decode speed columns, and its plots;
+     * empty without a sweep).
+     */
+    public record Report(Path resultsMd, Path resultsJson, Path lossCurves, Path sweep, String table, String sweepTable) {}
 
     /** The paper-style table of the rows (Markdown). */
     static String table(List<Row> rows) {

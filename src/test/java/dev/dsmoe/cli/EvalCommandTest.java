@@ -97,24 +97,61 @@ class EvalCommandTest {
     }
 
     @Test
-    void sweepWritesTableAndPng() throws IOException {
+    void sweepWritesTableAndPngsWithDecodeSpeed() throws IOException {
         Path out = dir.resolve("sweep");
         PrepareCommandTest.Run r = eval("--strategy", "dense", "--sweep", "--eps", "0,0.48,2", "--out", out.toString());
         assertEquals(0, r.status(), r.err());
         assertTrue(r.out().contains("sweep: threshold ε on MLP routers (MoA dense)"), r.out());
         assertTrue(r.out().contains("| threshold:0.48 | 0.48 |"), r.out());
-        for (String f : List.of("sweep.md", "sweep.csv", "sweep.json", "sweep.png")) assertTrue(Files.isRegularFile(out.resolve(f)), f);
-        byte[] png = Files.readAllBytes(out.resolve("sweep.png"));
-        assertArrayEquals(new byte[] {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, Arrays.copyOf(png, 8));
+        assertTrue(r.out().contains("| tokens scored | decode tok/s | decode vs dense |"), r.out());
+        // the default: 16 tokens (half the context of 32) after a 16-token prompt, 3 runs
+        assertTrue(r.out().contains("decode tok/s: single-stream decode of 16 tokens after a 16-token prompt"), r.out());
+        for (String f : List.of("sweep.md", "sweep.csv", "sweep.json", "sweep.png", "sweep-speed.png")) {
+            assertTrue(Files.isRegularFile(out.resolve(f)), f);
+        }
+        for (String f : List.of("sweep.png", "sweep-speed.png")) {
+            byte[] png = Files.readAllBytes(out.resolve(f));
+            assertArrayEquals(new byte[] {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, Arrays.copyOf(png, 8), f);
+        }
+        JsonNode points = JSON.readTree(out.resolve("sweep.json").toFile());
+        assertEquals(4, points.size());
+        for (JsonNode p : points) {
+            double tps = p.get("decode_tok_s").asDouble();
+            assertTrue(tps > 0 && Double.isFinite(tps), p.toString());
+            assertTrue(p.get("decode_vs_dense").asDouble() > 0, p.toString());
+            assertEquals(16, p.get("decode_tokens").asInt());
+            assertEquals(3, p.get("decode_repeats").asInt());
+        }
 
-        PrepareCommandTest.Run j = eval("--no-perplexity", "--sweep", "--sweep-attention", "--eps", "1", "--json", "--max-tokens", "64");
+        PrepareCommandTest.Run j = eval("--no-perplexity", "--sweep", "--sweep-attention", "--eps", "1", "--json", "--max-tokens", "64",
+                "--sweep-decode", "8", "--sweep-repeats", "1");
         assertEquals(0, j.status(), j.err());
         List<JsonNode> rows = jsonLines(j.out());
         assertEquals(2, rows.size(), j.out());
         assertEquals("sweep", rows.get(1).get("kind").asText());
         assertEquals("threshold:att=1,mlp=1", rows.get(1).get("selection").asText());
         assertTrue(rows.get(0).get("epsilon").isNull());
+        assertEquals(1.0, rows.get(0).get("decode_vs_dense").asDouble(), 0);
+        assertEquals(8, rows.get(1).get("decode_tokens").asInt());
+        assertEquals(24, rows.get(1).get("decode_prompt_tokens").asInt(), "the default prompt, 32, cut to what the context leaves");
+        assertEquals(1, rows.get(1).get("decode_repeats").asInt());
+        assertTrue(rows.get(1).get("decode_tok_s").asDouble() > 0);
         assertTrue(Files.isRegularFile(run.resolve("eval").resolve("sweep-attention.png")), "default --out: MODEL/eval");
+        assertTrue(Files.isRegularFile(run.resolve("eval").resolve("sweep-attention-speed.png")));
+
+        // --sweep-decode 0: no timing, the table and files as before, and no stale speed plot
+        PrepareCommandTest.Run z = eval("--strategy", "dense", "--sweep", "--eps", "0.48", "--out", out.toString(), "--sweep-decode", "0");
+        assertEquals(0, z.status(), z.err());
+        assertTrue(z.out().contains("| active hidden % | tokens scored |\n"), z.out());
+        assertTrue(!z.out().contains("decode"), z.out());
+        assertTrue(Files.notExists(out.resolve("sweep-speed.png")), "the timed run's speed plot is gone");
+        assertEquals("selection,epsilon,loss,perplexity,mean_active_attention,mean_active_mlp,active_params_per_token,"
+                + "active_hidden_percent,tokens_scored", Files.readAllLines(out.resolve("sweep.csv")).getFirst());
+        assertTrue(JSON.readTree(out.resolve("sweep.json").toFile()).get(1).get("decode_tok_s") == null);
+        PrepareCommandTest.Run zj = eval("--no-perplexity", "--sweep", "--eps", "1", "--json", "--max-tokens", "64",
+                "--out", out.toString(), "--sweep-decode", "0");
+        assertEquals(0, zj.status(), zj.err());
+        assertTrue(jsonLines(zj.out()).stream().noneMatch(p -> p.has("decode_tok_s")), zj.out());
     }
 
     @Test
@@ -162,6 +199,12 @@ class EvalCommandTest {
         TrainCommandTest.assertOneLineError(eval("--strategy", "top-k:9"), "exceeds num_mlp_experts (4)");
         TrainCommandTest.assertOneLineError(eval("--seq", "33"), "--seq 33 exceeds the model's context (max_position_embeddings 32)");
         TrainCommandTest.assertOneLineError(eval("--sweep", "--eps", "0,-1"), "--eps values must be finite and >= 0");
+        TrainCommandTest.assertOneLineError(eval("--sweep", "--sweep-decode", "-1"), "--sweep-decode must be >= 0, got -1");
+        TrainCommandTest.assertOneLineError(eval("--sweep", "--sweep-decode", "32"),
+                "--sweep-decode 32 leaves no room for a prompt in the model's context (max_position_embeddings 32); use at most 31");
+        TrainCommandTest.assertOneLineError(eval("--sweep", "--sweep-repeats", "0"), "--sweep-repeats must be >= 1, got 0");
+        TrainCommandTest.assertOneLineError(eval("--sweep-decode", "8"), "--sweep-decode goes with --sweep");
+        TrainCommandTest.assertOneLineError(eval("--sweep-repeats", "2"), "--sweep-repeats goes with --sweep");
 
         // an empty validation shard: a corpus prepared with no validation documents
         Path src = PrepareCommandTest.corpus(dir);

@@ -26,9 +26,24 @@ class QuickstartCommandTest {
                 "--vocab-size", "300", "--eval-tokens", "200", "--code-items", "4"};
         PrepareCommandTest.Run first = PrepareCommandTest.run(args);
         assertEquals(0, first.status(), first.err());
-        for (String f : new String[] {"results.md", "results.json", "loss_curves.png", "sweep/sweep.png", "sweep/sweep.md"}) {
+        for (String f : new String[] {"results.md", "results.json", "loss_curves.png", "sweep/sweep.png", "sweep/sweep.md",
+                "sweep/sweep-speed.png"}) {
             assertTrue(Files.size(run.resolve(f)) > 0, f);
         }
+        // the sweep timed decode at each ε: a positive, finite tok/s per point, shown in the report
+        JsonNode sweep = new ObjectMapper().readTree(Files.readString(run.resolve("sweep/sweep.json")));
+        assertEquals(11, sweep.size(), "dense and the 10 default ε");
+        for (JsonNode p : sweep) {
+            double tps = p.get("decode_tok_s").asDouble();
+            assertTrue(tps > 0 && Double.isFinite(tps), p.toString());
+            assertEquals(8, p.get("decode_tokens").asInt(), "--tiny: the models' timing, 8 tokens after a 16-token prompt");
+            assertEquals(16, p.get("decode_prompt_tokens").asInt());
+        }
+        String md = Files.readString(run.resolve("results.md"));
+        assertTrue(md.startsWith("| model | strategy | val ppl"), md);
+        assertTrue(md.contains("## DS-MoE threshold sweep") && md.contains("| decode tok/s | decode vs dense |")
+                && md.contains("](sweep/sweep-speed.png)") && md.contains("](sweep/sweep.png)"), md);
+        assertTrue(first.out().contains("| tokens scored | decode tok/s | decode vs dense |"), first.out());
         byte[] png = Files.readAllBytes(run.resolve("loss_curves.png"));
         assertEquals((byte) 0x89, png[0]);
         assertEquals('P', png[1]);
@@ -41,6 +56,9 @@ class QuickstartCommandTest {
         PrepareCommandTest.Run second = PrepareCommandTest.run(args);
         assertEquals(0, second.status(), second.err());
         assertTrue(second.err().contains("trained already"), second.err());
+        assertTrue(first.err().contains("threshold sweep ->") && !second.err().contains("threshold sweep ->"),
+                "the sweep is kept: " + second.err());
+        assertTrue(second.out().contains("| tokens scored | decode tok/s | decode vs dense |"), "the kept sweep is reported");
     }
 
     /** The quickstart trains and prepares with the train and prepare verbs' defaults (it used to run those verbs). */
