@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.InferenceBenchmarks;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelPresets;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -25,7 +26,7 @@ final class BenchInferCommand implements Callable<Integer> {
             description = "Comma-separated presets with random weights. Default: ${DEFAULT-VALUE}.")
     List<String> presets;
 
-    @Option(names = "--model", description = "A model directory (config.json + model.safetensors) instead of presets.")
+    @Option(names = "--model", description = "A model directory (config.json + model.safetensors; quantized or not) instead of presets.")
     Path model;
 
     @Option(names = "--strategies", split = ";", defaultValue = "default;top-k:4;top-k:att=2,mlp=4",
@@ -66,9 +67,10 @@ final class BenchInferCommand implements Callable<Integer> {
         if (plot != null && batch == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--plot needs --batch");
         if (batch != null) return batched(b);
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
+        MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
         if (model != null) {
-            MemoryCheck.model(model, dtype.get(), prompt + decode);
-            try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
+            MemoryCheck.model(model, weights, prompt + decode);
+            try (InferenceModel m = InferenceModel.load(model, weights)) {
                 rows.addAll(b.run(model.getFileName().toString(), m, strategies));
             }
         } else {
@@ -86,7 +88,7 @@ final class BenchInferCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "prompt %d, decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, decode,
-                dtype.label(), ComputeOptions.threads(), ComputeOptions.kernels());
+                ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -108,9 +110,10 @@ final class BenchInferCommand implements Callable<Integer> {
             throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--batch sizes must be >= 1, got " + batch);
         }
         List<InferenceBenchmarks.BatchRow> rows = new ArrayList<>();
+        MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
         if (model != null) {
-            MemoryCheck.model(model, dtype.get(), prompt + decode, most);
-            try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
+            MemoryCheck.model(model, weights, prompt + decode, most);
+            try (InferenceModel m = InferenceModel.load(model, weights)) {
                 rows.addAll(b.runBatched(model.getFileName().toString(), m, strategies, batch));
             }
         } else {
@@ -123,7 +126,7 @@ final class BenchInferCommand implements Callable<Integer> {
         }
         Terminal.clearStatus();
         if (plot != null) {
-            byte[] png = dev.dsmoe.bench.BatchPlot.png("batched decode, " + dtype.label() + " weights, prompt " + prompt
+            byte[] png = dev.dsmoe.bench.BatchPlot.png("batched decode, " + ComputeOptions.Dtype.label(weights) + " weights, prompt " + prompt
                     + ", " + ComputeOptions.threads() + " threads", rows);
             dev.dsmoe.io.AtomicFiles.write(plot, ch -> {
                 java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(png);
@@ -136,7 +139,7 @@ final class BenchInferCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "batched decode: prompt %d, decode %d tokens per sequence, %s weights, %d threads, kernels %s%n",
-                prompt, decode, dtype.label(), ComputeOptions.threads(), ComputeOptions.kernels());
+                prompt, decode, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("| model | selection | B | aggregate tok/s | per-sequence tok/s | vs first selection | MoA active "
                 + "| MLP active | active hidden % |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");

@@ -6,6 +6,7 @@ import dev.dsmoe.bench.ServeBenchmarks;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.nio.file.Files;
@@ -66,14 +67,16 @@ final class BenchServeCommand implements Callable<Integer> {
         List<String> names = new ArrayList<>();
         if (models != null) models.forEach(m -> names.add(m.toString()));
         else names.addAll(presets);
+        java.util.Set<String> types = new java.util.LinkedHashSet<>(); // the weight types loaded, for the header
         for (int i = 0; i < names.size(); i++) {
             String n = names.get(i);
             InferenceModel m;
             Tokenizer tok = null;
             if (models != null) {
                 Path dir = models.get(i);
-                MemoryCheck.model(dir, dtype.get(), prompt + maxTokens, most);
-                m = InferenceModel.load(dir, dtype.get());
+                MatVec.DType weights = dtype.forModel(dir);
+                MemoryCheck.model(dir, weights, prompt + maxTokens, most);
+                m = InferenceModel.load(dir, weights);
                 Path tf = dir.resolve(ModelFiles.TOKENIZER);
                 if (Files.isRegularFile(tf)) tok = Tokenizer.load(tf, m.config().vocabSize());
                 n = dir.getFileName().toString();
@@ -81,6 +84,7 @@ final class BenchServeCommand implements Callable<Integer> {
                 MemoryCheck.randomModel(ModelPresets.get(n), dtype.get(), prompt + maxTokens, most);
                 m = InferenceBenchmarks.randomModel(n, dtype.get());
             }
+            types.add(ComputeOptions.Dtype.label(m.dtype()));
             try (m) {
                 ExpertSelection sel = strategies != null && i < strategies.size() ? ExpertSelection.parse(strategies.get(i), m.config())
                         : ExpertSelection.defaultFor(m.config());
@@ -88,6 +92,7 @@ final class BenchServeCommand implements Callable<Integer> {
             }
         }
         Terminal.clearStatus();
+        String typeLabel = String.join("/", types);
         List<ServeBenchmarks.Row> out = new ArrayList<>();
         for (ServeBenchmarks.Row r : rows) {
             double first = rows.stream().filter(x -> x.concurrency() == r.concurrency()).findFirst().orElseThrow().outputTokensPerSecond();
@@ -97,7 +102,7 @@ final class BenchServeCommand implements Callable<Integer> {
         if (plot != null) {
             List<InferenceBenchmarks.BatchRow> pts = out.stream().map(r -> new InferenceBenchmarks.BatchRow(r.model(), r.selection(), r.dtype(),
                     r.concurrency(), r.promptTokens(), r.newTokens(), r.outputTokensPerSecond(), 0, 0, 0, 0, 0)).toList();
-            byte[] png = dev.dsmoe.bench.BatchPlot.png("serving, " + dtype.label() + " weights, prompt " + prompt + ", " + maxTokens
+            byte[] png = dev.dsmoe.bench.BatchPlot.png("serving, " + typeLabel + " weights, prompt " + prompt + ", " + maxTokens
                     + " new tokens", pts);
             dev.dsmoe.io.AtomicFiles.write(plot, ch -> {
                 java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(png);
@@ -110,7 +115,7 @@ final class BenchServeCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "serving: prompt %d, %d new tokens, %d requests per client, %s weights, %d threads%n", prompt, maxTokens,
-                requests, dtype.label(), ComputeOptions.threads());
+                requests, typeLabel, ComputeOptions.threads());
         System.out.println("| model | selection | concurrency | output tok/s | vs first model | TTFT p50 s | TTFT p99 s | ITL p50 ms | ITL p99 ms |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for (ServeBenchmarks.Row r : out) {

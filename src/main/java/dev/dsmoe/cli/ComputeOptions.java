@@ -87,16 +87,23 @@ final class ComputeOptions {
         return null;
     }
 
-    /** Mixin of eval, generate and bench infer: {@code --dtype}, the weights' type in memory. */
+    /**
+     * Mixin of eval, generate and bench infer: {@code --dtype}, the weights' type in memory. Not
+     * given, a model directory loads in the type it is stored in (a quantized checkpoint's, else
+     * fp32) and a preset with random weights in fp32; a quantized checkpoint is refused in any
+     * other type (it is not converted back: load the checkpoint it was made from instead).
+     */
     static final class Dtype {
         @CommandLine.Spec(CommandLine.Spec.Target.MIXEE)
         CommandSpec mixee;
 
         private MatVec.DType value;
 
-        /** Parsed as picocli sets it (the default too): another value is bad input before the verb runs. */
-        @Option(names = "--dtype", defaultValue = "f32", paramLabel = "f32|bf16|q8_0",
-                description = "Weight type in memory: f32, bf16 or q8_0 (int8, llama.cpp's Q8_0; converted or quantized at load). Default: ${DEFAULT-VALUE}.")
+        /** Parsed as picocli sets it: another value is bad input before the verb runs. */
+        @Option(names = "--dtype", paramLabel = "f32|bf16|q8_0",
+                description = {"Weight type in memory: f32, bf16 or q8_0 (int8, llama.cpp's Q8_0), converted or quantized at load.",
+                        "Default: the type the model is stored in (a checkpoint made by 'dsmoe quantize' loads as it is, memory-mapped,"
+                                + " and only in its own type), f32 otherwise."})
         void set(String name) {
             try {
                 value = MatVec.DType.parse(name);
@@ -105,14 +112,35 @@ final class ComputeOptions {
             }
         }
 
-        /** The weight type. */
+        /** The weight type for a model that is not stored quantized (random weights): as given, else fp32. */
         MatVec.DType get() {
-            return value;
+            return value != null ? value : MatVec.DType.F32;
+        }
+
+        /**
+         * The weight type to load the model directory {@code dir} in: its stored quantization, else
+         * as given, else fp32. A {@code --dtype} other than a quantized checkpoint's own type is bad
+         * input, in one line naming the fix. A missing or unreadable config.json is left to the load.
+         */
+        MatVec.DType forModel(java.nio.file.Path dir) {
+            MatVec.DType stored;
+            try {
+                stored = dev.dsmoe.io.ModelFiles.readStored(dir).quantization();
+            } catch (java.io.IOException e) {
+                return get(); // the load reads the same file and names what is wrong
+            }
+            if (stored == null) return get();
+            if (value != null && value != stored) {
+                throw new Errors.UserError("--dtype " + label(value) + ": " + dir + " holds " + label(stored)
+                        + " weights (made by 'dsmoe quantize'), which load only as they are; drop --dtype, or give --model the fp32"
+                        + " checkpoint they were quantized from to load it as " + label(value));
+            }
+            return stored;
         }
 
         /** The weight type as the tables print it: f32, bf16 or q8_0. */
-        String label() {
-            return value.name().toLowerCase(Locale.ROOT);
+        static String label(MatVec.DType t) {
+            return t.name().toLowerCase(Locale.ROOT);
         }
     }
 }

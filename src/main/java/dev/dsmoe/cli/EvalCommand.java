@@ -12,6 +12,7 @@ import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamCounts;
 import dev.dsmoe.tokenizer.Tokenizer;
@@ -115,6 +116,8 @@ final class EvalCommand implements Callable<Integer> {
 
     @Mixin
     ComputeOptions.Dtype dtype;
+    /** The type the weights load in ({@link ComputeOptions.Dtype#forModel}). */
+    private MatVec.DType weights;
 
     @Option(names = "--json", description = "One JSON object per result (strategy, sweep point, task) on stdout instead of tables.")
     boolean json;
@@ -132,6 +135,7 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
         ModelConfig config = ModelFiles.readConfig(model);
+        weights = dtype.forModel(model);
         int window = seq != null ? seq : config.maxPositions();
         if (window > config.maxPositions()) {
             throw new Errors.UserError("--seq " + window + " exceeds the model's context (max_position_embeddings "
@@ -232,7 +236,7 @@ final class EvalCommand implements Callable<Integer> {
         if (!json) {
             System.out.printf(Locale.ROOT, "model %s: %s, %s non-embedding parameters, context %d, %s weights, %d threads%n",
                     model, TrainCommand.describe(config), Sweep.params(ParamCounts.of(config).nonEmbedding()),
-                    config.maxPositions(), dtype.label(), ComputeOptions.threads());
+                    config.maxPositions(), ComputeOptions.Dtype.label(weights), ComputeOptions.threads());
             if (ds != null && (!noPerplexity || epsValues != null)) {
                 System.out.printf(Locale.ROOT, "validation %s: %,d of %,d tokens in %,d windows of %d (%,d scored)%n",
                         ds.dir().resolve(TokenDataset.VAL), valTokens, ds.val().size(), Perplexity.windows(valTokens, window),
@@ -240,8 +244,8 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
 
-        MemoryCheck.model(model, dtype.get(), config.maxPositions());
-        try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
+        MemoryCheck.model(model, weights, config.maxPositions());
+        try (InferenceModel m = InferenceModel.load(model, weights)) {
             Engine engine = new Engine(m, selections.getFirst(), config.maxPositions(), Engine.DEFAULT_CHUNK);
             if (ds != null && ds.val().size() >= 2) Perplexity.warmUp(engine, ds.val(), window, 64, 3.0); // tok/s without JIT time
             Map<String, Perplexity.Result> cache = new HashMap<>();
@@ -277,7 +281,7 @@ final class EvalCommand implements Callable<Integer> {
                 String on = "threshold on " + (sweepAttention ? "MLP and MoA" : "MLP; MoA dense");
                 String title = "Perplexity vs active parameters: " + name + " (" + on + ")";
                 String speedTitle = String.format(Locale.ROOT, "Perplexity vs decode speed: %s (%s; %s, %d threads)", name,
-                        sweepAttention ? "MLP and MoA" : "MLP; MoA dense", dtype.label(), ComputeOptions.threads());
+                        sweepAttention ? "MLP and MoA" : "MLP; MoA dense", ComputeOptions.Dtype.label(weights), ComputeOptions.threads());
                 List<Path> files = Sweep.write(dir, title, speedTitle, points, sweepAttention);
                 if (json) {
                     for (Sweep.Point p : points) {

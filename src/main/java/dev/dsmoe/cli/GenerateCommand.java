@@ -7,6 +7,7 @@ import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.infer.InferenceStats;
 import dev.dsmoe.infer.Sampler;
 import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.tokenizer.StreamingText;
 import dev.dsmoe.tokenizer.Tokenizer;
 import java.io.PrintStream;
@@ -69,8 +70,9 @@ final class GenerateCommand implements Callable<Integer> {
         if (!Files.isRegularFile(tokFile)) {
             throw new NoSuchFileException(tokFile + ": missing; copy the tokenizer.json of the data the model was trained on");
         }
-        MemoryCheck.model(model, dtype.get(), Integer.MAX_VALUE); // the engine below holds the model's whole context
-        try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
+        MatVec.DType weights = dtype.forModel(model);
+        MemoryCheck.model(model, weights, Integer.MAX_VALUE); // the engine below holds the model's whole context
+        try (InferenceModel m = InferenceModel.load(model, weights)) {
             // after the load has finished any interrupted save; ids at or above the model's
             // vocab_size are refused while the file is read, before any table is sized by them
             Tokenizer tok = Tokenizer.load(tokFile, m.config().vocabSize());

@@ -10,7 +10,7 @@ import static picocli.CommandLine.ScopeType.INHERIT;
         versionProvider = Main.Version.class,
         description = "Dense training, sparse inference of Mixture-of-Experts language models (DS-MoE) on the JVM.",
         subcommands = {QuickstartCommand.class, PrepareCommand.class, TokenizeCommand.class, TrainCommand.class, GenerateCommand.class, ServeCommand.class,
-                EvalCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+                EvalCommand.class, QuantizeCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

@@ -6,6 +6,7 @@ import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.infer.KvCache;
 import dev.dsmoe.infer.Scheduler;
 import dev.dsmoe.io.ModelFiles;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.serve.OpenAiServer;
 import dev.dsmoe.tokenizer.Tokenizer;
@@ -90,8 +91,9 @@ final class ServeCommand implements Callable<Integer> {
         }
         int chunk = Engine.DEFAULT_CHUNK;
         int kvBlocks = kvBlocks(c0, context);
-        MemoryCheck.model(model, dtype.get(), context, Math.max(1, kvBlocks / Math.max(1, perSequence(context))));
-        try (InferenceModel m = InferenceModel.load(model, dtype.get())) {
+        MatVec.DType weights = dtype.forModel(model);
+        MemoryCheck.model(model, weights, context, Math.max(1, kvBlocks / Math.max(1, perSequence(context))));
+        try (InferenceModel m = InferenceModel.load(model, weights)) {
             Tokenizer tok = Tokenizer.load(tokFile, m.config().vocabSize());
             ExpertSelection sel = strategy.last(m.config());
             Engine engine = Engine.batched(m, Scheduler.engineTokens(maxBatch, chunk), context, kvBlocks);
@@ -100,7 +102,7 @@ final class ServeCommand implements Callable<Integer> {
             OpenAiServer server;
             try {
                 server = new OpenAiServer(scheduler, tok, new OpenAiServer.Settings(host, port, id, key, maxTokensDefault, sel,
-                        dtype.label()), System.err::println);
+                        ComputeOptions.Dtype.label(weights)), System.err::println);
             } catch (BindException e) {
                 scheduler.close();
                 throw new Errors.UserError("cannot listen on " + host + ":" + port + " (" + e.getMessage()
@@ -112,7 +114,7 @@ final class ServeCommand implements Callable<Integer> {
             var a = server.address();
             System.out.printf(Locale.ROOT, "dsmoe serve: ready on http://%s:%d, model %s (%s weights, %d threads), strategy %s, "
                             + "max batch %d, context %d, KV cache up to %d blocks of %d positions (%.1f MiB)%s%n", a.getHostString(), a.getPort(), id,
-                    dtype.label(), ComputeOptions.threads(), sel, maxBatch, context, kvBlocks, KvCache.DEFAULT_BLOCK,
+                    ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), sel, maxBatch, context, kvBlocks, KvCache.DEFAULT_BLOCK,
                     kvBlocks * engine.cache().blockBytes() / (double) (1L << 20), key != null ? ", API key required" : "");
             System.out.flush();
             stop.await();

@@ -226,6 +226,7 @@ final class TrainCommand implements Callable<Integer> {
      */
     private TrainerState adoptSavedRun() throws Exception {
         if (!Files.isDirectory(resume)) throw new IllegalArgumentException("--resume " + resume + ": no such directory");
+        if (Files.isRegularFile(resume.resolve(ModelFiles.CONFIG))) ModelFiles.requireTrainable(resume); // not a quantized copy
         TrainerState s = Trainer.readState(resume);
         Map<String, String> clashes = new LinkedHashMap<>();
         seed = adopt("--seed", seed, s.seed(), "seed", clashes);

@@ -23,8 +23,10 @@ import java.util.function.Function;
 /**
  * The weights of a model for inference: the config and every tensor of {@link ParamLayout} as a
  * view ({@link TensorView}) in the weight format chosen at load ({@link MatVec.DType}: fp32,
- * bf16 or int8 Q8_0, quantized at load). Tensors already in that format are used in place (the memory-mapped file, nothing
- * copied), others are converted once into off-heap memory. Norm gains are small and kept as fp32
+ * bf16 or int8 Q8_0). Tensors already in that format are used in place (the memory-mapped file,
+ * nothing copied: an fp32 or bf16 tensor, or a quantized checkpoint's Q8_0 quants and scales),
+ * others are converted (or quantized) once into off-heap memory. A quantized checkpoint
+ * ({@code dsmoe quantize}) loads only in its own type. Norm gains are small and kept as fp32
  * heap views. Segments are shared: readable from any thread.
  */
 public final class InferenceModel implements AutoCloseable {
@@ -49,23 +51,31 @@ public final class InferenceModel implements AutoCloseable {
 
     /**
      * Loads {@code dir/config.json} and memory-maps {@code dir/model.safetensors}, both of one
-     * checkpoint ({@link ModelFiles#openCheckpoint}); weights end up in {@code dtype}. Missing
-     * files, missing or extra tensors and wrong shapes or types are IOExceptions naming the file
-     * and the tensor.
+     * checkpoint ({@link ModelFiles#openCheckpoint}); weights end up in {@code dtype}, which for a
+     * quantized checkpoint must be the type it is stored in (else an IllegalArgumentException that
+     * says so). Missing files, missing or extra tensors and wrong shapes or types (a Q8_0 weight's
+     * scales included) are IOExceptions naming the file and the tensor.
      */
     public static InferenceModel load(Path dir, MatVec.DType dtype) throws IOException {
         ModelFiles.Checkpoint ckpt = ModelFiles.openCheckpoint(dir);
         ModelConfig config = ckpt.config();
+        MatVec.DType stored = ckpt.quantization();
         SafeTensors st = ckpt.model();
         Arena arena = Arena.ofShared();
         try {
+            if (stored != null && stored != dtype) throw new IllegalArgumentException(storedOnly(dir, stored, dtype));
             checkSupported(config);
             ParamLayout layout = ParamLayout.of(config);
-            ModelFiles.checkTensors(st, layout, List.of(""));
+            ModelFiles.checkWeights(st, layout, stored);
             Source src = new Source() {
                 @Override
                 public TensorView weight(ParamLayout.Tensor t) throws IOException {
                     SafeTensors.Info info = st.info(t.name());
+                    if (stored != null && dtype.scaleBlock > 0) { // quants and scales, both in place in the mapped file
+                        SafeTensors.Info scales = st.info(ModelFiles.scaleName(t.name()));
+                        int[] m = matrix(t);
+                        return experts(dtype.view(st.data(), info.begin(), scales.begin(), m[0], m[1]), t);
+                    }
                     MemorySegment raw = st.segment(t.name());
                     MemorySegment seg = converts(info.dtype(), dtype) ? convert(arena, raw, info.dtype(), dtype, t) : raw;
                     return view(seg, dtype, t);
@@ -84,6 +94,22 @@ public final class InferenceModel implements AutoCloseable {
             st.close();
             throw e;
         }
+    }
+
+    /** {@link #load(Path, MatVec.DType)} in the type the checkpoint is stored in: its quantization, else fp32. */
+    public static InferenceModel load(Path dir) throws IOException {
+        MatVec.DType q = ModelFiles.readStored(dir).quantization();
+        return load(dir, q != null ? q : MatVec.DType.F32);
+    }
+
+    /** Why a checkpoint stored as {@code stored} is not loaded as {@code dtype}. */
+    private static String storedOnly(Path dir, MatVec.DType stored, MatVec.DType dtype) {
+        return dir + " holds " + name(stored) + " weights (a checkpoint made by 'dsmoe quantize'), which load only as "
+                + name(stored) + ", not " + name(dtype) + "; load the fp32 checkpoint it was made from as " + name(dtype);
+    }
+
+    private static String name(MatVec.DType t) {
+        return t.name().toLowerCase(Locale.ROOT);
     }
 
     /**
@@ -174,12 +200,9 @@ public final class InferenceModel implements AutoCloseable {
      * I8 included, whatever {@code dtype} is) is refused, never taken as it is.
      */
     private static boolean converts(SafeTensors.DType stored, MatVec.DType dtype) {
-        return switch (stored) {
-            case F32 -> dtype != MatVec.DType.F32;
-            case BF16 -> dtype != MatVec.DType.BF16;
-            case F16 -> true;
-            default -> throw new IllegalStateException("checkTensors admits floating point only, not " + stored);
-        };
+        if (stored == ModelFiles.fileType(dtype)) return false; // F32, BF16, or a Q8_0 checkpoint's I8 quants
+        if (!stored.loadable) throw new IllegalStateException("checkWeights admits " + stored + " only as " + dtype + "'s own");
+        return true;
     }
 
     private static void checkSupported(ModelConfig c) {
@@ -197,8 +220,14 @@ public final class InferenceModel implements AutoCloseable {
 
     /** A weight {@code [rows, cols]}, or {@code [N, rows, cols]} as N stacked experts, at the start of {@code seg}. */
     private static TensorView view(MemorySegment seg, MatVec.DType dtype, ParamLayout.Tensor t) {
+        int[] m = matrix(t);
+        return experts(dtype.view(seg, 0, m[0], m[1]), t);
+    }
+
+    /** The matrix {@code v} of weight {@code t} with its experts stacked along the rows when {@code t} has experts ({@code [N, rows, cols]}). */
+    private static TensorView experts(TensorView v, ParamLayout.Tensor t) {
         int[] s = t.shape();
-        return s.length == 3 ? dtype.view(seg, 0, s[0] * s[1], s[2]).stackedExperts(s[0]) : dtype.view(seg, 0, s[0], s[1]);
+        return s.length == 3 ? v.stackedExperts(s[0]) : v;
     }
 
     /** The matrix a weight's view is: {@code [rows, cols]}, or {@code [N·rows, cols]} for N stacked experts. */

@@ -15,6 +15,7 @@ import com.fasterxml.jackson.databind.node.DoubleNode;
 import com.fasterxml.jackson.databind.node.IntNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.databind.node.TextNode;
+import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelConfig.Activation;
 import dev.dsmoe.model.ModelConfig.AuxLoss;
@@ -26,6 +27,7 @@ import java.util.Arrays;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Collectors;
 
@@ -41,6 +43,17 @@ import java.util.stream.Collectors;
  * of {@link #keys()}, indented as Jackson's default pretty printer does.
  */
 public final class ConfigJson {
+
+    /**
+     * The key a quantized checkpoint ({@code dsmoe quantize}) names its weights' type with:
+     * {@code "q8_0"} or {@code "bf16"}. Absent from the fp32 checkpoints training writes. It says
+     * how the weights are stored, not what the model is, so it is not one of {@link #keys()} (nor a
+     * {@code train} option).
+     */
+    public static final String QUANTIZATION = "quantization";
+
+    /** What a {@code config.json} holds: the model, and the type its weights are quantized to (null: not quantized). */
+    public record Stored(ModelConfig config, MatVec.DType quantization) {}
 
     /** The {@code model_type} of every config this engine reads or writes. */
     public static final String MODEL_TYPE = "dsmoe";
@@ -121,12 +134,23 @@ public final class ConfigJson {
 
     /** {@code config} as the indented text of {@code config.json}: one flat object with every key. */
     public static String toJson(ModelConfig config) {
+        return toJson(config, null);
+    }
+
+    /**
+     * {@link #toJson(ModelConfig)} of a checkpoint whose weights are stored as {@code quantization}
+     * (Q8_0 or BF16; null: not quantized, as {@link #toJson(ModelConfig)}), which the last key,
+     * {@value #QUANTIZATION}, says.
+     */
+    public static String toJson(ModelConfig config, MatVec.DType quantization) {
+        if (quantization == MatVec.DType.F32) throw new IllegalArgumentException("f32 is no quantization");
         ObjectNode fields = MAPPER.valueToTree(config.toBuilder());
         ObjectNode o = MAPPER.createObjectNode();
         o.put(MODEL_TYPE_KEY, MODEL_TYPE);
         for (String key : PROPERTIES.keySet()) {
             if (!key.equals(MODEL_TYPE_KEY)) o.set(key, fields.get(key));
         }
+        if (quantization != null) o.put(QUANTIZATION, quantization.name().toLowerCase(Locale.ROOT));
         try {
             return MAPPER.writeValueAsString(o);
         } catch (JsonProcessingException e) {
@@ -140,6 +164,15 @@ public final class ConfigJson {
      * duplicate key; and the {@link ModelConfig#validate()} messages for bad values.
      */
     public static ModelConfig fromJson(String json) {
+        return read(json).config();
+    }
+
+    /**
+     * {@link #fromJson} and the {@value #QUANTIZATION} key: absent (null), {@code "q8_0"} or
+     * {@code "bf16"}; another value (a type this engine does not know, or {@code "f32"}) is an
+     * IllegalArgumentException naming the key.
+     */
+    public static Stored read(String json) {
         JsonNode root;
         try {
             root = MAPPER.readTree(json);
@@ -150,7 +183,10 @@ public final class ConfigJson {
             throw new IllegalArgumentException("config must be one JSON object, got "
                     + (root == null ? "nothing" : root.getNodeType().toString().toLowerCase()));
         }
-        for (Iterator<String> it = root.fieldNames(); it.hasNext(); ) type(it.next());
+        for (Iterator<String> it = root.fieldNames(); it.hasNext(); ) {
+            String key = it.next();
+            if (!key.equals(QUANTIZATION)) type(key);
+        }
         for (var e : PROPERTIES.entrySet()) {
             boolean required = e.getKey().equals(MODEL_TYPE_KEY) || e.getValue().isRequired();
             if (required && !root.has(e.getKey())) {
@@ -161,7 +197,21 @@ public final class ConfigJson {
         for (String key : PROPERTIES.keySet()) {
             if (root.has(key)) set(b, key, root.get(key));
         }
-        return b.build().validate();
+        return new Stored(b.build().validate(), quantization(root.get(QUANTIZATION)));
+    }
+
+    private static MatVec.DType quantization(JsonNode v) {
+        if (v == null) return null;
+        String known = "\"q8_0\" or \"bf16\"";
+        if (!v.isTextual()) throw new IllegalArgumentException(QUANTIZATION + " must be " + known + ", got " + describe(v));
+        return switch (v.textValue()) {
+            case "q8_0" -> MatVec.DType.Q8_0;
+            case "bf16" -> MatVec.DType.BF16;
+            case "f32" -> throw new IllegalArgumentException(QUANTIZATION + " \"f32\" is no quantization: an fp32 checkpoint has no "
+                    + QUANTIZATION + " key");
+            default -> throw new IllegalArgumentException(QUANTIZATION + " must be " + known + " (the types 'dsmoe quantize' writes), got "
+                    + describe(v) + ", which this dsmoe does not know");
+        };
     }
 
     /**
@@ -194,7 +244,7 @@ public final class ConfigJson {
     private static Class<?> type(String key) {
         if (!PROPERTIES.containsKey(key)) {
             throw new IllegalArgumentException("unknown config key \"" + key + "\"; known keys: "
-                    + String.join(", ", PROPERTIES.keySet()));
+                    + String.join(", ", PROPERTIES.keySet()) + " (and " + QUANTIZATION + " in a quantized checkpoint)");
         }
         return key.equals(MODEL_TYPE_KEY) ? String.class : PROPERTIES.get(key).getRawPrimaryType();
     }

@@ -243,6 +243,15 @@ public final class SafeTensors implements AutoCloseable {
         return i;
     }
 
+    /**
+     * The data section, mapped (valid until {@link #close()}): tensor {@code i}'s bytes are
+     * {@code [i.begin(), i.end())} of it. For views that read two tensors at once (a Q8_0 weight's
+     * quants and scales).
+     */
+    public MemorySegment data() {
+        return data;
+    }
+
     /** The raw little-endian bytes of a tensor, mapped (valid until {@link #close()}). */
     public MemorySegment segment(String name) throws IOException {
         Info i = info(name);
@@ -276,12 +285,21 @@ public final class SafeTensors implements AutoCloseable {
 
     // ------------------------------------------------------------------ writing
 
-    /** Collects tensors (views into float arrays) and writes them as one safetensors file. */
+    /**
+     * Collects tensors (views into float arrays, or content written when the file is) and writes
+     * them as one safetensors file, in the order they were added.
+     */
     public static final class Writer {
-        private record Pending(String name, DType dtype, int[] shape, float[] src, int off) {}
+        /** A tensor: {@code src[off ..]} as F32 or BF16, or (src null) the bytes {@code content} writes. */
+        private record Pending(String name, DType dtype, int[] shape, float[] src, int off, AtomicFiles.Content content) {
+            long bytes() {
+                return numel(shape) * dtype.bytes;
+            }
+        }
 
         private final List<Pending> pending = new ArrayList<>();
         private final Map<String, String> metadata = new LinkedHashMap<>();
+        private java.util.function.LongConsumer progress = b -> { };
 
         /** Adds {@code src[off .. off+numel(shape))} as {@code name}, stored as {@code dtype}. */
         public Writer add(String name, DType dtype, int[] shape, float[] src, int off) {
@@ -290,8 +308,32 @@ public final class SafeTensors implements AutoCloseable {
             }
             long n = numel(shape);
             if (off < 0 || n < 0 || off + n > src.length) throw new IllegalArgumentException(name + ": source range out of bounds");
-            pending.add(new Pending(name, dtype, shape.clone(), src, off));
+            pending.add(new Pending(name, dtype, shape.clone(), src, off, null));
             return this;
+        }
+
+        /**
+         * Adds a tensor of any type whose raw little-endian bytes ({@code numel(shape) · dtype.bytes}
+         * of them, checked) {@code content} writes to the file's channel when the file is written:
+         * a tensor produced tensor by tensor (a checkpoint being quantized) rather than held whole.
+         */
+        public Writer add(String name, DType dtype, int[] shape, AtomicFiles.Content content) {
+            numel(shape); // overflow checked here, not while writing
+            pending.add(new Pending(name, dtype, shape.clone(), null, 0, java.util.Objects.requireNonNull(content)));
+            return this;
+        }
+
+        /** Called after each tensor is written with the data bytes written so far (of {@link #dataBytes()}). */
+        public Writer progress(java.util.function.LongConsumer bytesWritten) {
+            this.progress = bytesWritten;
+            return this;
+        }
+
+        /** Bytes of the data section: all tensors'. */
+        public long dataBytes() {
+            long n = 0;
+            for (Pending p : pending) n = Math.addExact(n, p.bytes());
+            return n;
         }
 
         public Writer metadata(String key, String value) {
@@ -313,7 +355,7 @@ public final class SafeTensors implements AutoCloseable {
                 for (int s : p.shape()) shape.add(s);
                 var offs = t.putArray("data_offsets");
                 offs.add(pos);
-                pos += numel(p.shape()) * p.dtype().bytes;
+                pos += p.bytes();
                 offs.add(pos);
             }
             byte[] json = JSON.writeValueAsBytes(root);
@@ -333,14 +375,27 @@ public final class SafeTensors implements AutoCloseable {
                     if (!buf.hasRemaining()) drain(ch, buf);
                     buf.put(b);
                 }
+                long written = 0;
                 for (Pending p : pending) {
-                    long n = numel(p.shape());
-                    for (long k = 0; k < n; k++) {
-                        if (buf.remaining() < 4) drain(ch, buf);
-                        float f = p.src()[(int) (p.off() + k)];
-                        if (p.dtype() == DType.F32) buf.putFloat(f);
-                        else buf.putShort(Bf16.fromFloat(f));
+                    if (p.content() != null) {
+                        drain(ch, buf);
+                        long before = ch.position();
+                        p.content().writeTo(ch);
+                        if (ch.position() - before != p.bytes()) {
+                            throw new IllegalStateException("tensor " + p.name() + ": " + (ch.position() - before)
+                                    + " bytes written, its shape and type take " + p.bytes());
+                        }
+                    } else {
+                        long n = numel(p.shape());
+                        for (long k = 0; k < n; k++) {
+                            if (buf.remaining() < 4) drain(ch, buf);
+                            float f = p.src()[(int) (p.off() + k)];
+                            if (p.dtype() == DType.F32) buf.putFloat(f);
+                            else buf.putShort(Bf16.fromFloat(f));
+                        }
                     }
+                    written += p.bytes();
+                    progress.accept(written);
                 }
                 drain(ch, buf);
             });
@@ -350,6 +405,14 @@ public final class SafeTensors implements AutoCloseable {
         public void write(Path target) throws IOException {
             try (AtomicFiles.Temp t = writeTemp(target)) {
                 t.commit();
+            }
+        }
+
+        /** Writes all of {@code bytes} (any size) to {@code ch} at its position: a {@link #add(String, DType, int[], AtomicFiles.Content)} content's usual body. */
+        public static void write(FileChannel ch, MemorySegment bytes) throws IOException {
+            for (long off = 0, chunk = 1 << 30; off < bytes.byteSize(); off += chunk) {
+                ByteBuffer b = bytes.asSlice(off, Math.min(chunk, bytes.byteSize() - off)).asByteBuffer();
+                while (b.hasRemaining()) ch.write(b);
             }
         }
 

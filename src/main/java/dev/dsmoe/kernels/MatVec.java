@@ -24,13 +24,18 @@ public final class MatVec {
 
     /** The weight formats a model can be loaded in, each a {@link TensorView} subclass. */
     public enum DType {
-        F32(4, F32Tensor::over, perElement(4, F32Tensor::store), F32Tensor::gemmScratchFloats),
-        BF16(2, Bf16Tensor::over, perElement(2, Bf16Tensor::store), Bf16Tensor::gemmScratchFloats),
+        F32(4, 0, F32Tensor::over, null, perElement(4, F32Tensor::store), F32Tensor::gemmScratchFloats),
+        BF16(2, 0, Bf16Tensor::over, null, perElement(2, Bf16Tensor::store), Bf16Tensor::gemmScratchFloats),
         /** llama.cpp's Q8_0 (int8, one scale per 32 weights of a row; {@link Q8Tensor}). */
-        Q8_0(1 + 4.0 / Q8Tensor.BLOCK, Q8Tensor::over, new Writer() {
+        Q8_0(1, Q8Tensor.BLOCK, Q8Tensor::over, Q8Tensor::over, new Writer() {
             @Override
             public long bytes(long rows, long cols) {
                 return Q8Tensor.bytes(rows, cols);
+            }
+
+            @Override
+            public long scaleOffset(long rows, long cols) {
+                return Q8Tensor.scaleOffset(rows, cols);
             }
 
             @Override
@@ -41,13 +46,21 @@ public final class MatVec {
 
         /** Bytes per weight, scales included (ignoring a row's short last block and padding). */
         public final double bytesPerWeight;
+        /** Bytes of one element: a weight, or for a type with scales one quant (the scales come on top). */
+        public final int elementBytes;
+        /** Weights a row shares one fp32 scale among (a block): 32 for Q8_0, 0 for a type without scales. */
+        public final int scaleBlock;
         private final View view;
+        private final ScaledView scaledView;
         private final Writer writer;
         private final Scratch scratch;
 
-        DType(double bytesPerWeight, View view, Writer writer, Scratch scratch) {
-            this.bytesPerWeight = bytesPerWeight;
+        DType(int elementBytes, int scaleBlock, View view, ScaledView scaledView, Writer writer, Scratch scratch) {
+            this.elementBytes = elementBytes;
+            this.scaleBlock = scaleBlock;
+            this.bytesPerWeight = elementBytes + (scaleBlock == 0 ? 0 : 4.0 / scaleBlock);
             this.view = view;
+            this.scaledView = scaledView;
             this.writer = writer;
             this.scratch = scratch;
         }
@@ -65,6 +78,31 @@ public final class MatVec {
         /** The {@code [rows, cols]} matrix of this type at byte {@code byteOffset} of {@code segment}. */
         public TensorView view(MemorySegment segment, long byteOffset, int rows, int cols) {
             return view.over(segment, byteOffset, rows, cols);
+        }
+
+        /**
+         * The {@code [rows, cols]} matrix of this type whose elements start at byte {@code byteOffset}
+         * of {@code segment} and whose fp32 scales ({@link #scalesPerRow} a row, row after row) at byte
+         * {@code scaleOffset} of the same segment, wherever that lies (a quantized checkpoint's two
+         * tensors in one mapped file). Only for a type with scales.
+         */
+        public TensorView view(MemorySegment segment, long byteOffset, long scaleOffset, int rows, int cols) {
+            if (scaledView == null) throw new UnsupportedOperationException(this + " has no scales");
+            return scaledView.over(segment, byteOffset, scaleOffset, rows, cols);
+        }
+
+        /** Scales in a row of {@code cols} weights: {@code ⌈cols/}{@link #scaleBlock}{@code ⌉}, 0 for a type without. */
+        public long scalesPerRow(long cols) {
+            return scaleBlock == 0 ? 0 : (cols + scaleBlock - 1) / scaleBlock;
+        }
+
+        /**
+         * Where {@link #write} puts a {@code [rows, cols]} matrix's scales: bytes from its start (the
+         * elements take {@code rows·cols·}{@link #elementBytes} from byte 0); {@link #bytes} for a
+         * type without scales.
+         */
+        public long scaleOffset(long rows, long cols) {
+            return writer.scaleOffset(rows, cols);
         }
 
         /** Bytes a {@code [rows, cols]} matrix of this type takes ({@link #write} writes them). */
@@ -106,8 +144,17 @@ public final class MatVec {
             TensorView over(MemorySegment segment, long byteOffset, int rows, int cols);
         }
 
+        private interface ScaledView {
+            TensorView over(MemorySegment segment, long byteOffset, long scaleOffset, int rows, int cols);
+        }
+
         private interface Writer {
             long bytes(long rows, long cols);
+
+            /** Where the scales start in what {@link #write} writes; {@link #bytes} for a type without. */
+            default long scaleOffset(long rows, long cols) {
+                return bytes(rows, cols);
+            }
 
             void write(MemorySegment dst, int rows, int cols, Element src);
         }

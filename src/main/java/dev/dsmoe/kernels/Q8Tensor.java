@@ -20,7 +20,9 @@ import jdk.incubator.vector.VectorSpecies;
  * then (from the next multiple of 64 bytes) its scales, {@code ⌈cols/32⌉} per row, as fp32
  * little-endian. llama.cpp stores the scales as fp16 interleaved with the quants (34 bytes a
  * block); fp32 here costs 2 bytes more per block (1.125 instead of 1.0625 bytes per weight) and
- * saves the kernel an fp16 conversion per block and the quantizer a second rounding.
+ * saves the kernel an fp16 conversion per block and the quantizer a second rounding. A view may
+ * also find its scales at any other offset of the same segment: a quantized checkpoint holds
+ * the quants and the scales as two tensors of one mapped file.
  *
  * <p>The mat-vec widens each lane block of quants to fp32 and scales it by its block's scale as
  * it reads it; GEMM gets its rows dequantized to fp32 a block at a time, each weight once per
@@ -53,7 +55,22 @@ public final class Q8Tensor extends TensorView {
 
     /** The {@code [rows, cols]} matrix at byte {@code byteOffset} of a segment, laid out as {@link #write} writes it. */
     public static Q8Tensor over(MemorySegment segment, long byteOffset, int rows, int cols) {
-        return new Q8Tensor(segment, byteOffset, byteOffset + quantBytes(rows, cols), rows, cols, cols);
+        return over(segment, byteOffset, byteOffset + scaleOffset(rows, cols), rows, cols);
+    }
+
+    /**
+     * The {@code [rows, cols]} matrix whose quants (one byte a weight, row after row) start at byte
+     * {@code byteOffset} of a segment and whose scales ({@code ⌈cols/32⌉} fp32 a row, row after row)
+     * start at byte {@code scaleOffset} of the same segment: a quantized checkpoint's two tensors,
+     * viewed in place in the mapped file.
+     */
+    public static Q8Tensor over(MemorySegment segment, long byteOffset, long scaleOffset, int rows, int cols) {
+        return new Q8Tensor(segment, byteOffset, scaleOffset, rows, cols, cols);
+    }
+
+    /** Where {@link #write} puts the scales of a {@code [rows, cols]} matrix: the quants' bytes rounded up to 64. */
+    public static long scaleOffset(long rows, long cols) {
+        return quantBytes(rows, cols);
     }
 
     /** Blocks in a row of {@code cols} weights. */

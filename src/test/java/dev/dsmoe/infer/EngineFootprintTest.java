@@ -96,6 +96,36 @@ class EngineFootprintTest {
         }
     }
 
+    /**
+     * A quantized checkpoint is used where it lies: every weight a view of the mapped file (a
+     * Q8_0 weight's quants and scales both), nothing converted, which the estimate says too.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dev.dsmoe.infer.TinyModels#all")
+    void aQuantizedCheckpointIsMappedNotCopied(String name, ModelConfig c) throws IOException {
+        ParamLayout layout = ParamLayout.of(c);
+        Path src = TinyModels.write(dir.resolve("f32"), c, TinyModels.params(layout, 1), SafeTensors.DType.F32);
+        for (MatVec.DType dtype : new MatVec.DType[] {MatVec.DType.Q8_0, MatVec.DType.BF16}) {
+            Path q = InferenceModelFilesTest.quantize(src, dtype, dir.resolve(dtype.name()));
+            java.util.Map<String, SafeTensors.DType> stored = new java.util.HashMap<>();
+            try (SafeTensors st = SafeTensors.open(q.resolve(dev.dsmoe.io.ModelFiles.MODEL))) {
+                st.tensors().forEach((n, i) -> stored.put(n, i.dtype()));
+            }
+            Footprint f = InferenceModel.footprint(c, dtype, stored::get);
+            try (InferenceModel m = InferenceModel.load(q)) {
+                assertEquals(0, f.nativeBytes(), name + ", " + dtype);
+                assertEquals(0, convertedBytes(m), name + ", " + dtype);
+                assertEquals(HeapArrays.bytes(m, o -> o instanceof ModelConfig), f.heapBytes(), name + ", " + dtype);
+                for (TensorView w : weights(m)) {
+                    assertTrue(w.segment().isMapped(), w + " of " + name + ", " + dtype + " is a view of the mapped file");
+                    if (dtype == MatVec.DType.Q8_0) {
+                        assertTrue(((dev.dsmoe.kernels.Q8Tensor) w).scaleByteOffset() > w.byteOffset(), "its scales follow its quants");
+                    }
+                }
+            }
+        }
+    }
+
     /** Bytes of every weight (not the norms) of the layout in {@code dtype}: its matrix, experts stacked along the rows. */
     private static long weightBytes(ParamLayout layout, MatVec.DType dtype) {
         long sum = 0;
@@ -111,6 +141,15 @@ class EngineFootprintTest {
     private static long convertedBytes(InferenceModel m) {
         Set<MemorySegment> seen = Collections.newSetFromMap(new IdentityHashMap<>());
         long sum = 0;
+        for (TensorView w : weights(m)) {
+            MemorySegment s = w.segment();
+            if (s.isNative() && !s.isMapped() && seen.add(s)) sum += s.byteSize();
+        }
+        return sum;
+    }
+
+    /** Every weight matrix of the model (not the norms). */
+    private static java.util.List<TensorView> weights(InferenceModel m) {
         java.util.List<TensorView> all = new java.util.ArrayList<>(java.util.List.of(m.embed(), m.output()));
         for (int l = 0; l < m.numLayers(); l++) {
             ParamLayout.Layer<TensorView> L = m.layer(l);
@@ -121,10 +160,6 @@ class EngineFootprintTest {
                 if (r.hidden() != null) all.add(r.hidden());
             }
         }
-        for (TensorView w : all) {
-            MemorySegment s = w.segment();
-            if (s.isNative() && !s.isMapped() && seen.add(s)) sum += s.byteSize();
-        }
-        return sum;
+        return all;
     }
 }

@@ -217,4 +217,35 @@ class ConfigJsonTest {
         ModelConfig mid = ConfigJson.with(c, "num_key_value_heads", "4");
         assertFalse(mid.validationErrors().isEmpty());
     }
+
+    /**
+     * A quantized checkpoint's config.json: the model's keys, then "quantization"; read back as
+     * the same model and the type; an unknown type, f32 or a non-string is one message naming the key.
+     */
+    @Test
+    void theQuantizationKeyRoundTripsAndAnUnknownTypeIsNamed() throws Exception {
+        ModelConfig c = ModelPresets.get("dsmoe-small");
+        for (dev.dsmoe.kernels.MatVec.DType t : new dev.dsmoe.kernels.MatVec.DType[] {dev.dsmoe.kernels.MatVec.DType.Q8_0,
+                dev.dsmoe.kernels.MatVec.DType.BF16}) {
+            String text = ConfigJson.toJson(c, t);
+            List<String> keys = new ArrayList<>();
+            M.readTree(text).fieldNames().forEachRemaining(keys::add);
+            List<String> expected = new ArrayList<>(ConfigJson.keys());
+            expected.add(ConfigJson.QUANTIZATION);
+            assertEquals(expected, keys);
+            assertEquals(new ConfigJson.Stored(c, t), ConfigJson.read(text));
+            assertEquals(c, ConfigJson.fromJson(text));
+        }
+        assertEquals(ConfigJson.toJson(c), ConfigJson.toJson(c, null));
+        assertEquals(null, ConfigJson.read(ConfigJson.toJson(c)).quantization());
+        assertFalse(ConfigJson.keys().contains(ConfigJson.QUANTIZATION), "not a model setting (nor a train option)");
+        ObjectNode o = json(c);
+        o.put(ConfigJson.QUANTIZATION, "q4_0");
+        assertEquals("quantization must be \"q8_0\" or \"bf16\" (the types 'dsmoe quantize' writes), got \"q4_0\", which this dsmoe"
+                + " does not know", read(o));
+        o.put(ConfigJson.QUANTIZATION, "f32");
+        assertTrue(read(o).startsWith("quantization \"f32\" is no quantization"), read(o));
+        o.put(ConfigJson.QUANTIZATION, 8);
+        assertTrue(read(o).startsWith("quantization must be \"q8_0\" or \"bf16\", got 8"), read(o));
+    }
 }

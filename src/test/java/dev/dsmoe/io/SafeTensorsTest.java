@@ -2,6 +2,7 @@ package dev.dsmoe.io;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -139,5 +140,25 @@ class SafeTensorsTest {
         assertThrows(IllegalArgumentException.class, () ->
                 new SafeTensors.Writer().add("x", SafeTensors.DType.F32, new int[] {4}, a, 0).write(f));
         assertArrayEquals(before, Files.readAllBytes(f));
+    }
+
+    /** A tensor whose bytes are written when the file is (a quantized weight): read back as written; a wrong byte count is a bug, caught. */
+    @Test
+    void contentTensorsOfAnyTypeRoundTripAndMustFillTheirShape() throws IOException {
+        byte[] q = {1, -2, 3, -127, 127, 0};
+        float[] scale = {0.5f, 0.25f};
+        Path f = dir.resolve("q.safetensors");
+        new SafeTensors.Writer().add("w", SafeTensors.DType.I8, new int[] {2, 3}, ch -> ch.write(ByteBuffer.wrap(q)))
+                .add("w.scale", SafeTensors.DType.F32, new int[] {2, 1}, scale, 0).write(f);
+        try (SafeTensors st = SafeTensors.open(f)) {
+            assertEquals(SafeTensors.DType.I8, st.info("w").dtype());
+            assertArrayEquals(q, st.segment("w").toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+            assertEquals(st.info("w").end(), st.info("w.scale").begin());
+            assertEquals(0.25f, st.data().get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN),
+                    st.info("w.scale").begin() + 4));
+        }
+        SafeTensors.Writer bad = new SafeTensors.Writer().add("w", SafeTensors.DType.I8, new int[] {2, 4}, ch -> ch.write(ByteBuffer.wrap(q)));
+        assertThrows(IllegalStateException.class, () -> bad.write(dir.resolve("bad.safetensors")));
+        assertFalse(Files.exists(dir.resolve("bad.safetensors")));
     }
 }
