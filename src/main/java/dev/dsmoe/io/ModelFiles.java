@@ -281,12 +281,14 @@ public final class ModelFiles {
 
         void writeElements(FileChannel ch) throws IOException {
             arena = Arena.ofShared(); // MatVec.DType.write fills it from several threads
+            boolean written = false;
             try {
                 data = arena.allocate(to.bytes(rows, cols), 64);
                 to.write(data, rows, cols, i -> from.toFloat(src, i));
                 SafeTensors.Writer.write(ch, data.asSlice(0, (long) rows * cols * to.elementBytes));
+                written = true;
             } finally {
-                if (to.scaleBlock == 0) free();
+                if (!written || to.scaleBlock == 0) free(); // the scales are written next, from the same memory
             }
         }
 
