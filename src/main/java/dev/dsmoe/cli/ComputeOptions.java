@@ -88,7 +88,7 @@ final class ComputeOptions {
     }
 
     /**
-     * Mixin of eval, generate and bench infer: {@code --dtype}, the weights' type in memory. Not
+     * Mixin of eval, generate, bench infer and serve: {@code --dtype}, the weights' type in memory. Not
      * given, a model directory loads in the type it is stored in (a quantized checkpoint's, else
      * fp32) and a preset with random weights in fp32; a quantized checkpoint is refused in any
      * other type (it is not converted back: load the checkpoint it was made from instead).

@@ -30,7 +30,7 @@ import picocli.CommandLine.Option;
 @Command(name = "quantize", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Write a copy of a model directory with its weights quantized: q8_0 (int8 in llama.cpp's Q8_0 "
                 + "blocks of 32 weights, one fp32 scale each: 1.125 bytes a weight) or bf16 (2 bytes a weight). generate, "
-                + "eval and bench infer load the copy memory-mapped, with no conversion, in its own type: the same weights, "
+                + "eval, bench infer and serve load the copy memory-mapped, with no conversion, in its own type: the same weights, "
                 + "bit for bit, as --dtype q8_0|bf16 gives at load from the fp32 checkpoint.",
                 "Norm gains stay fp32; tokenizer.json and trainer_state.json (where eval finds the data) are copied. A "
                         + "quantized copy cannot be trained on or quantized again. --out must be new or empty; it is "

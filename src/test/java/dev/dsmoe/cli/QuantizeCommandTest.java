@@ -109,6 +109,10 @@ class QuantizeCommandTest {
                 "--prompt", "8", "--decode", "4", "--repeats", "1", "--warmup", "0");
         assertEquals(0, r.status(), r.err());
         assertTrue(r.out().contains("q8_0 weights"), r.out());
+        PrepareCommandTest.Run b = PrepareCommandTest.run("bench", "infer", "--model", bf16.toString(), "--strategies", "dense",
+                "--prompt", "8", "--decode", "4", "--repeats", "1", "--warmup", "0", "--batch", "1,2");
+        assertEquals(0, b.status(), b.err());
+        assertTrue(b.out().contains("bf16 weights"), b.out());
     }
 
     @Test
@@ -234,6 +238,10 @@ class QuantizeCommandTest {
                 "holds q8_0 weights");
         TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", bf16.toString(), "--dtype", "f32"),
                 "holds bf16 weights");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", bf16.toString(), "--dtype", "f32",
+                "--batch", "2"), "holds bf16 weights");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("serve", "--model", q8.toString(), "--dtype", "bf16", "--port", "0"),
+                "holds q8_0 weights");
     }
 
     @Test
