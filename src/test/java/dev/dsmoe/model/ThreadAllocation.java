@@ -17,6 +17,39 @@ public final class ThreadAllocation {
         return sum;
     }
 
+    /** Bytes allocated so far by each live Java thread: {@code bytes[i]} by the thread {@code ids[i]}. */
+    record Reading(long[] ids, long[] bytes) {
+        static Reading now() {
+            var bean = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+            long[] ids = bean.getAllThreadIds();
+            return new Reading(ids, bean.getThreadAllocatedBytes(ids));
+        }
+
+        /**
+         * Bytes allocated since this reading by the threads alive now, a thread started since
+         * counting in full. A thread that ended in between is left out: an idle pool worker or
+         * virtual-thread carrier left by an earlier test (HTTP clients and servers) that times out
+         * mid-block takes its whole count with it, which a difference of {@link #allThreads()}
+         * reads as negative allocation.
+         */
+        long allocatedSince() {
+            Reading after = now();
+            long sum = 0;
+            for (int i = 0; i < after.ids.length; i++) {
+                if (after.bytes[i] <= 0) continue;
+                long was = 0;
+                for (int j = 0; j < ids.length; j++) {
+                    if (ids[j] == after.ids[i]) {
+                        was = Math.max(bytes[j], 0);
+                        break;
+                    }
+                }
+                sum += after.bytes[i] - was;
+            }
+            return sum;
+        }
+    }
+
     /**
      * Least bytes per unit of work over repeated blocks, once warm: {@code setup} runs unmeasured
      * before each block, {@code block} does {@code units} units. Code the JIT has not compiled yet
@@ -30,9 +63,9 @@ public final class ThreadAllocation {
         long deadline = System.nanoTime() + 60_000_000_000L;
         for (int b = 0; b < minBlocks || (sinceBetter < SETTLED && System.nanoTime() < deadline); b++) {
             setup.run();
-            long before = allThreads();
+            Reading before = Reading.now();
             block.run();
-            double perUnit = (allThreads() - before) / (double) units;
+            double perUnit = before.allocatedSince() / (double) units;
             if (perUnit < best) {
                 best = perUnit;
                 sinceBetter = 0;
