@@ -188,7 +188,7 @@ public final class OpenAiServer implements AutoCloseable {
         String len = ex.getRequestHeaders().getFirst("Content-Length");
         if (len != null) {
             try {
-                if (Long.parseLong(len.trim()) > MAX_BODY) throw tooLarge();
+                Long.parseLong(len.trim());
             } catch (NumberFormatException e) {
                 throw ApiException.invalid(null, "bad Content-Length header");
             }
@@ -196,8 +196,17 @@ public final class OpenAiServer implements AutoCloseable {
         byte[] b;
         try (InputStream in = ex.getRequestBody()) {
             b = in.readNBytes(MAX_BODY + 1);
+            if (b.length > MAX_BODY) {
+                // Read on (up to a bound) before answering, so the client, still sending, sees the 413 and not a reset.
+                byte[] sink = new byte[1 << 16];
+                for (long left = DRAIN_LIMIT; left > 0; ) {
+                    int n = in.read(sink, 0, (int) Math.min(sink.length, left));
+                    if (n < 0) break;
+                    left -= n;
+                }
+                throw tooLarge();
+            }
         }
-        if (b.length > MAX_BODY) throw tooLarge();
         JsonNode n;
         try {
             n = JSON.readTree(b);
@@ -207,6 +216,9 @@ public final class OpenAiServer implements AutoCloseable {
         if (n == null || !n.isObject()) throw ApiException.invalid(null, "the body must be a JSON object");
         return (ObjectNode) n;
     }
+
+    /** Bytes past the limit read and dropped before a 413 (more, and the connection is closed under the client). */
+    private static final long DRAIN_LIMIT = 16L << 20;
 
     private static ApiException tooLarge() {
         return new ApiException(413, "invalid_request_error", null, "request_too_large", "the body is over " + MAX_BODY + " bytes");
