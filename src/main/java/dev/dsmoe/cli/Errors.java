@@ -25,6 +25,14 @@ final class Errors {
         }
     }
 
+    /**
+     * The data-parallel job a command runs in (null: none, or one process). On an error there,
+     * a {@link dev.dsmoe.dist.CollectiveFailure} (every rank found it together) is reported by rank
+     * 0 alone and every rank leaves the job normally; any other error is this rank's alone: its line
+     * names the rank and {@code MPI_Abort} ends the whole job, so no other rank waits forever.
+     */
+    static volatile dev.dsmoe.dist.Dist job;
+
     static boolean verbose() {
         return "1".equals(System.getenv("DSMOE_VERBOSE"));
     }
@@ -55,7 +63,13 @@ final class Errors {
             Throwable t = ex instanceof CommandLine.ExecutionException && ex.getCause() instanceof Error e ? e : ex;
             boolean verbose = verbose() || parsed.hasMatchedOption("--verbose")
                     || parsed.subcommands().stream().anyMatch(p -> p.hasMatchedOption("--verbose"));
-            String verb = "dsmoe " + cl.getCommandName();
+            dev.dsmoe.dist.Dist job = Errors.job;
+            String verb = "dsmoe " + cl.getCommandName() + (job != null && !job.isRoot() ? " (rank " + job.rank() + ")" : "");
+            boolean collective = job != null && t instanceof dev.dsmoe.dist.CollectiveFailure;
+            if (collective && !job.isRoot()) {
+                job.close();
+                return BAD_INPUT;
+            }
             int status;
             if (t instanceof UserError || t instanceof IllegalArgumentException
                     || t instanceof java.io.IOException || t instanceof java.io.UncheckedIOException) {
@@ -75,6 +89,11 @@ final class Errors {
             }
             if (verbose) t.printStackTrace(cl.getErr());
             cl.getErr().flush();
+            if (collective) {
+                job.close();
+            } else if (job != null) {
+                job.abort(status);
+            }
             return status;
         }
     }

@@ -1,6 +1,8 @@
 package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.dsmoe.dist.Dist;
+import dev.dsmoe.dist.Mpi;
 import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
 import dev.dsmoe.model.ModelConfig;
@@ -41,7 +43,11 @@ import picocli.CommandLine.Option;
                 "(--steps or --tokens: the new total; --minutes: the total time, spent time",
                 "included) extends the run: the cosine keeps its phase, so the rate goes on",
                 "from where it is and reaches --min-lr at the new end. The same budget or",
-                "none changes nothing; a smaller one is refused."})
+                "none changes nothing; a smaller one is refused.",
+                "",
+                "Data-parallel: 'mpirun -np K ./dsmoe train ...' (or srun) trains on K ranks;",
+                "--batch is per rank, a step is K x --grad-accum micro-batches and equals one",
+                "process with --grad-accum K x A. Rank 0 prints and writes the checkpoint."})
 final class TrainCommand implements Callable<Integer> {
 
     @CommandLine.Spec
@@ -89,6 +95,11 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--eval-every", defaultValue = "100", description = "Validation loss every N steps (0: only at the end). Default: ${DEFAULT-VALUE}.") long evalEvery;
     @Option(names = "--eval-batches", defaultValue = "8", description = "Validation batches per evaluation. Default: ${DEFAULT-VALUE}.") int evalBatches;
     @Option(names = "--stop-after", defaultValue = "0", description = "End this invocation after N steps, checkpointed, keeping the whole budget's schedule (resume later).") long stopAfter;
+    @Option(names = "--dist", defaultValue = "auto", paramLabel = "auto|mpi|none",
+            description = {"Data-parallel job: mpi (join the MPI job; fails when libmpi does not load), none (one process),",
+                    "auto (mpi when started by mpirun or srun, else none). Default: ${DEFAULT-VALUE}."})
+    String dist;
+
     @Option(names = "--json", negatable = true, description = "One JSON object per step on stdout instead of the progress display.") boolean json;
 
     /** Adds one option per config.json key ("--hidden-size" for hidden_size), so every key can be set. */
@@ -134,8 +145,38 @@ final class TrainCommand implements Callable<Integer> {
         return c.validate();
     }
 
+    /** The job this invocation is a rank of (one process unless --dist or an MPI launcher says otherwise). */
+    private Dist job = Dist.single();
+
     @Override
     public Integer call() throws Exception {
+        job = joinJob();
+        if (job.size() == 1) return trainOnce();
+        Errors.job = job; // errors: see Errors.Handler
+        int status = trainOnce();
+        job.close();
+        Errors.job = null;
+        return status;
+    }
+
+    /** Joins the MPI job when --dist (or the launcher's environment, with auto) asks for one. */
+    private Dist joinJob() {
+        boolean mpi = switch (dist) {
+            case "auto" -> Mpi.launched(System.getenv());
+            case "mpi" -> true;
+            case "none" -> false;
+            default -> throw new IllegalArgumentException("--dist " + dist + ": use auto, mpi or none");
+        };
+        if (!mpi) return Dist.single();
+        try {
+            return Mpi.init();
+        } catch (UnsupportedOperationException | LinkageError e) {
+            throw new IllegalArgumentException("--dist " + dist + (dist.equals("auto") ? " (started by an MPI launcher)" : "")
+                    + ": " + e.getMessage());
+        }
+    }
+
+    private int trainOnce() throws Exception {
         if (resume == null && out == null) throw new IllegalArgumentException("--out DIR is required (or --resume DIR)");
         if (out == null) out = resume;
         TrainerState saved = resume == null ? null : adoptSavedRun();
@@ -156,7 +197,7 @@ final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--seq " + seqLen + " exceeds max_position_embeddings " + config.maxPositions());
         }
         long steps = budget == null ? 0 : budget.steps;
-        if (budget != null && budget.tokens > 0) steps = Math.ceilDiv(budget.tokens, (long) batch * seqLen * gradAccum);
+        if (budget != null && budget.tokens > 0) steps = Math.ceilDiv(budget.tokens, (long) batch * seqLen * gradAccum * job.size());
         double minutes = budget == null ? 0 : budget.minutes;
         if (resume == null && steps == 0 && !(minutes > 0)) {
             throw new IllegalArgumentException("give a budget: --steps N, --tokens N or --minutes M");
@@ -175,23 +216,27 @@ final class TrainCommand implements Callable<Integer> {
         BatchSource trainSource = td.train(batch, seqLen, seed);
         BatchSource val = td.validation(batch, seqLen);
         int evalN = (int) Math.min(evalBatches, td.validationBatches(batch, seqLen));
-        if (val == null) System.err.println("dsmoe train: note: the validation shard is shorter than one window; no validation loss");
+        if (val == null && job.isRoot()) System.err.println("dsmoe train: note: the validation shard is shorter than one window; no validation loss");
         Trainer.Options o = new Trainer.Options(batch, seqLen, gradAccum, lr, minLr != null ? minLr : lr / 10, warmup,
                 weightDecay, clip, seed, steps, minutes, saveEvery, val == null ? 0 : evalEvery, Math.max(1, evalN), stopAfter,
                 budgetGiven, json);
         MemoryCheck.training(config, resume != null, batch, seqLen);
         Trainer trainer;
         if (resume != null) {
-            trainer = Trainer.resume(resume, saved, config, o, trainSource, val, out, td.tokenizer(), td.description(),
+            trainer = Trainer.resume(resume, saved, config, o, job, trainSource, val, out, td.tokenizer(), td.description(),
                     td.fingerprint());
         } else {
-            if (Files.exists(out.resolve(dev.dsmoe.train.TrainerState.FILE))) {
+            if (job.isRoot() && Files.exists(out.resolve(dev.dsmoe.train.TrainerState.FILE))) {
                 throw new IllegalArgumentException("--out " + out + " already holds a training run; use --resume " + out
                         + " to continue it, or another --out");
             }
-            trainer = Trainer.fresh(config, o, trainSource, val, out, td.tokenizer(), td.description(), td.fingerprint());
+            trainer = Trainer.fresh(config, o, job, trainSource, val, out, td.tokenizer(), td.description(), td.fingerprint());
         }
-        ProgressListener listener = new ProgressListener(json, trainer.config());
+        if (!job.isRoot()) { // rank 0 speaks for the job
+            trainer.run(new Trainer.Listener() {});
+            return 0;
+        }
+        ProgressListener listener = new ProgressListener(json, trainer.config(), job);
         trainer.run(listener);
         listener.finish(trainer, out);
         return 0;
@@ -227,7 +272,10 @@ final class TrainCommand implements Callable<Integer> {
     private TrainerState adoptSavedRun() throws Exception {
         if (!Files.isDirectory(resume)) throw new IllegalArgumentException("--resume " + resume + ": no such directory");
         if (Files.isRegularFile(resume.resolve(ModelFiles.CONFIG))) ModelFiles.requireTrainable(resume); // not a quantized copy
-        TrainerState s = Trainer.readState(resume);
+        // In a job rank 0 finishes an interrupted checkpoint change first; the others read after it.
+        if (job.isRoot()) Trainer.readState(resume, true);
+        job.broadcast(0L);
+        TrainerState s = Trainer.readState(resume, false);
         Map<String, String> clashes = new LinkedHashMap<>();
         seed = adopt("--seed", seed, s.seed(), "seed", clashes);
         batch = adopt("--batch", batch, s.batch(), "batch", clashes);
@@ -249,7 +297,7 @@ final class TrainCommand implements Callable<Integer> {
                     + String.join(", ", clashes.keySet()) + " to continue the run");
         }
         String note = ComputeOptions.useSaved(s, resume, "--resume " + resume, given("--kernels"), given("--threads"));
-        if (note != null) System.err.println("dsmoe train: note: " + note);
+        if (note != null && job.isRoot()) System.err.println("dsmoe train: note: " + note);
         TrainerState.Operational kept = s.operational(new TrainerState.Operational(saveEvery, evalEvery, evalBatches, json));
         if (!given("--save-every")) saveEvery = kept.saveEvery();
         if (!given("--eval-every")) evalEvery = kept.evalEvery();
@@ -327,19 +375,26 @@ final class TrainCommand implements Callable<Integer> {
         private final ModelConfig config;
         private final ObjectMapper om = new ObjectMapper();
         private final Terminal.Progress log = new Terminal.Progress("", true);
+        private final Dist job;
 
         ProgressListener(boolean json, ModelConfig config) {
+            this(json, config, Dist.single());
+        }
+
+        ProgressListener(boolean json, ModelConfig config, Dist job) {
             this.json = json;
             this.config = config;
+            this.job = job;
         }
 
         @Override
         public void onStart(long step, long totalSteps, Trainer.Options o) {
             if (json) return;
             ParamCounts counts = ParamCounts.of(config);
-            System.err.printf(Locale.ROOT, "dsmoe train: %s, %.2fM parameters (%.2fM non-embedding), %d steps of %d tokens%s%n",
+            System.err.printf(Locale.ROOT, "dsmoe train: %s, %.2fM parameters (%.2fM non-embedding), %d steps of %d tokens%s%s%n",
                     describe(config), counts.total() / 1e6, counts.nonEmbedding() / 1e6, totalSteps,
-                    o.tokensPerStep(), step > 0 ? ", resuming at step " + step : "");
+                    o.tokensPerStep() * job.size(), job.size() > 1 ? " on " + job.size() + " MPI ranks" : "",
+                    step > 0 ? ", resuming at step " + step : "");
         }
 
         @Override

@@ -2,6 +2,8 @@ package dev.dsmoe.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.dsmoe.dist.CollectiveFailure;
+import dev.dsmoe.dist.Dist;
 import dev.dsmoe.io.CheckpointFiles;
 import dev.dsmoe.io.ConfigJson;
 import dev.dsmoe.io.ModelFiles;
@@ -18,6 +20,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -32,6 +36,16 @@ import java.util.Locale;
  * the rounding: OpenBLAS picks its kernels by each per-thread block's size, and the Java kernels
  * too split some sums by thread). N steps then a resume for M steps equals N+M steps in one run,
  * bit for bit; {@link #resume} refuses settings that would break that.
+ *
+ * <p>Data-parallel ({@link Dist} of K ranks): rank 0 initialises or loads the weights (and the
+ * moments) and broadcasts them. A step's K·A micro-batches are numbered j = 0 .. K·A-1 in the
+ * order one process with {@code --grad-accum K·A} draws them, and rank r trains j = a·K + r for
+ * a = 0 .. A-1, each scaled by 1/(K·A); the gradient buffer is summed across ranks (bucketed
+ * allreduce), the loss and router statistics too, and every rank then clips and steps AdamW
+ * alike, so all ranks hold the same weights and the run equals the one-process run with K·A
+ * accumulation up to the order of the float sums. Only rank 0 evaluates, writes metrics and
+ * checkpoints (which record K). Before the first step the ranks compare hashes of the model,
+ * data, options and compute settings, and stop together, in one line, on a mismatch.
  */
 public final class Trainer {
 
@@ -67,6 +81,7 @@ public final class Trainer {
             return totalSteps > 0 ? "--steps " + totalSteps : "--minutes " + minutes;
         }
 
+        /** Tokens one rank trains on per step (the job's step: times the ranks). */
         public long tokensPerStep() {
             return (long) batch * seqLen * gradAccum;
         }
@@ -97,6 +112,8 @@ public final class Trainer {
     private final Transformer model;
     private final AdamWOptimizer opt;
     private final Options o;
+    /** The ranks of a data-parallel job (one process: {@link Dist#single()}). */
+    private final Dist dist;
     private final BatchSource train;
     private final BatchSource val;
     private final Path out;
@@ -115,7 +132,7 @@ public final class Trainer {
     private double elapsedBefore;
     private double lastVal = Double.NaN;
 
-    private Trainer(ModelConfig config, float[] params, Options o, BatchSource train, BatchSource val,
+    private Trainer(ModelConfig config, float[] params, Options o, Dist dist, BatchSource train, BatchSource val,
                     Path out, Path tokenizer, String dataDescription, String dataFingerprint) {
         this.config = config;
         this.layout = ParamLayout.of(config);
@@ -124,6 +141,7 @@ public final class Trainer {
         this.model = new Transformer(layout, params, grads);
         this.opt = new AdamWOptimizer(layout, 0.9f, 0.95f, 1e-8f, (float) o.weightDecay());
         this.o = o;
+        this.dist = dist;
         this.train = train;
         this.val = val;
         this.out = out;
@@ -155,18 +173,33 @@ public final class Trainer {
      */
     public static Trainer fresh(ModelConfig config, Options o, BatchSource train, BatchSource val, Path out,
                                 Path tokenizer, String dataDescription, String dataFingerprint) {
+        return fresh(config, o, Dist.single(), train, val, out, tokenizer, dataDescription, dataFingerprint);
+    }
+
+    /** A fresh run of the job {@code dist}: rank 0 initialises the weights and broadcasts them. */
+    public static Trainer fresh(ModelConfig config, Options o, Dist dist, BatchSource train, BatchSource val, Path out,
+                                Path tokenizer, String dataDescription, String dataFingerprint) {
         if (o.totalSteps() == 0 && !(o.minutes() > 0)) {
             throw new IllegalArgumentException("give a budget: --steps, --tokens or --minutes");
         }
         ParamLayout layout = ParamLayout.of(config);
         float[] p = layout.newBuffer();
-        Init.initialize(layout, p, o.seed());
-        return new Trainer(config, p, o, train, val, out, tokenizer, dataDescription, dataFingerprint);
+        if (dist.isRoot()) Init.initialize(layout, p, o.seed());
+        dist.broadcast(p);
+        return new Trainer(config, p, o, dist, train, val, out, tokenizer, dataDescription, dataFingerprint);
     }
 
     /** Finishes or discards an interrupted checkpoint change in {@code dir}, then reads its trainer_state.json. */
     public static TrainerState readState(Path dir) throws IOException {
-        CheckpointFiles.recover(dir);
+        return readState(dir, true);
+    }
+
+    /**
+     * {@link #readState(Path)}, finishing an interrupted change only when {@code recover} (in a
+     * data-parallel job rank 0 recovers, the others read after it).
+     */
+    public static TrainerState readState(Path dir, boolean recover) throws IOException {
+        if (recover) CheckpointFiles.recover(dir);
         Path stateFile = dir.resolve(TrainerState.FILE);
         if (!Files.isRegularFile(stateFile)) {
             throw new IOException(stateFile + ": missing; " + dir + " holds no training checkpoint to resume");
@@ -200,6 +233,25 @@ public final class Trainer {
      */
     public static Trainer resume(Path dir, TrainerState s, ModelConfig config, Options o, BatchSource train, BatchSource val,
                                  Path out, Path tokenizer, String dataDescription, String dataFingerprint) throws IOException {
+        return resume(dir, s, config, o, Dist.single(), train, val, out, tokenizer, dataDescription, dataFingerprint);
+    }
+
+    /**
+     * The resume of a job: every rank checks the state alike; rank 0 reads the weights and moments
+     * and broadcasts them. The number of ranks must be the saved one (it decides each rank's
+     * micro-batches and thread count): another is refused, by every rank together.
+     */
+    public static Trainer resume(Path dir, TrainerState s, ModelConfig config, Options o, Dist dist, BatchSource train,
+                                 BatchSource val, Path out, Path tokenizer, String dataDescription, String dataFingerprint)
+            throws IOException {
+        boolean otherRanks = s.rankCount() != dist.size();
+        if (dist.size() > 1 ? dist.anyOf(otherRanks) : otherRanks) {
+            String msg = "resume: " + dir + " was trained on " + s.rankCount() + (s.rankCount() == 1 ? " process" : " ranks (mpirun -np "
+                    + s.rankCount() + ")") + ", this job has " + dist.size() + "; the ranks share out each step's micro-batches"
+                    + " and threads, so continue it with " + (s.rankCount() == 1 ? "one process (no mpirun)" : "mpirun -np " + s.rankCount());
+            throw dist.size() > 1 ? new CollectiveFailure(otherRanks ? msg : "resume: the ranks read different checkpoints in " + dir)
+                    : new IllegalArgumentException(msg);
+        }
         if (s.batch() != o.batch() || s.seqLen() != o.seqLen() || s.gradAccum() != o.gradAccum() || s.seed() != o.seed()
                 || s.lr() != o.lr() || s.minLr() != o.minLr() || s.warmupSteps() != o.warmupSteps()
                 || s.weightDecay() != o.weightDecay() || s.clip() != o.clip()) {
@@ -222,11 +274,17 @@ public final class Trainer {
                     + " steps; a budget can only be extended (--stop-after N ends this invocation early)");
         }
         ParamLayout layout = ParamLayout.of(config);
-        float[] p = ModelFiles.readParams(dir, layout);
-        Trainer t = new Trainer(config, p, o, train, val, out, tokenizer, dataDescription, dataFingerprint);
-        float[] m = layout.newBuffer(), v = layout.newBuffer();
-        long optSteps = ModelFiles.readOptimizer(dir, layout, m, v);
-        t.opt.restore(m, v, optSteps);
+        float[] p = dist.isRoot() ? ModelFiles.readParams(dir, layout) : layout.newBuffer();
+        dist.broadcast(p);
+        Trainer t = new Trainer(config, p, o, dist, train, val, out, tokenizer, dataDescription, dataFingerprint);
+        if (dist.isRoot()) {
+            float[] m = layout.newBuffer(), v = layout.newBuffer();
+            long optSteps = ModelFiles.readOptimizer(dir, layout, m, v);
+            t.opt.restore(m, v, optSteps);
+        }
+        dist.broadcast(t.opt.m());
+        dist.broadcast(t.opt.v());
+        t.opt.restore(t.opt.m(), t.opt.v(), dist.broadcast(t.opt.steps()));
         t.step = s.step();
         t.totalSteps = s.totalSteps();
         t.tokensSeen = s.tokensSeen();
@@ -261,11 +319,11 @@ public final class Trainer {
     /** Runs until the budget is spent; saves every {@code saveEvery} steps and at the end. */
     public void run(Listener listener) throws IOException {
         if (schedule == null) {
-            if (totalSteps == 0) totalSteps = Math.max(1, (long) (o.minutes() * 60 / secondsPerStep()));
+            if (totalSteps == 0) totalSteps = Math.max(1, (long) (o.minutes() * 60 / dist.broadcast(secondsPerStep())));
             schedule = new LrSchedule(o.lr(), o.minLr(), warmup(), totalSteps);
             budgets.add(new TrainerState.Budget(0, o.describeBudget(), totalSteps));
         } else if (extendByMinutes) {
-            long more = (long) ((o.minutes() * 60 - elapsedBefore) / secondsPerStep());
+            long more = (long) ((o.minutes() * 60 - elapsedBefore) / dist.broadcast(secondsPerStep()));
             if (step + more <= totalSteps) {
                 throw new IllegalArgumentException("resume: --minutes " + o.minutes() + " does not extend the run: it has run "
                         + String.format(Locale.ROOT, "%.1f", elapsedBefore / 60) + " minutes and has " + (totalSteps - step)
@@ -274,9 +332,16 @@ public final class Trainer {
             extendTo(step + more);
             extendByMinutes = false;
         }
-        Files.createDirectories(out);
-        truncateMetrics();
+        checkRanksAgree();
+        if (dist.isRoot()) {
+            Files.createDirectories(out);
+            truncateMetrics();
+        }
         listener.onStart(step, totalSteps, o);
+        int ranks = dist.size(), rank = dist.rank();
+        int micros = ranks * o.gradAccum(); // the step's micro-batches, over all ranks
+        long tokensPerStep = o.tokensPerStep() * ranks;
+        double[] stats = new double[8];
         int n = o.batch() * o.seqLen();
         int[] in = new int[n], tgt = new int[n];
         long start = System.nanoTime();
@@ -286,44 +351,95 @@ public final class Trainer {
             long t0 = System.nanoTime();
             Arrays.fill(grads, 0f);
             double loss = 0, lm = 0, auxA = 0, auxM = 0, hA = 0, hxA = 0, hM = 0, hxM = 0;
+            long first = train.position(); // micro-batch j of this step is draw first + j
             for (int micro = 0; micro < o.gradAccum(); micro++) {
+                if (ranks > 1) train.seek(first + (long) micro * ranks + rank);
                 train.next(in, tgt, o.batch(), o.seqLen());
-                Transformer.Loss l = model.forwardBackward(in, tgt, o.batch(), o.seqLen(), 1f / o.gradAccum());
-                loss += l.total() / o.gradAccum();
-                lm += l.lm() / o.gradAccum();
-                auxA += l.auxAttention() / o.gradAccum();
-                auxM += l.auxMlp() / o.gradAccum();
-                hA += l.attnMarginalEntropy() / o.gradAccum();
-                hxA += l.attnConditionalEntropy() / o.gradAccum();
-                hM += l.mlpMarginalEntropy() / o.gradAccum();
-                hxM += l.mlpConditionalEntropy() / o.gradAccum();
+                Transformer.Loss l = model.forwardBackward(in, tgt, o.batch(), o.seqLen(), 1f / micros);
+                loss += l.total() / micros;
+                lm += l.lm() / micros;
+                auxA += l.auxAttention() / micros;
+                auxM += l.auxMlp() / micros;
+                hA += l.attnMarginalEntropy() / micros;
+                hxA += l.attnConditionalEntropy() / micros;
+                hM += l.mlpMarginalEntropy() / micros;
+                hxM += l.mlpConditionalEntropy() / micros;
+            }
+            if (ranks > 1) {
+                train.seek(first + micros);
+                dist.allreduceSum(grads, 0, grads.length);
+                stats[0] = loss; stats[1] = lm; stats[2] = auxA; stats[3] = auxM;
+                stats[4] = hA; stats[5] = hxA; stats[6] = hM; stats[7] = hxM;
+                dist.allreduceSum(stats);
+                loss = stats[0]; lm = stats[1]; auxA = stats[2]; auxM = stats[3];
+                hA = stats[4]; hxA = stats[5]; hM = stats[6]; hxM = stats[7];
             }
             double lr = schedule.lr(step + 1);
             double norm = opt.step(params, grads, (float) lr, o.clip());
             step++;
-            tokensSeen += o.tokensPerStep();
+            tokensSeen += tokensPerStep;
             double sec = (System.nanoTime() - t0) / 1e9;
             double elapsed = elapsedBefore + (System.nanoTime() - start) / 1e9;
             double valLoss = Double.NaN;
-            if (val != null && o.evalEvery() > 0 && (step % o.evalEvery() == 0 || step == totalSteps)) {
+            if (dist.isRoot() && val != null && o.evalEvery() > 0 && (step % o.evalEvery() == 0 || step == totalSteps)) {
                 valLoss = evaluate(o.evalBatches());
                 lastVal = valLoss;
             }
             StepMetrics m = new StepMetrics(step, totalSteps, tokensSeen, loss, lm, auxA, auxM, hA, hxA, hM, hxM,
-                    lr, norm, o.tokensPerStep() / sec, elapsed, valLoss);
-            appendMetrics(m);
+                    lr, norm, tokensPerStep / sec, elapsed, valLoss);
+            if (dist.isRoot()) appendMetrics(m);
             listener.onStep(m);
             if (!Double.isFinite(loss)) {
                 save(elapsed);
                 // The settings' doing, not a bug: reported as bad input (exit 2) by the command line.
-                throw new IllegalArgumentException("loss became " + loss + " at step " + step
+                // Every rank holds the same reduced loss, so all of them stop here together.
+                throw new CollectiveFailure("loss became " + loss + " at step " + step
                         + "; lower --lr (now " + o.lr() + ") or check the data");
             }
             if ((o.saveEvery() > 0 && step - lastSave >= o.saveEvery()) || step == endStep) {
                 save(elapsed);
                 lastSave = step;
-                listener.onSave(step, out);
+                if (dist.isRoot()) listener.onSave(step, out);
             }
+        }
+    }
+
+    /**
+     * Before the first step of a data-parallel job: rank 0's hashes of what decides the numbers
+     * (the model, the data and its position, the options, the GEMM backend and threads, the step
+     * and budget) against every rank's; a mismatch stops all ranks together, naming what differs.
+     */
+    private void checkRanksAgree() {
+        if (dist.size() == 1) return;
+        String[] what = {"model config", "data (fingerprint and position)", "training options", "kernels and threads",
+                "step and budget"};
+        String[] parts = {ConfigJson.toJson(config), dataFingerprint + " @" + train.position(),
+                new Options(o.batch(), o.seqLen(), o.gradAccum(), o.lr(), o.minLr(), o.warmupSteps(), o.weightDecay(), o.clip(),
+                        o.seed(), o.totalSteps(), o.minutes(), 0, 0, 0, o.stopAfter()).toString(),
+                kernels + " x" + threads, step + "/" + totalSteps + " " + schedule};
+        byte[] mine = new byte[32 * parts.length];
+        try {
+            for (int i = 0; i < parts.length; i++) {
+                byte[] d = MessageDigest.getInstance("SHA-256").digest(parts[i].getBytes(StandardCharsets.UTF_8));
+                System.arraycopy(d, 0, mine, 32 * i, 32);
+            }
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e); // every JDK has SHA-256
+        }
+        byte[] root = mine.clone();
+        dist.broadcast(root);
+        double[] differs = new double[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            differs[i] = Arrays.equals(mine, 32 * i, 32 * i + 32, root, 32 * i, 32 * i + 32) ? 0 : 1;
+        }
+        dist.allreduceSum(differs);
+        List<String> bad = new ArrayList<>();
+        for (int i = 0; i < parts.length; i++) {
+            if (differs[i] > 0) bad.add(what[i] + " (" + (int) differs[i] + " of " + dist.size() + " ranks differ from rank 0)");
+        }
+        if (!bad.isEmpty()) {
+            throw new CollectiveFailure("the " + dist.size() + " ranks disagree before step " + (step + 1) + " on the "
+                    + String.join(", the ", bad) + "; start every rank with the same command line, data and checkpoint");
         }
     }
 
@@ -343,6 +459,9 @@ public final class Trainer {
         return perMicro * o.gradAccum() * 1.03; // the optimizer and bookkeeping
     }
 
+    /** The job this trainer is one rank of. */
+    public Dist dist() { return dist; }
+
     /** Mean LM loss over {@code batches} sequential validation batches. */
     public double evaluate(int batches) {
         int n = o.batch() * o.seqLen();
@@ -358,13 +477,19 @@ public final class Trainer {
         return sum / batches;
     }
 
-    /** Writes the checkpoint (weights, moments, state, config, tokenizer) as one atomic change. */
+    /**
+     * Writes the checkpoint (weights, moments, state, config, tokenizer) as one atomic change; in a
+     * data-parallel job rank 0 writes it (all ranks hold the same weights and moments) and the
+     * others do nothing.
+     */
     public void save(double elapsedSeconds) throws IOException {
         if (schedule == null) throw new IllegalStateException("save before run: the step count is not fixed yet");
+        if (!dist.isRoot()) return;
         TrainerState s = new TrainerState(TrainerState.FORMAT, step, totalSteps, tokensSeen, train.position(), o.seed(),
                 o.batch(), o.seqLen(), o.gradAccum(), o.lr(), o.minLr(), schedule.warmupSteps(), o.weightDecay(), o.clip(),
                 elapsedSeconds, dataDescription, dataFingerprint, kernels, threads, schedule.fromStep(),
-                schedule.fromProgress(), List.copyOf(budgets), o.saveEvery(), o.evalEvery(), o.evalBatches(), o.json());
+                schedule.fromProgress(), List.copyOf(budgets), o.saveEvery(), o.evalEvery(), o.evalBatches(), o.json(),
+                dist.size());
         CheckpointFiles cf = new CheckpointFiles(out)
                 .text(ModelFiles.CONFIG, ConfigJson.toJson(config) + "\n")
                 .safetensors(ModelFiles.MODEL, ModelFiles.modelTensors(layout, params, SafeTensors.DType.F32)

@@ -17,6 +17,9 @@ import java.util.List;
  * and operational settings were recorded) is still read: those fields are then null or zero,
  * {@link #legacy()} is true, and the trainer falls back to the current settings and records
  * them at its next checkpoint.
+ *
+ * <p>{@code ranks} is the number of data-parallel processes (MPI ranks) the run trained on; a
+ * state written before it was recorded reads 0, which means 1 ({@link #rankCount()}).
  */
 @JsonIgnoreProperties(ignoreUnknown = false)
 public record TrainerState(
@@ -45,13 +48,19 @@ public record TrainerState(
         long saveEvery,
         long evalEvery,
         int evalBatches,
-        boolean json) {
+        boolean json,
+        int ranks) {
 
     /**
      * One budget the run was given: from {@code step} on, as {@code given} on the command line
      * (e.g. {@code "--tokens 65536"}), it ran to {@code totalSteps}.
      */
     public record Budget(long step, String given, long totalSteps) {}
+
+    /** The ranks the run trained on (1 for a state that predates the field). */
+    public int rankCount() {
+        return Math.max(1, ranks);
+    }
 
     /** The operational settings a resume keeps unless given (saved since format 2). */
     public record Operational(long saveEvery, long evalEvery, int evalBatches, boolean json) {}
