@@ -38,6 +38,15 @@ public final class Matmul {
         return new Matmul(MATVEC_MAX_ROWS);
     }
 
+    /**
+     * An inference instance that sends products of up to {@code matVecMaxRows} input rows to the
+     * mat-vec (the benchmarks compare both paths at the same M; the engine uses {@link #forInference()}).
+     */
+    public static Matmul forInference(int matVecMaxRows) {
+        if (matVecMaxRows < 0) throw new IllegalArgumentException("negative mat-vec row limit " + matVecMaxRows);
+        return new Matmul(matVecMaxRows);
+    }
+
     /** {@code out[i] (+)= in[i] · Wᵀ} for the first {@code rows} rows. */
     public void forward(TensorView out, TensorView in, int rows, TensorView w, boolean accumulate) {
         forward(out, 0, in, 0, rows, w, accumulate);
