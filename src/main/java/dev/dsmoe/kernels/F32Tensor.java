@@ -144,6 +144,27 @@ public final class F32Tensor extends TensorView {
     }
 
     @Override
+    void segmentRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count, int[] expert,
+                     int rows, long stride, long work, int rowCost, int chunks) {
+        MemorySegment w = segment;
+        long wOff = byteOffset;
+        int cols = this.cols;
+        Parallel.forRange(chunks, 1, (c0, c1) -> {
+            for (int ch = c0; ch < c1; ch++) {
+                long from = segmentPoint(work * ch / chunks, n, count, rows, rowCost);
+                long to = segmentPoint(work * (ch + 1) / chunks, n, count, rows, rowCost);
+                for (int i = (int) (from >>> 32), last = (int) (to >>> 32); i <= last && i < n; i++) {
+                    int ra = i == (int) (from >>> 32) ? (int) from : 0, rb = i == last ? (int) to : rows;
+                    if (count[i] > 0 && ra < rb) {
+                        rows(w, wOff + expert[i] * stride, cols, x, xOff + start[i] * cols, count[i], y, yOff + start[i] * ldy,
+                                ldy, false, ra, rb);
+                    }
+                }
+            }
+        });
+    }
+
+    @Override
     void selectedRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff, float[] y, int yOff) {
         MemorySegment w = segment;
         long wOff = byteOffset;

@@ -83,6 +83,24 @@ public final class Matmul {
         w.matVecSelectedSum(experts, 0, count, in.array(), in.off(), out.array(), out.rowOff(outRow), accumulate);
     }
 
+    /**
+     * Segments of grouped rows through their experts in one parallel region (the decode and
+     * batched steps' expert products, many of a few rows each): for each segment {@code i < n},
+     * rows {@code [start[i], start[i] + count[i])} of {@code in} times {@code W_{expert[i]}ᵀ} into the
+     * same rows of {@code out}, overwritten; segments of 0 rows are skipped, an expert may appear
+     * in several segments, and segments must not share rows. {@code w} is a stacked-expert view
+     * (or a plain matrix, expert 0); {@code in}'s rows are contiguous ({@code w.cols()} floats),
+     * {@code out}'s first R columns are written, R the rows of one expert.
+     *
+     * <p>Always the mat-vec kernels, never GEMM, whatever the counts: every output has the
+     * single-row kernel's bits, so a row's result does not depend on what else is in the
+     * segments. The pass is split over (segment, block of weight rows) by estimated cost.
+     */
+    public void segments(TensorView out, TensorView in, TensorView w, int n, int[] start, int[] count, int[] expert) {
+        if (in.ld != w.cols) throw new IllegalArgumentException("segment input rows must be contiguous: " + in + " for " + w);
+        w.matVecSegments(in.array(), in.off(), out.array(), out.off(), out.ld, n, start, count, expert);
+    }
+
     /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */
     float[] scratch(int floats) {
         if (scratch.length < floats) scratch = new float[floats];

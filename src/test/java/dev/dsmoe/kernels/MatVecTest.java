@@ -216,4 +216,38 @@ class MatVecTest {
         }
         assertEquals(want, MemoryProbe.parallelSum(a), 1e-6);
     }
+
+    @Test
+    void memoryProbeStreamsReadCopyAndTriadEveryElement() {
+        int n = 1_000_003;
+        float[] a = new float[n], b = new float[n], c = new float[n], d = new float[n];
+        double want = 0;
+        for (int i = 0; i < n; i++) {
+            a[i] = (i % 7) - 3;
+            b[i] = (i % 5) - 2;
+            c[i] = (i % 3) - 1;
+            d[i] = (i % 11) - 5;
+            want += a[i] + b[i] + c[i] + d[i];
+        }
+        for (int threads = 1; threads <= 3; threads++) {
+            int t = threads;
+            TestArrays.withThreads(t, () -> {
+                assertEquals(sum(a) + sum(b), MemoryProbe.readSum(a, b), 1e-6, "2 streams, threads " + t);
+            });
+        }
+        assertEquals(want, MemoryProbe.readSum(a, b, c, d), 1e-6);
+        float[] copy = new float[n];
+        MemoryProbe.copy(d, copy);
+        assertArrayEquals(d, copy);
+        float[] triad = new float[n];
+        MemoryProbe.triad(triad, a, b, 0.5f);
+        for (int i = 0; i < n; i++) assertEquals(a[i] + 0.5f * b[i], triad[i], 0f, "triad " + i);
+        assertThrows(IllegalArgumentException.class, () -> MemoryProbe.readSum(a, new float[3]));
+    }
+
+    private static double sum(float[] a) {
+        double s = 0;
+        for (float v : a) s += v;
+        return s;
+    }
 }
