@@ -4,6 +4,7 @@ import dev.dsmoe.kernels.BlasGemm;
 import dev.dsmoe.kernels.F32Tensor;
 import dev.dsmoe.kernels.Gemm;
 import dev.dsmoe.kernels.JavaGemm;
+import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Matmul;
 import dev.dsmoe.kernels.MemoryProbe;
@@ -12,6 +13,7 @@ import dev.dsmoe.kernels.TensorView;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
 import jdk.incubator.vector.FloatVector;
@@ -19,8 +21,9 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The kernel benchmark behind {@code ./dsmoe bench kernels}: GEMM GFLOP/s on training shapes for
- * every backend in one run, the machine's limits (a register-only FMA peak and a memory-read
- * bandwidth probe) and mat-vec GB/s beside them.
+ * every backend in one run, the machine's limits (a register-only FMA peak and STREAM-like
+ * bandwidth probes) and mat-vec GB/s beside them, against GEMM at the same number of input rows
+ * ({@code --matvec}: only the limits and that table, over more shapes and row counts).
  */
 public final class KernelBenchmarks {
 
@@ -64,8 +67,9 @@ public final class KernelBenchmarks {
     public List<Row> run() {
         List<Row> rows = new ArrayList<>();
         rows.add(fmaPeak());
-        Row read = memoryRead();
-        rows.add(read);
+        List<Row> probes = memoryProbes(true);
+        Row read = probes.getFirst();
+        rows.addAll(probes);
 
         List<Gemm> backends = new ArrayList<>();
         BlasGemm blas = null;
@@ -96,7 +100,7 @@ public final class KernelBenchmarks {
                 rows.add(jniArrayGemm(s, blasValue));
             }
         }
-        rows.addAll(matVec(read.value()));
+        rows.addAll(matVec(read.value(), matVecShapes(false), TABLE_M, List.of(Kernels.gemm())));
         return rows;
     }
 
@@ -174,45 +178,129 @@ public final class KernelBenchmarks {
                 .intoArray(sink, off);
     }
 
+    /** The reference bandwidth probe: 4 read streams per thread over 1 GiB (the figure mat-vec GB/s is compared to). */
     public Row memoryRead() {
-        progress.accept("memory read");
-        int n = quick ? (64 << 20) : (256 << 20); // 256 MiB floats = 1 GiB, past the 260 MiB L3
-        float[] a = fill(new SplittableRandom(2), n);
-        double sec = Timing.medianSeconds(warmup, repeats, () -> MemoryProbe.parallelSum(a));
-        double gbs = 4.0 * n / sec / 1e9;
-        return new Row("limit", "memory read", (4L * n >> 20) + " MiB", "java", sec, gbs, "GB/s", Double.NaN, "");
+        return memoryProbes(false).getFirst();
     }
 
     /**
-     * Mat-vec over a weight set larger than the caches, cycled so every pass comes from DRAM; as
-     * the engine decodes: views made once, products through an inference {@link Matmul}.
+     * STREAM-like probes over four arrays of 256 MiB (64 MiB with --quick): a read of all four at
+     * once (4 streams per thread; the reference), the same read one array at a time (1 stream per
+     * thread, the probe before), copy and triad (bytes counted as STREAM does: read + written).
      */
-    private List<Row> matVec(double readGbs) {
+    public List<Row> memoryProbes(boolean all) {
+        progress.accept("memory probes");
+        int n = quick ? (16 << 20) : (64 << 20);
+        SplittableRandom r = new SplittableRandom(2);
+        float[] a = fill(r, n), b = fill(r, n), c = fill(r, n), d = fill(r, n);
+        String shape = (4L * n >> 20) + " MiB";
         List<Row> rows = new ArrayList<>();
-        int rowsW = 4096, cols = 4096;
-        int mats = quick ? 4 : 16; // 16 x 64 MiB fp32 = 1 GiB
-        for (MatVec.DType dt : MatVec.DType.values()) {
-            for (int m : new int[] {1, 4}) {
-                progress.accept("mat-vec " + dt + " m=" + m);
-                TensorView[] w = new TensorView[mats];
-                SplittableRandom r = new SplittableRandom(3);
-                for (int i = 0; i < mats; i++) {
-                    MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(fill(r, (long) rowsW * cols))
-                            : dt.write(java.lang.foreign.Arena.ofAuto(), fill(r, (long) rowsW * cols), rowsW, cols);
-                    w[i] = dt.view(seg, 0, rowsW, cols);
+        double sec = Timing.medianSeconds(warmup, repeats, () -> MemoryProbe.readSum(a, b, c, d));
+        rows.add(new Row("limit", "memory read (4 streams)", "4 x " + shape, "java", sec, 16.0 * n / sec / 1e9, "GB/s",
+                Double.NaN, ""));
+        if (!all) return rows;
+        double read = rows.getFirst().value();
+        sec = Timing.medianSeconds(warmup, repeats, () -> {
+            for (float[] v : new float[][] {a, b, c, d}) MemoryProbe.parallelSum(v);
+        });
+        rows.add(new Row("limit", "memory read (1 stream)", "4 x " + shape, "java", sec, 16.0 * n / sec / 1e9, "GB/s",
+                16.0 * n / sec / 1e9 / read, "memory read"));
+        sec = Timing.medianSeconds(warmup, repeats, () -> MemoryProbe.copy(a, b));
+        rows.add(new Row("limit", "memory copy", shape, "java", sec, 8.0 * n / sec / 1e9, "GB/s",
+                8.0 * n / sec / 1e9 / read, "memory read"));
+        sec = Timing.medianSeconds(warmup, repeats, () -> MemoryProbe.triad(a, b, c, 0.5f));
+        rows.add(new Row("limit", "memory triad", shape, "java", sec, 12.0 * n / sec / 1e9, "GB/s",
+                12.0 * n / sec / 1e9 / read, "memory read"));
+        return rows;
+    }
+
+    /** A weight shape of the mat-vec table. */
+    public record MatShape(String label, int rows, int cols) {}
+
+    /** [4096x4096], and dsmoe-1b's MLP expert (D_ffd 256, D_emb 2048): up [256x2048] and down [2048x256]. */
+    public static List<MatShape> matVecShapes(boolean experts) {
+        List<MatShape> s = new ArrayList<>();
+        s.add(new MatShape("4096x4096", 4096, 4096));
+        if (experts) {
+            s.add(new MatShape("256x2048 (1b up)", 256, 2048));
+            s.add(new MatShape("2048x256 (1b down)", 2048, 256));
+        }
+        return s;
+    }
+
+    /** Input rows of the mat-vec table in {@link #run}, and of the sweep ({@code bench kernels --matvec}). */
+    public static final int[] TABLE_M = {1, 4, 16, 64}, SWEEP_M = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
+
+    /** The machine limits and the whole mat-vec/GEMM sweep over M, every format, shape and GEMM backend. */
+    public List<Row> matVecSweep() {
+        List<Row> rows = new ArrayList<>();
+        rows.add(fmaPeak());
+        rows.addAll(memoryProbes(true));
+        List<Gemm> backends = new ArrayList<>();
+        try {
+            backends.add(BlasGemm.load());
+        } catch (UnsupportedOperationException | LinkageError e) {
+            progress.accept("OpenBLAS unavailable, BLAS rows skipped: " + e.getMessage());
+        }
+        backends.add(new JavaGemm());
+        rows.addAll(matVec(rows.get(1).value(), matVecShapes(true), SWEEP_M, backends));
+        return rows;
+    }
+
+    /**
+     * Mat-vec against GEMM at the same number of input rows M, over weight sets larger than the
+     * caches (about 1 GiB in each format, 128 MiB with --quick), cycled so every pass comes from
+     * DRAM; as the engine runs them: views made once, products through {@link Matmul}. Mat-vec
+     * rows give GB/s of weights read (and their ratio to the read probe); GEMM rows (the format's
+     * GEMM path: fp32 in place, bf16 and q8_0 unpacked per product) give GFLOP/s and their speed
+     * relative to the mat-vec at the same M (above 1: GEMM is faster).
+     */
+    private List<Row> matVec(double readGbs, List<MatShape> shapes, int[] ms, List<Gemm> backends) {
+        List<Row> rows = new ArrayList<>();
+        int maxM = java.util.Arrays.stream(ms).max().orElse(1);
+        Gemm before = Kernels.gemm();
+        try {
+            for (MatVec.DType dt : MatVec.DType.values()) {
+                for (MatShape sh : shapes) {
+                    int rowsW = sh.rows(), cols = sh.cols();
+                    long target = quick ? (128L << 20) : (1L << 30);
+                    int mats = (int) Math.max(1, (target + dt.bytes(rowsW, cols) - 1) / dt.bytes(rowsW, cols));
+                    TensorView[] w = new TensorView[mats];
+                    SplittableRandom r = new SplittableRandom(3);
+                    progress.accept("mat-vec " + dt + " " + sh.label() + ": weights");
+                    for (int i = 0; i < mats; i++) {
+                        MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(fill(r, (long) rowsW * cols))
+                                : dt.write(java.lang.foreign.Arena.ofAuto(), fill(r, (long) rowsW * cols), rowsW, cols);
+                        w[i] = dt.view(seg, 0, rowsW, cols);
+                    }
+                    F32Tensor x = F32Tensor.of(fill(r, (long) maxM * cols), maxM, cols);
+                    F32Tensor y = F32Tensor.of(new float[maxM * rowsW], maxM, rowsW);
+                    String label = mats + " x [" + sh.label() + "]";
+                    double bytes = (double) mats * dt.bytes(rowsW, cols);
+                    for (int m : ms) {
+                        progress.accept("mat-vec " + dt + " " + sh.label() + " m=" + m);
+                        Matmul mv = Matmul.forInference(Integer.MAX_VALUE);
+                        double sec = Timing.medianSeconds(warmup, repeats, () -> {
+                            for (TensorView v : w) mv.forward(y, x, m, v, false);
+                        });
+                        double flops = 2.0 * m * rowsW * cols * mats, mvGf = flops / sec / 1e9;
+                        rows.add(new Row("matvec", "mat-vec " + dt.name().toLowerCase(Locale.ROOT), label + ", m=" + m,
+                                "java", sec, bytes / sec / 1e9, "GB/s", bytes / sec / 1e9 / readGbs, "memory read"));
+                        for (Gemm g : backends) {
+                            progress.accept("gemm " + g.name() + " " + dt + " " + sh.label() + " m=" + m);
+                            Kernels.select(g.name().equals("blas") ? Kernels.Backend.BLAS : Kernels.Backend.JAVA);
+                            Matmul gm = Matmul.forTraining();
+                            double gs = Timing.medianSeconds(warmup, repeats, () -> {
+                                for (TensorView v : w) gm.forward(y, x, m, v, false);
+                            });
+                            rows.add(new Row("matvec", "gemm " + dt.name().toLowerCase(Locale.ROOT), label + ", m=" + m,
+                                    g.name(), gs, flops / gs / 1e9, "GFLOP/s", flops / gs / 1e9 / mvGf, "mat-vec"));
+                        }
+                    }
                 }
-                F32Tensor x = F32Tensor.of(fill(r, (long) m * cols), m, cols);
-                F32Tensor y = F32Tensor.of(new float[m * rowsW], m, rowsW);
-                Matmul mm = Matmul.forInference(); // m <= MATVEC_MAX_ROWS: the mat-vec
-                double sec = Timing.medianSeconds(warmup, repeats, () -> {
-                    for (TensorView v : w) mm.forward(y, x, m, v, false);
-                });
-                double bytes = (double) mats * dt.bytes(rowsW, cols);
-                double gbs = bytes / sec / 1e9;
-                rows.add(new Row("matvec", "mat-vec " + dt.name().toLowerCase(),
-                        mats + " x [" + rowsW + "x" + cols + "], m=" + m, "java", sec, gbs, "GB/s",
-                        gbs / readGbs, "memory read"));
             }
+        } finally {
+            Kernels.select(before.name().equals("blas") ? Kernels.Backend.BLAS : Kernels.Backend.JAVA);
         }
         return rows;
     }

@@ -11,7 +11,8 @@ import picocli.CommandLine.Option;
 /** {@code ./dsmoe bench kernels}: GEMM on both backends, the machine's limits, mat-vec. */
 @Command(name = "kernels", mixinStandardHelpOptions = true,
         description = {"GEMM GFLOP/s on training shapes for both backends (OpenBLAS and pure Java) in one run,",
-                "beside a register-only FMA peak, a memory-read bandwidth probe and mat-vec GB/s (fp32, bf16, q8_0).",
+                "beside a register-only FMA peak, STREAM-like memory probes and mat-vec GB/s (fp32, bf16, q8_0)",
+                "against GEMM at the same number of input rows.",
                 "Medians over --repeats after --warmup runs. With --jmh, runs the JMH GEMM benchmark instead."})
 final class BenchKernelsCommand implements Callable<Integer> {
 
@@ -27,6 +28,10 @@ final class BenchKernelsCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object per row instead of the table.")
     boolean json;
 
+    @Option(names = "--matvec", description = {"Only the machine limits and the mat-vec table against GEMM: every format,",
+            "[4096x4096] and dsmoe-1b's expert shapes, M = 1 to 64 input rows, both GEMM backends."})
+    boolean matVec;
+
     @Option(names = "--jmh", description = "Run the JMH benchmark (dev.dsmoe.bench.GemmJmh) with its own statistics.")
     boolean jmh;
 
@@ -38,7 +43,7 @@ final class BenchKernelsCommand implements Callable<Integer> {
         }
         KernelBenchmarks bench = new KernelBenchmarks(warmup, repeats, quick,
                 json || !Terminal.isInteractive() ? s -> { } : s -> Terminal.status("measuring " + s + " ..."));
-        List<KernelBenchmarks.Row> rows = bench.run();
+        List<KernelBenchmarks.Row> rows = matVec ? bench.matVecSweep() : bench.run();
         Terminal.clearStatus();
         if (json) {
             ObjectMapper om = new ObjectMapper();

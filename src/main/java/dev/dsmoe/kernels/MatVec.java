@@ -1,6 +1,10 @@
 package dev.dsmoe.kernels;
 
 import java.lang.foreign.MemorySegment;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorShuffle;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Memory-bound products for decode: {@code y[m, rows] = x[m, cols] · Wᵀ} with a weight matrix
@@ -186,6 +190,96 @@ public final class MatVec {
                 }
             };
         }
+    }
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+
+    /** Weight rows of a row tile (each format's {@code rows}: 4 weight rows by 4 or by 1 input rows). */
+    static final int TILE_ROWS = 4;
+    /** Accumulators of a 4 by 4 row tile, each one vector of lane sums. */
+    static final int TILE_ACCUMULATORS = 16;
+
+    /** Each thread's scratch for a tile's accumulators (made on the thread's first tile, then reused). */
+    private static final ThreadLocal<float[]> TILE_SUMS = ThreadLocal.withInitial(() -> new float[TILE_ACCUMULATORS * L]);
+
+    /** The calling thread's tile scratch: {@link #TILE_ACCUMULATORS} vectors, accumulator k at {@code k·L}. */
+    static float[] tileSums() {
+        return TILE_SUMS.get();
+    }
+
+    /*
+     * A tile's 16 lane sums at once, each in exactly Simd.addLanes's order (lane i plus lane i+L/2,
+     * then i+L/4, ...): the reduction trees of pairs of accumulators are interleaved in one vector
+     * (blend the halves, swap them, add), so a tree level costs one shuffle per pair of vectors
+     * rather than one per vector, and the last level leaves all 16 sums in 16/L vectors. Each lane
+     * adds the same two partial sums as addLanes does (some in the other operand order, which IEEE
+     * addition does not see), so every sum has addLanes's bits.
+     */
+    private static final boolean TRANSPOSED = L == 4 || L == 8 || L == 16;
+    private static final VectorShuffle<Float> XOR_8 = xor(8), XOR_4 = xor(4), XOR_2 = xor(2), XOR_1 = xor(1);
+    private static final VectorMask<Float> BIT_8 = bit(8), BIT_4 = bit(4), BIT_2 = bit(2), BIT_1 = bit(1);
+    /** Where {@link #tileLaneSums} leaves accumulator k's sum: {@code sums[SUM_AT[k]]}. */
+    private static final int[] SUM_AT = sumPositions();
+
+    private static VectorShuffle<Float> xor(int w) {
+        return VectorShuffle.fromOp(F, i -> w < L ? i ^ w : i);
+    }
+
+    private static VectorMask<Float> bit(int w) {
+        boolean[] b = new boolean[L];
+        for (int i = 0; i < L; i++) b[i] = (i & w) != 0;
+        return VectorMask.fromArray(F, b, 0);
+    }
+
+    private static int[] sumPositions() {
+        float[] s = new float[TILE_ACCUMULATORS * L];
+        for (int k = 0; k < TILE_ACCUMULATORS; k++) java.util.Arrays.fill(s, k * L, (k + 1) * L, k + 1);
+        tileLaneSums(s);
+        int[] at = new int[TILE_ACCUMULATORS];
+        for (int q = 0; q < TILE_ACCUMULATORS; q++) at[Math.round(s[q] / L) - 1] = q;
+        return at;
+    }
+
+    /**
+     * Replaces the tile scratch's accumulators by their lane sums, accumulator k's at
+     * {@link #tileSum}{@code (sums, k)}, each with {@link Simd#addLanes}'s bits. Takes no vector,
+     * so it is free to stay a call.
+     */
+    static void tileLaneSums(float[] s) {
+        if (!TRANSPOSED) {
+            for (int k = 0; k < TILE_ACCUMULATORS; k++) s[k] = Simd.addLanes(FloatVector.fromArray(F, s, k * L));
+            return;
+        }
+        int n = TILE_ACCUMULATORS;
+        if (L == 16) {
+            for (int p = 0; p < n / 2; p++) {
+                FloatVector a = FloatVector.fromArray(F, s, 2 * p * L), b = FloatVector.fromArray(F, s, (2 * p + 1) * L);
+                a.blend(b, BIT_8).add(b.blend(a, BIT_8).rearrange(XOR_8)).intoArray(s, p * L);
+            }
+            n /= 2;
+        }
+        if (L >= 8) {
+            for (int p = 0; p < n / 2; p++) {
+                FloatVector a = FloatVector.fromArray(F, s, 2 * p * L), b = FloatVector.fromArray(F, s, (2 * p + 1) * L);
+                a.blend(b, BIT_4).add(b.blend(a, BIT_4).rearrange(XOR_4)).intoArray(s, p * L);
+            }
+            n /= 2;
+        }
+        for (int p = 0; p < n / 2; p++) {
+            FloatVector a = FloatVector.fromArray(F, s, 2 * p * L), b = FloatVector.fromArray(F, s, (2 * p + 1) * L);
+            a.blend(b, BIT_2).add(b.blend(a, BIT_2).rearrange(XOR_2)).intoArray(s, p * L);
+        }
+        n /= 2;
+        for (int p = 0; p < n / 2; p++) {
+            FloatVector a = FloatVector.fromArray(F, s, 2 * p * L), b = FloatVector.fromArray(F, s, (2 * p + 1) * L);
+            a.blend(b, BIT_1).add(b.blend(a, BIT_1).rearrange(XOR_1)).intoArray(s, p * L);
+        }
+    }
+
+    /** Accumulator k's lane sum after {@link #tileLaneSums}. */
+    static float tileSum(float[] sums, int k) {
+        return sums[SUM_AT[k]];
     }
 
     // The store at the end of every format's row kernel: one weight row's sums for up to four input rows.

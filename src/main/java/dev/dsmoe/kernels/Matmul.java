@@ -48,6 +48,15 @@ public final class Matmul {
         return new Matmul(Integer.MAX_VALUE);
     }
 
+    /**
+     * An inference instance that sends products of up to {@code matVecMaxRows} input rows to the
+     * mat-vec (the benchmarks compare both paths at the same M; the engine uses {@link #forInference()}).
+     */
+    public static Matmul forInference(int matVecMaxRows) {
+        if (matVecMaxRows < 0) throw new IllegalArgumentException("negative mat-vec row limit " + matVecMaxRows);
+        return new Matmul(matVecMaxRows);
+    }
+
     /** {@code out[i] (+)= in[i] · Wᵀ} for the first {@code rows} rows. */
     public void forward(TensorView out, TensorView in, int rows, TensorView w, boolean accumulate) {
         forward(out, 0, in, 0, rows, w, accumulate);
@@ -85,19 +94,21 @@ public final class Matmul {
     }
 
     /**
-     * Segments of rows through their experts, always by mat-vec: for each {@code i < n}, rows
-     * {@code [start[i], start[i] + count[i])} of {@code in} times {@code W_{expert[i]}ᵀ} into the
-     * same rows of {@code out} (overwritten). Each output element has the bits a one-row mat-vec
-     * gives it.
+     * Segments of grouped rows through their experts in one parallel region (the decode and
+     * batched steps' expert products, many of a few rows each): for each segment {@code i < n},
+     * rows {@code [start[i], start[i] + count[i])} of {@code in} times {@code W_{expert[i]}ᵀ} into the
+     * same rows of {@code out}, overwritten; segments of 0 rows are skipped, an expert may appear
+     * in several segments, and segments must not share rows. {@code w} is a stacked-expert view
+     * (or a plain matrix, expert 0); {@code in}'s rows are contiguous ({@code w.cols()} floats),
+     * {@code out}'s first R columns are written, R the rows of one expert.
+     *
+     * <p>Always the mat-vec kernels, never GEMM, whatever the counts: every output has the
+     * single-row kernel's bits, so a row's result does not depend on what else is in the
+     * segments. The pass is split over (segment, block of weight rows) by estimated cost.
      */
     public void segments(TensorView out, TensorView in, TensorView w, int n, int[] start, int[] count, int[] expert) {
-        for (int i = 0; i < n; i++) {
-            int cnt = count[i];
-            if (cnt == 0) continue;
-            TensorView we = w.expert(expert[i]);
-            if (in.ld != we.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
-            we.matVec(in.array(), in.rowOff(start[i]), cnt, out.array(), out.rowOff(start[i]), out.ld, false);
-        }
+        if (in.ld != w.cols) throw new IllegalArgumentException("segment input rows must be contiguous: " + in + " for " + w);
+        w.matVecSegments(in.array(), in.off(), out.array(), out.off(), out.ld, n, start, count, expert);
     }
 
     /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */

@@ -230,12 +230,27 @@ public final class Q8Tensor extends TensorView {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
         int cols = this.cols;
-        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
-            for (int i0 = 0; i0 < m; i0 += 4) {
-                int mb = Math.min(4, m - i0);
-                for (int r = r0; r < r1; r++) {
-                    row(w, wOff + (long) r * cols, sOff + r * sRow, cols, x, xOff + i0 * cols, mb, y, yOff + i0 * ldy + r, ldy,
-                            accumulate);
+        Parallel.forRange(rows, MatVec.ROW_GRAIN,
+                (r0, r1) -> rows(w, wOff, sOff, sRow, cols, x, xOff, m, y, yOff, ldy, accumulate, r0, r1));
+    }
+
+    @Override
+    void segmentRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count, int[] expert,
+                     int rows, long stride, long work, int rowCost, int chunks) {
+        MemorySegment w = segment;
+        long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
+        int cols = this.cols;
+        Parallel.forRange(chunks, 1, (c0, c1) -> {
+            for (int ch = c0; ch < c1; ch++) {
+                long from = segmentPoint(work * ch / chunks, n, count, rows, rowCost);
+                long to = segmentPoint(work * (ch + 1) / chunks, n, count, rows, rowCost);
+                for (int i = (int) (from >>> 32), last = (int) (to >>> 32); i <= last && i < n; i++) {
+                    int ra = i == (int) (from >>> 32) ? (int) from : 0, rb = i == last ? (int) to : rows;
+                    if (count[i] > 0 && ra < rb) {
+                        long g0 = (long) expert[i] * rows; // the expert's first row in the whole stacked view
+                        rows(w, wOff + g0 * cols, sOff + g0 * sRow, sRow, cols, x, xOff + start[i] * cols, count[i], y,
+                                yOff + start[i] * ldy, ldy, false, ra, rb);
+                    }
                 }
             }
         });
@@ -270,6 +285,142 @@ public final class Q8Tensor extends TensorView {
                 }
             }
         });
+    }
+
+    /**
+     * Weight rows {@code [r0, r1)} (row r's quants at byte {@code wOff + r·cols}, its scales at
+     * {@code sOff + r·sRow}) against m input rows,
+     * in tiles of 4 weight rows: each tile's rows read once from memory for all m inputs (from
+     * the cache for every group after the first), 4 inputs at a time ({@link #tile}), the last
+     * m mod 4 one at a time ({@link #tile1}). Every output is the single-row kernel's, bit for bit.
+     */
+    static void rows(MemorySegment w, long wOff, long sOff, long sRow, int cols, float[] x, int xOff, int m, float[] y,
+                     int yOff, int ldy, boolean acc, int r0, int r1) {
+        float[] sums = MatVec.tileSums();
+        for (int r = r0; r < r1; r += MatVec.TILE_ROWS) {
+            int nr = Math.min(MatVec.TILE_ROWS, r1 - r), i = 0;
+            long off = wOff + (long) r * cols, soff = sOff + r * sRow;
+            for (; i + 4 <= m; i += 4) {
+                tile(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, ldy, acc, sums);
+            }
+            for (; i < m; i++) tile1(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, acc);
+        }
+    }
+
+    /*
+     * The tiles. Each output keeps the single-row kernel's order exactly (its own lane
+     * accumulator over the column blocks in order, Simd.addLanes's sum, the same scalar tail and
+     * store), so its bits depend neither on the tile it falls in, nor on m, nor on the thread
+     * split: a sequence's result does not depend on the batch it is in. A tile of nr < 4 weight
+     * rows reads its last row again in place of the missing ones and stores only its nr rows.
+     * The input count is fixed per method (4 or 1), not a branch in the loop: a loop whose
+     * accumulators are updated under a branch both taken and not taken boxed its vectors.
+     */
+
+    /** Byte offset of tile row j's quants (stride cols) or scales (stride sRow): row min(j, nr-1) of the tile at off. */
+    private static long tileRow(long off, int j, int nr, long stride) {
+        return off + Math.min(j, nr - 1) * stride;
+    }
+
+    // 4 weight rows x 4 input rows: 16 accumulators, a{i}{j} for input i and weight row j, each
+    // weight vector loaded once for the 4 inputs and each input vector once for the 4 rows.
+    private static void tile(MemorySegment w, long off, long soff, long sRow, int nr, int cols, float[] x, int xo,
+                             float[] y, int yo, int ldy, boolean acc, float[] sums) {
+        long o0 = off, o1 = tileRow(off, 1, nr, cols), o2 = tileRow(off, 2, nr, cols), o3 = tileRow(off, 3, nr, cols);
+        long s0 = soff, s1 = tileRow(soff, 1, nr, sRow), s2 = tileRow(soff, 2, nr, sRow), s3 = tileRow(soff, 3, nr, sRow);
+        int x1 = xo + cols, x2 = x1 + cols, x3 = x2 + cols;
+        FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
+                a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        int c = 0;
+        for (int bound = VECTOR ? cols / BLOCK * BLOCK : 0; c < bound; c += L) {
+            long sb = 4L * (c / BLOCK);
+            FloatVector w0 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s0 + sb));
+            FloatVector w1 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s1 + sb));
+            FloatVector w2 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s2 + sb));
+            FloatVector w3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s3 + sb));
+            FloatVector xv = FloatVector.fromArray(F, x, xo + c);
+            a00 = xv.fma(w0, a00);
+            a01 = xv.fma(w1, a01);
+            a02 = xv.fma(w2, a02);
+            a03 = xv.fma(w3, a03);
+            xv = FloatVector.fromArray(F, x, x1 + c);
+            a10 = xv.fma(w0, a10);
+            a11 = xv.fma(w1, a11);
+            a12 = xv.fma(w2, a12);
+            a13 = xv.fma(w3, a13);
+            xv = FloatVector.fromArray(F, x, x2 + c);
+            a20 = xv.fma(w0, a20);
+            a21 = xv.fma(w1, a21);
+            a22 = xv.fma(w2, a22);
+            a23 = xv.fma(w3, a23);
+            xv = FloatVector.fromArray(F, x, x3 + c);
+            a30 = xv.fma(w0, a30);
+            a31 = xv.fma(w1, a31);
+            a32 = xv.fma(w2, a32);
+            a33 = xv.fma(w3, a33);
+        }
+        // The accumulators go through the thread's scratch to MatVec.tileLaneSums: 16 lane sums
+        // inlined here made this method too large for C2 to inline them all
+        // (NodeCountInliningCutoff), and a vector passed to a call not inlined is boxed.
+        a00.intoArray(sums, 0);
+        a01.intoArray(sums, L);
+        a02.intoArray(sums, 2 * L);
+        a03.intoArray(sums, 3 * L);
+        a10.intoArray(sums, 4 * L);
+        a11.intoArray(sums, 5 * L);
+        a12.intoArray(sums, 6 * L);
+        a13.intoArray(sums, 7 * L);
+        a20.intoArray(sums, 8 * L);
+        a21.intoArray(sums, 9 * L);
+        a22.intoArray(sums, 10 * L);
+        a23.intoArray(sums, 11 * L);
+        a30.intoArray(sums, 12 * L);
+        a31.intoArray(sums, 13 * L);
+        a32.intoArray(sums, 14 * L);
+        a33.intoArray(sums, 15 * L);
+        MatVec.tileLaneSums(sums);
+        for (int j = 0; j < nr; j++) {
+            float t0 = MatVec.tileSum(sums, j), t1 = MatVec.tileSum(sums, 4 + j), t2 = MatVec.tileSum(sums, 8 + j),
+                    t3 = MatVec.tileSum(sums, 12 + j);
+            if (c < cols) finish(w, off + (long) j * cols, soff + j * sRow, c, cols, x, xo, 4, y, yo + j, ldy, acc, t0, t1, t2, t3);
+            else MatVec.store(y, yo + j, ldy, 4, acc, t0, t1, t2, t3);
+        }
+    }
+
+    // 4 weight rows x 1 input row: 4 accumulators, their lane sums taken here.
+    private static void tile1(MemorySegment w, long off, long soff, long sRow, int nr, int cols, float[] x, int xo,
+                              float[] y, int yo, boolean acc) {
+        long o0 = off, o1 = tileRow(off, 1, nr, cols), o2 = tileRow(off, 2, nr, cols), o3 = tileRow(off, 3, nr, cols);
+        long s0 = soff, s1 = tileRow(soff, 1, nr, sRow), s2 = tileRow(soff, 2, nr, sRow), s3 = tileRow(soff, 3, nr, sRow);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (int bound = VECTOR ? cols / BLOCK * BLOCK : 0; c < bound; c += L) {
+            long sb = 4L * (c / BLOCK);
+            FloatVector xv = FloatVector.fromArray(F, x, xo + c);
+            a0 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s0 + sb)), a0);
+            a1 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s1 + sb)), a1);
+            a2 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s2 + sb)), a2);
+            a3 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s3 + sb)), a3);
+        }
+        float t0 = Simd.addLanes(a0), t1 = Simd.addLanes(a1), t2 = Simd.addLanes(a2), t3 = Simd.addLanes(a3);
+        finish1(w, off, soff, sRow, c, cols, x, xo, y, yo, acc, nr, t0, t1, t2, t3);
+    }
+
+    // tile1's end: each of its nr rows' scalar tail and store, as the single-row kernel's.
+    private static void finish1(MemorySegment w, long off, long soff, long sRow, int c, int cols, float[] x, int xo,
+                                float[] y, int yo, boolean acc, int nr, float t0, float t1, float t2, float t3) {
+        for (int j = 0; j < nr; j++) {
+            float t = j == 0 ? t0 : j == 1 ? t1 : j == 2 ? t2 : t3;
+            finish(w, off + (long) j * cols, soff + j * sRow, c, cols, x, xo, 1, y, yo + j, 0, acc, t, 0f, 0f, 0f);
+        }
     }
 
     // One weight row (quants from off, scales from soff) against up to four input rows: each lane

@@ -160,6 +160,65 @@ public abstract class TensorView {
         selectedSumRows(experts, eOff, count, rows, expertBytes(rows), x, xOff, y, yOff, accumulate);
     }
 
+    /**
+     * Segments of rows through their experts, in one parallel pass: for each segment {@code i < n}
+     * with {@code count[i] > 0}, {@code y[yOff + (start[i] + k)·ldy + r] = Σ_c x[xOff + (start[i] + k)·cols + c]
+     * · W_e[r, c]} for {@code k < count[i]}, {@code r < R}, {@code e = expert[i]}, R the rows of one
+     * expert (a plain matrix is expert 0). Always the mat-vec kernels: every output has the
+     * single-row kernel's bits, whatever the segments. The segments' rows must not overlap.
+     *
+     * <p>The pass is split over (segment, block of weight rows) by estimated cost, so experts with
+     * few input rows and experts with many share the threads: a weight row of a segment of m
+     * input rows costs {@link #segmentRowCost} + m units (reading the row, then m dot products).
+     */
+    final void matVecSegments(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count,
+                              int[] expert) {
+        int rows = expert(0).rows;
+        checkSegments(x, xOff, y, yOff, ldy, n, start, count, expert, rows);
+        int rowCost = segmentRowCost();
+        long work = 0;
+        int busy = 0;
+        for (int i = 0; i < n; i++) {
+            if (count[i] > 0) {
+                work += (long) rows * (rowCost + count[i]);
+                busy++;
+            }
+        }
+        if (work == 0) return;
+        int chunks = Math.min(Parallel.threads(), Math.max(1, (int) Math.min(Integer.MAX_VALUE, (long) busy * rows / MatVec.ROW_GRAIN)));
+        segmentRows(x, xOff, y, yOff, ldy, n, start, count, expert, rows, expertBytes(rows), work, rowCost, chunks);
+    }
+
+    /**
+     * The cost of reading one weight row in the units of {@link #matVecSegments}'s split (one
+     * unit: one dot product of an input row with it): twice the bytes of an element, which on
+     * the 2-core machines of BENCHMARKS.md is about where the mat-vec turns from memory-bound to
+     * compute-bound (8 input rows for fp32).
+     */
+    private int segmentRowCost() {
+        return 2 * elementBytes();
+    }
+
+    /**
+     * Where the point {@code target} of {@link #matVecSegments}'s cost line falls: segment
+     * {@code (int) (p >>> 32)}, weight row {@code (int) p} (a multiple of the row tile), or
+     * {@code n} and 0 past the end. Chunk c of a pass covers the points from {@code work·c/chunks}
+     * to {@code work·(c+1)/chunks}: consecutive chunks meet where one ends.
+     */
+    static long segmentPoint(long target, int n, int[] count, int rows, int rowCost) {
+        long at = 0;
+        for (int i = 0; i < n; i++) {
+            if (count[i] <= 0) continue;
+            long perRow = rowCost + count[i], cost = perRow * rows;
+            if (target < at + cost) {
+                int r = (int) ((target - at) / perRow) / MatVec.TILE_ROWS * MatVec.TILE_ROWS;
+                return (long) i << 32 | r;
+            }
+            at += cost;
+        }
+        return (long) n << 32;
+    }
+
     /** Bytes from one stacked expert of {@code rows} rows to the next. */
     private long expertBytes(int rows) {
         return (long) elementBytes() * rows * cols;
@@ -184,6 +243,15 @@ public abstract class TensorView {
      */
     abstract void selectedSumRows(int[] experts, int eOff, int count, int rows, long stride, float[] x, int xOff,
                                   float[] y, int yOff, boolean accumulate);
+
+    /**
+     * {@link #matVecSegments}'s pass, arguments checked and {@code work > 0}: {@code chunks}
+     * chunks of the cost line (each from {@link #segmentPoint} to the next), each segment piece
+     * through the format's multi-row kernel; expert e's weights {@code e · stride} bytes past the
+     * view's start.
+     */
+    abstract void segmentRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count,
+                              int[] expert, int rows, long stride, long work, int rowCost, int chunks);
 
     /**
      * {@code y[m, rows] = x[m, cols] · Wᵀ + beta · y} through the GEMM backend, the format's way
@@ -221,6 +289,33 @@ public abstract class TensorView {
         }
         if (xOff + xFloats > x.length || yOff + yFloats > y.length) {
             throw new IllegalArgumentException("mat-vec: x or y too small for " + count + " experts");
+        }
+    }
+
+    /** The checks of {@link #matVecSegments}; {@code rows} is R, the rows of one expert. */
+    final void checkSegments(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count,
+                             int[] expert, int rows) {
+        if (n < 0 || n > start.length || n > count.length || n > expert.length) {
+            throw new IllegalArgumentException("segments: " + n + " segments, arrays of " + start.length + ", "
+                    + count.length + " and " + expert.length);
+        }
+        if (ldy < rows) throw new IllegalArgumentException("segments: output stride " + ldy + " < " + rows + " rows of an expert");
+        if (ld != cols || byteOffset() + (long) this.rows * cols * elementBytes() > segment().byteSize()) {
+            throw new IllegalArgumentException("mat-vec: " + this + " at byte " + byteOffset() + " is not contiguous inside its segment of "
+                    + segment().byteSize() + " bytes");
+        }
+        for (int i = 0; i < n; i++) {
+            if (start[i] < 0 || count[i] < 0) {
+                throw new IllegalArgumentException("segment " + i + ": start " + start[i] + ", count " + count[i]);
+            }
+            if (count[i] == 0) continue;
+            if (expert[i] < 0 || expert[i] >= experts()) {
+                throw new IllegalArgumentException("segment " + i + ": expert " + expert[i] + " is not one of the " + experts() + " experts");
+            }
+            long end = (long) start[i] + count[i];
+            if (xOff + end * cols > x.length || yOff + (end - 1) * ldy + rows > y.length) {
+                throw new IllegalArgumentException("segment " + i + ": rows [" + start[i] + ", " + end + ") exceed the input or output");
+            }
         }
     }
 

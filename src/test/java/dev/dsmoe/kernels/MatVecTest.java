@@ -1,5 +1,6 @@
 package dev.dsmoe.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -8,6 +9,8 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -101,6 +104,67 @@ class MatVecTest {
         }
     }
 
+    /** {@code w} ({@code [rows, cols]}) in every format: each DType's view of it written to native memory, and fp32 on the heap. */
+    static List<TensorView> everyFormat(float[] w, int rows, int cols) {
+        List<TensorView> views = new ArrayList<>();
+        views.add(F32Tensor.of(w, rows, cols));
+        for (MatVec.DType dt : MatVec.DType.values()) views.add(dt.view(dt.write(Arena.ofAuto(), w, rows, cols), 0, rows, cols));
+        return views;
+    }
+
+    /**
+     * The batched engine's premise: a multi-row product gives every output the single-row
+     * kernel's bits for the same (weight row, input row), whatever M (1 to 64, so every mix of
+     * 4-input tiles and single-input remainders), whatever tile or thread chunk the output falls
+     * in (203 rows: tiles of fewer than 4 rows at chunk ends), overwriting or accumulating, in
+     * every format, with column tails (7 < one vector; 100 and 333, not multiples of the vector
+     * length or of a Q8 block). The single rows themselves match a double-precision reference.
+     */
+    @Test
+    void everyOutputOfAMultiRowProductHasTheSingleRowBits() {
+        int rows = 203, maxM = 64, ldy = rows + 5;
+        for (int cols : new int[] {7, 100, 333}) {
+            SplittableRandom rnd = new SplittableRandom(cols);
+            float[] wf = random(rnd, rows * cols), x = random(rnd, maxM * cols), base = random(rnd, maxM * ldy);
+            for (TensorView w : everyFormat(wf, rows, cols)) {
+                String what = w + " cols=" + cols;
+                float[] single = new float[maxM * rows];
+                for (int i = 0; i < maxM; i++) w.matVec(x, i * cols, 1, single, i * rows, rows, false);
+                float[] wr = new float[cols];
+                for (int r = 0; r < rows; r++) {
+                    w.copyRow(r, wr, 0);
+                    for (int i = 0; i < maxM; i += 7) {
+                        double ref = 0, abs = 0;
+                        for (int c = 0; c < cols; c++) {
+                            ref += (double) wr[c] * x[i * cols + c];
+                            abs += Math.abs((double) wr[c] * x[i * cols + c]);
+                        }
+                        assertEquals(ref, single[i * rows + r], 1e-5 * abs + 1e-6, what + " row " + r + " input " + i);
+                    }
+                }
+                for (int threads : new int[] {1, 2, 3}) {
+                    TestArrays.withThreads(threads, () -> {
+                        for (int m = 1; m <= maxM; m++) {
+                            float[] y = new float[m * ldy];
+                            java.util.Arrays.fill(y, Float.NaN);
+                            w.matVec(x, 0, m, y, 0, ldy, false);
+                            float[] acc = base.clone();
+                            w.matVec(x, 0, m, acc, 0, ldy, true);
+                            for (int i = 0; i < m; i++) {
+                                float[] want = java.util.Arrays.copyOfRange(single, i * rows, (i + 1) * rows);
+                                assertArrayEquals(want, java.util.Arrays.copyOfRange(y, i * ldy, i * ldy + rows),
+                                        what + " threads=" + Parallel.threads() + " m=" + m + " input " + i);
+                                for (int r = 0; r < rows; r++) want[r] = base[i * ldy + r] + want[r];
+                                assertArrayEquals(want, java.util.Arrays.copyOfRange(acc, i * ldy, i * ldy + rows),
+                                        what + " accumulating, threads=" + Parallel.threads() + " m=" + m + " input " + i);
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
     @Test
     void bf16RoundsToNearestEven() {
         SplittableRandom rnd = new SplittableRandom(42);
@@ -151,5 +215,39 @@ class MatVecTest {
             want += a[i];
         }
         assertEquals(want, MemoryProbe.parallelSum(a), 1e-6);
+    }
+
+    @Test
+    void memoryProbeStreamsReadCopyAndTriadEveryElement() {
+        int n = 1_000_003;
+        float[] a = new float[n], b = new float[n], c = new float[n], d = new float[n];
+        double want = 0;
+        for (int i = 0; i < n; i++) {
+            a[i] = (i % 7) - 3;
+            b[i] = (i % 5) - 2;
+            c[i] = (i % 3) - 1;
+            d[i] = (i % 11) - 5;
+            want += a[i] + b[i] + c[i] + d[i];
+        }
+        for (int threads = 1; threads <= 3; threads++) {
+            int t = threads;
+            TestArrays.withThreads(t, () -> {
+                assertEquals(sum(a) + sum(b), MemoryProbe.readSum(a, b), 1e-6, "2 streams, threads " + t);
+            });
+        }
+        assertEquals(want, MemoryProbe.readSum(a, b, c, d), 1e-6);
+        float[] copy = new float[n];
+        MemoryProbe.copy(d, copy);
+        assertArrayEquals(d, copy);
+        float[] triad = new float[n];
+        MemoryProbe.triad(triad, a, b, 0.5f);
+        for (int i = 0; i < n; i++) assertEquals(a[i] + 0.5f * b[i], triad[i], 0f, "triad " + i);
+        assertThrows(IllegalArgumentException.class, () -> MemoryProbe.readSum(a, new float[3]));
+    }
+
+    private static double sum(float[] a) {
+        double s = 0;
+        for (float v : a) s += v;
+        return s;
     }
 }

@@ -3,7 +3,9 @@ package dev.dsmoe.kernels;
 import static dev.dsmoe.kernels.TestArrays.assertClose;
 import static dev.dsmoe.kernels.TestArrays.uniform;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
@@ -82,5 +84,70 @@ class MatmulTest {
             mm.forward(F32Tensor.of(small, 2, ldy), 0, in, 0, 2, weight.expert(2), false); // two rows: the mat-vec itself
             for (int i = 0; i < rows; i++) assertEquals(ref[i] - 1f, small[i], 1e-4 * (1 + Math.abs(ref[i])), dt + " " + i);
         }
+    }
+
+    /**
+     * {@link Matmul#segments}: every output row has the single-row kernel's bits for its expert,
+     * in every format and for 1 to 3 threads, with segments of different sizes (0 among them, and
+     * sizes that leave remainders of the 4-input tile), experts repeated, gaps between segments
+     * left untouched, segments past n ignored; a plain matrix is expert 0.
+     */
+    @Test
+    void segmentsGiveEveryRowTheSingleRowBits() {
+        int experts = 5, rows = 70, cols = 100, ldy = rows + 3;
+        int[] count = {3, 0, 1, 17, 4, 0, 9, 1, 2}, expert = {2, 0, 4, 2, 0, 1, 4, 3, 2};
+        int n = count.length - 1; // the last segment is not part of the call
+        int[] start = new int[count.length];
+        int t = 0;
+        for (int i = 0; i < count.length; i++) {
+            start[i] = t;
+            t += count[i] + (i % 3 == 0 ? 1 : 0); // a gap after some segments
+        }
+        SplittableRandom r = new SplittableRandom(5);
+        float[] w = uniform(r, experts * rows * cols, 1), x = uniform(r, t * cols, 1);
+        F32Tensor in = F32Tensor.of(x, t, cols);
+        Matmul mm = Matmul.forInference();
+        for (TensorView plain : MatVecTest.everyFormat(w, experts * rows, cols)) {
+            TensorView stacked = plain.stackedExperts(experts);
+            float[] want = new float[t * ldy];
+            java.util.Arrays.fill(want, -7f);
+            for (int i = 0; i < n; i++) {
+                for (int k = 0; k < count[i]; k++) {
+                    int row = start[i] + k;
+                    stacked.expert(expert[i]).matVec(x, row * cols, 1, want, row * ldy, ldy, false);
+                }
+            }
+            for (int threads = 1; threads <= 3; threads++) {
+                TestArrays.withThreads(threads, () -> {
+                    float[] y = new float[want.length];
+                    java.util.Arrays.fill(y, -7f);
+                    mm.segments(F32Tensor.of(y, want.length / ldy, ldy), in, stacked, n, start, count, expert);
+                    assertArrayEquals(want, y, plain + " threads=" + Parallel.threads());
+                });
+            }
+            // a plain matrix is its own expert 0: the first expert's rows of the weight, as one segment
+            TensorView first = stacked.expert(0);
+            float[] one = new float[t * rows], ref = new float[t * rows];
+            mm.segments(F32Tensor.of(one, t, rows), in, first, 1, new int[] {0}, new int[] {t}, new int[] {0});
+            for (int row = 0; row < t; row++) first.matVec(x, row * cols, 1, ref, row * rows, rows, false);
+            assertArrayEquals(ref, one, plain + " as one plain matrix");
+        }
+    }
+
+    @Test
+    void segmentsRejectBadArguments() {
+        SplittableRandom r = new SplittableRandom(6);
+        TensorView w = F32Tensor.of(uniform(r, 2 * 8 * 4, 1), 16, 4).stackedExperts(2);
+        F32Tensor in = F32Tensor.of(new float[5 * 4], 5, 4), out = F32Tensor.of(new float[5 * 8], 5, 8);
+        Matmul mm = Matmul.forInference();
+        assertThrows(IllegalArgumentException.class,
+                () -> mm.segments(out, in, w, 1, new int[] {0}, new int[] {2}, new int[] {2}), "expert out of range");
+        assertThrows(IllegalArgumentException.class,
+                () -> mm.segments(out, in, w, 1, new int[] {4}, new int[] {2}, new int[] {1}), "rows past the input");
+        assertThrows(IllegalArgumentException.class,
+                () -> mm.segments(out, in, w, 2, new int[] {0}, new int[] {2}, new int[] {1}), "n past the arrays");
+        assertThrows(IllegalArgumentException.class,
+                () -> mm.segments(out, in, w, 1, new int[] {0}, new int[] {-1}, new int[] {1}), "negative count");
+        mm.segments(out, in, w, 1, new int[] {0}, new int[] {0}, new int[] {7}); // an empty segment's expert is not read
     }
 }
