@@ -36,7 +36,8 @@ usage: bench/llamacpp_peer.sh --src PATH [options]
   --batched           run llama-batched-bench instead of llama-bench: prompt not shared,
                       -npp PROMPT -ntg DECODE -npl NPL, context = max(NPL) * (PROMPT + DECODE)
   --npl LIST          parallel sequences for --batched (default 1,4,16,64)
-  --json              print llama-bench's JSON (-o json) / batched-bench's JSONL, not the summary
+  --json              print the raw JSONL (llama-bench -o jsonl, batched-bench --output-format
+                      jsonl: one object per test, every field) instead of the summary table
   --gguf-args "..."   extra arguments for bench/llamacpp_gguf.py (e.g. "--layers 2" for a smoke test)
   PYTHON=...          python3 with numpy (default python3)
 
