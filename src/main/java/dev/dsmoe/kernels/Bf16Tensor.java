@@ -282,8 +282,15 @@ public final class Bf16Tensor extends TensorView {
             a3 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
                     .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
         }
-        float t0 = Simd.addLanes(a0), t1 = Simd.addLanes(a1), t2 = Simd.addLanes(a2), t3 = Simd.addLanes(a3);
-        finish1(w, off, c, cols, x, xo, y, yo, acc, nr, t0, t1, t2, t3);
+        // lane sums through the thread's scratch, as in tile (see Q8Tensor.tile1: addLanes calls here may not be inlined)
+        float[] sums = MatVec.tileSums();
+        a0.intoArray(sums, 0);
+        a1.intoArray(sums, L);
+        a2.intoArray(sums, 2 * L);
+        a3.intoArray(sums, 3 * L);
+        MatVec.tileLaneSums(sums);
+        finish1(w, off, c, cols, x, xo, y, yo, acc, nr, MatVec.tileSum(sums, 0), MatVec.tileSum(sums, 1), MatVec.tileSum(sums, 2),
+                MatVec.tileSum(sums, 3));
     }
 
     // tile1's end: each of its nr rows' scalar tail and store, as the single-row kernel's.

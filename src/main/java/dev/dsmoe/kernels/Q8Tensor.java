@@ -410,8 +410,16 @@ public final class Q8Tensor extends TensorView {
             a3 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
                     .mul(w.get(SCALE, s3 + sb)), a3);
         }
-        float t0 = Simd.addLanes(a0), t1 = Simd.addLanes(a1), t2 = Simd.addLanes(a2), t3 = Simd.addLanes(a3);
-        finish1(w, off, soff, sRow, c, cols, x, xo, y, yo, acc, nr, t0, t1, t2, t3);
+        // lane sums through the thread's scratch, as in tile: with the widening, four addLanes calls
+        // here made the method too large for C2 to inline them, and their vectors were boxed
+        float[] sums = MatVec.tileSums();
+        a0.intoArray(sums, 0);
+        a1.intoArray(sums, L);
+        a2.intoArray(sums, 2 * L);
+        a3.intoArray(sums, 3 * L);
+        MatVec.tileLaneSums(sums);
+        finish1(w, off, soff, sRow, c, cols, x, xo, y, yo, acc, nr, MatVec.tileSum(sums, 0), MatVec.tileSum(sums, 1),
+                MatVec.tileSum(sums, 2), MatVec.tileSum(sums, 3));
     }
 
     // tile1's end: each of its nr rows' scalar tail and store, as the single-row kernel's.
