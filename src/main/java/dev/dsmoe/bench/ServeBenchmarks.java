@@ -32,7 +32,9 @@ import java.util.function.Consumer;
  * Serving throughput: the OpenAI server in this process (loopback), C clients each streaming
  * requests back to back (prompt of P random tokens, N new tokens with {@code ignore_eos}), for
  * each concurrency C. Reports aggregate output tokens/s over the run's wall time and the p50/p99
- * of time to first token and of inter-token latency seen by the clients.
+ * of time to first token and of inter-token latency seen by the clients (between chunks that
+ * carry text: a token that ends inside a UTF-8 character is sent with the next, by both servers).
+ * {@link #runLlamaServer} drives llama.cpp's server with the same client.
  */
 public final class ServeBenchmarks {
 
@@ -81,6 +83,30 @@ public final class ServeBenchmarks {
                 if (Double.isNaN(first)) first = row.outputTokensPerSecond();
                 rows.add(new Row(name, selection.toString(), model.dtype().name().toLowerCase(Locale.ROOT), c, row.requests(), prompt,
                         newTokens, row.outputTokensPerSecond(), row.ttftP50(), row.ttftP99(), row.itlP50(), row.itlP99(), Double.NaN));
+            }
+        }
+        return rows;
+    }
+
+    /**
+     * The same measurement against llama.cpp's {@code llama-server} on {@code gguf}, restarted for
+     * each concurrency C with C slots (its slots are fixed at start): prompts of the same length
+     * (token ids 1..256, the byte tokens of the peer's GGUF), the same client, greedy, {@code ignore_eos}.
+     */
+    public List<Row> runLlamaServer(String name, java.nio.file.Path binary, java.nio.file.Path gguf, int threads,
+                                    List<Integer> concurrency) throws IOException, InterruptedException {
+        List<Row> rows = new ArrayList<>();
+        HttpClient http = HttpClient.newBuilder().executor(Executors.newVirtualThreadPerTaskExecutor()).build();
+        SplittableRandom r = new SplittableRandom(5);
+        for (int c : concurrency) {
+            progress.accept(name + ": starting llama-server with " + c + " slots");
+            try (LlamaServerPeer peer = LlamaServerPeer.start(binary, gguf, threads, c, prompt + newTokens + 16)) {
+                String url = peer.baseUrl() + "/v1/completions";
+                measure(http, url, 1, 1, r, 257); // warm-up
+                progress.accept(name + ": concurrency " + c);
+                Row row = measure(http, url, c, requestsPerClient, r, 257);
+                rows.add(new Row(name, "dense", "gguf", c, row.requests(), prompt, newTokens, row.outputTokensPerSecond(),
+                        row.ttftP50(), row.ttftP99(), row.itlP50(), row.itlP99(), Double.NaN));
             }
         }
         return rows;

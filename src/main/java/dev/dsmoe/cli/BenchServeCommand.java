@@ -52,6 +52,13 @@ final class BenchServeCommand implements Callable<Integer> {
     @Option(names = "--requests", defaultValue = "2", description = "Requests each client sends, one after the other. Default: ${DEFAULT-VALUE}.")
     int requests;
 
+    @Option(names = "--llama-server", paramLabel = "BIN", description = {"Also measure llama.cpp's llama-server (this binary) on --llama-model,",
+            "restarted for each concurrency with that many slots (bench/llamacpp_peer.sh builds it and writes the GGUFs)."})
+    Path llamaServer;
+
+    @Option(names = "--llama-model", paramLabel = "GGUF", description = "The GGUF llama-server serves (with --llama-server).")
+    Path llamaModel;
+
     @Option(names = "--plot", paramLabel = "PNG", description = "Also plot output tokens/s against concurrency into this PNG.")
     Path plot;
 
@@ -61,6 +68,13 @@ final class BenchServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (concurrency.stream().anyMatch(c -> c < 1)) throw new IllegalArgumentException("--concurrency values must be >= 1, got " + concurrency);
+        if ((llamaServer == null) != (llamaModel == null)) {
+            throw new IllegalArgumentException("--llama-server and --llama-model go together: give both, or neither");
+        }
+        if (llamaServer != null) {
+            String why = dev.dsmoe.bench.LlamaServerPeer.problem(llamaServer, llamaModel);
+            if (why != null) throw new IllegalArgumentException(why);
+        }
         ServeBenchmarks b = new ServeBenchmarks(prompt, maxTokens, requests, json ? s -> { } : s -> Terminal.status("serve " + s));
         int most = concurrency.stream().mapToInt(Integer::intValue).max().orElse(1);
         List<ServeBenchmarks.Row> rows = new ArrayList<>();
@@ -90,6 +104,10 @@ final class BenchServeCommand implements Callable<Integer> {
                         : ExpertSelection.defaultFor(m.config());
                 rows.addAll(b.run(n, m, tok, sel, concurrency));
             }
+        }
+        if (llamaServer != null) {
+            String peerName = "llama.cpp " + llamaModel.getFileName().toString().replaceFirst("\\.gguf$", "");
+            rows.addAll(b.runLlamaServer(peerName, llamaServer, llamaModel, ComputeOptions.threads(), concurrency));
         }
         Terminal.clearStatus();
         String typeLabel = String.join("/", types);

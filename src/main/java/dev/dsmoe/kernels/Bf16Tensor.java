@@ -12,8 +12,9 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A bf16 weight over a memory segment, little-endian (mapped from a checkpoint or converted at
- * load). Its mat-vec widens each lane block to fp32 as it reads it; GEMM gets its rows unpacked
- * to fp32 a block at a time, each weight once per product.
+ * load). Its mat-vec widens each lane block to fp32 as it reads it (for 8 inputs or more, a tile
+ * of 4 rows once into an fp32 scratch); GEMM gets its rows unpacked to fp32 a block at a time,
+ * each weight once per product.
  */
 public final class Bf16Tensor extends TensorView {
 
@@ -71,8 +72,17 @@ public final class Bf16Tensor extends TensorView {
 
     @Override
     public void copyRow(int r, float[] dst, int dstOff) {
-        long o = byteOffset + 2L * r * ld;
-        for (int i = 0; i < cols; i++) dst[dstOff + i] = Bf16.toFloat(segment.get(BF16, o + 2L * i));
+        unpack(segment, byteOffset + 2L * r * ld, cols, dst, dstOff);
+    }
+
+    /** One row widened to fp32 into {@code dst}: a lane block at a time, the tail scalar (exact either way). */
+    private static void unpack(MemorySegment w, long off, int cols, float[] dst, int dstOff) {
+        int c = 0;
+        for (int bound = F.loopBound(cols); c < bound; c += L) {
+            ((IntVector) ShortVector.fromMemorySegment(S, w, off + 2L * c, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + c);
+        }
+        for (; c < cols; c++) dst[dstOff + c] = Bf16.toFloat(w.get(BF16, off + 2L * c));
     }
 
     /** The scratch {@link #gemm} unpacks a {@code [rows, cols]} weight into. */
@@ -80,15 +90,22 @@ public final class Bf16Tensor extends TensorView {
         return Matmul.scratchFloats(rows, cols);
     }
 
-    /** Unpacks {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch, one product per block. */
+    /**
+     * Unpacks {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch (rows in
+     * parallel, vectorized), one product per block.
+     */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         int block = Math.min(rows, Matmul.UNPACK_ROWS);
         float[] scratch = mm.scratch(block * cols);
+        MemorySegment w = segment;
+        long wOff = byteOffset;
+        int cols = this.cols, ld = this.ld;
         for (int r0 = 0; r0 < rows; r0 += block) {
-            int b = Math.min(block, rows - r0), n = b * cols;
-            long o = byteOffset + 2L * r0 * ld;
-            for (int i = 0; i < n; i++) scratch[i] = Bf16.toFloat(segment.get(BF16, o + 2L * i));
+            int b = Math.min(block, rows - r0), first = r0;
+            Parallel.forRange(b, 16, (i0, i1) -> {
+                for (int i = i0; i < i1; i++) unpack(w, wOff + 2L * (first + i) * ld, cols, scratch, i * cols);
+            });
             Kernels.gemm().sgemm(false, true, m, b, cols, 1f, x, xOff, ldx, scratch, 0, cols, beta, y, yOff + r0, ldy);
         }
     }
@@ -172,6 +189,10 @@ public final class Bf16Tensor extends TensorView {
      */
     static void rows(MemorySegment w, long wOff, int cols, float[] x, int xOff, int m, float[] y, int yOff, int ldy,
                      boolean acc, int r0, int r1) {
+        if (m >= MatVec.UNPACK_MIN_INPUTS) {
+            unpackedRows(w, wOff, cols, x, xOff, m, y, yOff, ldy, acc, r0, r1);
+            return;
+        }
         float[] sums = MatVec.tileSums();
         for (int r = r0; r < r1; r += MatVec.TILE_ROWS) {
             int nr = Math.min(MatVec.TILE_ROWS, r1 - r), i = 0;
@@ -194,6 +215,22 @@ public final class Bf16Tensor extends TensorView {
     /** Byte offset of tile row j: row min(j, nr-1) of the tile at off. */
     private static long tileRow(long off, int j, int nr, int cols) {
         return off + 2L * Math.min(j, nr - 1) * cols;
+    }
+
+    /**
+     * {@link #rows} for many inputs: each tile of 4 weight rows widened to fp32 once (exactly, as
+     * {@link #tile} widens it), then {@link F32Tensor#rows} over it: the same loop bounds, so
+     * every output has the single-row kernel's bits.
+     */
+    private static void unpackedRows(MemorySegment w, long wOff, int cols, float[] x, int xOff, int m, float[] y,
+                                     int yOff, int ldy, boolean acc, int r0, int r1) {
+        MatVec.Unpacked u = MatVec.unpacked(MatVec.TILE_ROWS * cols);
+        float[] a = u.floats;
+        for (int r = r0; r < r1; r += MatVec.TILE_ROWS) {
+            int nr = Math.min(MatVec.TILE_ROWS, r1 - r);
+            for (int j = 0; j < nr; j++) unpack(w, wOff + 2L * (r + j) * cols, cols, a, j * cols);
+            F32Tensor.rows(u.segment, 0, cols, x, xOff, m, y, yOff + r, ldy, acc, 0, nr);
+        }
     }
 
     // 4 weight rows x 4 input rows: 16 accumulators, a{i}{j} for input i and weight row j, each

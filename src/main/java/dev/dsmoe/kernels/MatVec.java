@@ -200,6 +200,37 @@ public final class MatVec {
     /** Accumulators of a 4 by 4 row tile, each one vector of lane sums. */
     static final int TILE_ACCUMULATORS = 16;
 
+    /**
+     * Input rows from which an int8 or bf16 row kernel widens each tile of {@link #TILE_ROWS} weight
+     * rows to fp32 once, into the thread's {@link #unpacked} scratch, and runs the fp32 tiles over
+     * it: below, the widening per group of 4 inputs is cheaper than the extra pass; at 64 decode
+     * rows it was 16 widenings of every weight. The widened values are the ones the format's own
+     * kernel multiplies, so every output keeps its bits.
+     */
+    static final int UNPACK_MIN_INPUTS = 8;
+
+    /** Each thread's fp32 scratch for one unpacked tile of weight rows, with its segment view. */
+    private static final ThreadLocal<Unpacked> UNPACKED = ThreadLocal.withInitial(Unpacked::new);
+
+    /** A float array and the heap segment over it, grown together, reused by one thread. */
+    static final class Unpacked {
+        float[] floats = new float[0];
+        MemorySegment segment = MemorySegment.ofArray(floats);
+
+        Unpacked fit(int n) {
+            if (floats.length < n) {
+                floats = new float[n];
+                segment = MemorySegment.ofArray(floats);
+            }
+            return this;
+        }
+    }
+
+    /** The calling thread's unpacking scratch, at least {@code n} floats. */
+    static Unpacked unpacked(int n) {
+        return UNPACKED.get().fit(n);
+    }
+
     /** Each thread's scratch for a tile's accumulators (made on the thread's first tile, then reused). */
     private static final ThreadLocal<float[]> TILE_SUMS = ThreadLocal.withInitial(() -> new float[TILE_ACCUMULATORS * L]);
 

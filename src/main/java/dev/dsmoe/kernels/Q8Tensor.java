@@ -25,8 +25,8 @@ import jdk.incubator.vector.VectorSpecies;
  * the quants and the scales as two tensors of one mapped file.
  *
  * <p>The mat-vec widens each lane block of quants to fp32 and scales it by its block's scale as
- * it reads it; GEMM gets its rows dequantized to fp32 a block at a time, each weight once per
- * product.
+ * it reads it (for 8 inputs or more, a tile of 4 rows once into an fp32 scratch); GEMM gets its
+ * rows dequantized to fp32 a block at a time, each weight once per product.
  */
 public final class Q8Tensor extends TensorView {
 
@@ -180,8 +180,16 @@ public final class Q8Tensor extends TensorView {
         dequantize(segment, byteOffset + (long) r * ld, scaleOffset + 4L * r * blocks(cols), cols, dst, dstOff);
     }
 
+    /** One row's scale · q into {@code dst}: whole blocks a lane block at a time, the short last block scalar (same values). */
     private static void dequantize(MemorySegment w, long off, long soff, int cols, float[] dst, int dstOff) {
-        for (int c0 = 0, b = 0; c0 < cols; c0 += BLOCK, b++) {
+        int c0 = 0;
+        if (VECTOR) {
+            for (int bound = cols / BLOCK * BLOCK; c0 < bound; c0 += L) {
+                ((FloatVector) ByteVector.fromMemorySegment(B, w, off + c0, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(w.get(SCALE, soff + 4L * (c0 / BLOCK))).intoArray(dst, dstOff + c0);
+            }
+        }
+        for (int b = c0 / BLOCK; c0 < cols; c0 += BLOCK, b++) {
             float s = w.get(SCALE, soff + 4L * b);
             for (int c = c0, end = Math.min(cols, c0 + BLOCK); c < end; c++) {
                 dst[dstOff + c] = s * w.get(ValueLayout.JAVA_BYTE, off + c);
@@ -194,17 +202,25 @@ public final class Q8Tensor extends TensorView {
         return Matmul.scratchFloats(rows, cols);
     }
 
-    /** Dequantizes {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch, one product per block. */
+    /**
+     * Dequantizes {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch (rows in
+     * parallel, vectorized: scalar and on one thread it took a third of a 1B q8_0 prefill), one
+     * product per block.
+     */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         int block = Math.min(rows, Matmul.UNPACK_ROWS);
         float[] scratch = mm.scratch(block * cols);
-        long nb = blocks(cols);
+        MemorySegment w = segment;
+        long nb = blocks(cols), wOff = byteOffset, sOff = scaleOffset;
+        int cols = this.cols, ld = this.ld;
         for (int r0 = 0; r0 < rows; r0 += block) {
-            int b = Math.min(block, rows - r0);
-            for (int i = 0; i < b; i++) {
-                dequantize(segment, byteOffset + (long) (r0 + i) * ld, scaleOffset + 4 * (r0 + i) * nb, cols, scratch, i * cols);
-            }
+            int b = Math.min(block, rows - r0), first = r0;
+            Parallel.forRange(b, 16, (i0, i1) -> {
+                for (int i = i0; i < i1; i++) {
+                    dequantize(w, wOff + (long) (first + i) * ld, sOff + 4 * (first + i) * nb, cols, scratch, i * cols);
+                }
+            });
             Kernels.gemm().sgemm(false, true, m, b, cols, 1f, x, xOff, ldx, scratch, 0, cols, beta, y, yOff + r0, ldy);
         }
     }
@@ -296,6 +312,10 @@ public final class Q8Tensor extends TensorView {
      */
     static void rows(MemorySegment w, long wOff, long sOff, long sRow, int cols, float[] x, int xOff, int m, float[] y,
                      int yOff, int ldy, boolean acc, int r0, int r1) {
+        if (m >= MatVec.UNPACK_MIN_INPUTS && VECTOR && cols % BLOCK == 0) {
+            unpackedRows(w, wOff, sOff, sRow, cols, x, xOff, m, y, yOff, ldy, acc, r0, r1);
+            return;
+        }
         float[] sums = MatVec.tileSums();
         for (int r = r0; r < r1; r += MatVec.TILE_ROWS) {
             int nr = Math.min(MatVec.TILE_ROWS, r1 - r), i = 0;
@@ -304,6 +324,23 @@ public final class Q8Tensor extends TensorView {
                 tile(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, ldy, acc, sums);
             }
             for (; i < m; i++) tile1(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, acc);
+        }
+    }
+
+    /**
+     * {@link #rows} for many inputs: each tile of 4 weight rows dequantized to fp32 once (scale · q,
+     * the value {@link #tile} multiplies), then {@link F32Tensor#rows} over it. With whole blocks
+     * only (cols a multiple of 32), the fp32 kernel's vector loop and scalar tail cover the same
+     * columns as this format's, so every output has the single-row kernel's bits.
+     */
+    private static void unpackedRows(MemorySegment w, long wOff, long sOff, long sRow, int cols, float[] x, int xOff,
+                                     int m, float[] y, int yOff, int ldy, boolean acc, int r0, int r1) {
+        MatVec.Unpacked u = MatVec.unpacked(MatVec.TILE_ROWS * cols);
+        float[] a = u.floats;
+        for (int r = r0; r < r1; r += MatVec.TILE_ROWS) {
+            int nr = Math.min(MatVec.TILE_ROWS, r1 - r);
+            for (int j = 0; j < nr; j++) dequantize(w, wOff + (long) (r + j) * cols, sOff + (r + j) * sRow, cols, a, j * cols);
+            F32Tensor.rows(u.segment, 0, cols, x, xOff, m, y, yOff + r, ldy, acc, 0, nr);
         }
     }
 

@@ -118,12 +118,13 @@ class MatVecTest {
      * 4-input tiles and single-input remainders), whatever tile or thread chunk the output falls
      * in (203 rows: tiles of fewer than 4 rows at chunk ends), overwriting or accumulating, in
      * every format, with column tails (7 < one vector; 100 and 333, not multiples of the vector
-     * length or of a Q8 block). The single rows themselves match a double-precision reference.
+     * length or of a Q8 block; 96, whole Q8 blocks, which from 8 inputs on run over a tile unpacked to
+     * fp32). The single rows themselves match a double-precision reference.
      */
     @Test
     void everyOutputOfAMultiRowProductHasTheSingleRowBits() {
         int rows = 203, maxM = 64, ldy = rows + 5;
-        for (int cols : new int[] {7, 100, 333}) {
+        for (int cols : new int[] {7, 100, 333, 96}) {
             SplittableRandom rnd = new SplittableRandom(cols);
             float[] wf = random(rnd, rows * cols), x = random(rnd, maxM * cols), base = random(rnd, maxM * ldy);
             for (TensorView w : everyFormat(wf, rows, cols)) {
