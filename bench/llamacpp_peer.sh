@@ -2,7 +2,8 @@
 # Optional llama.cpp peer for the inference benchmarks (issue 14), as bench/pytorch_peer.py is for
 # training. dsmoe4j does not depend on it: nothing in the build or the tests calls this script.
 #
-# It builds llama.cpp's llama-bench, llama-quantize and llama-batched-bench (CPU only, Release,
+# It builds llama.cpp's llama-bench, llama-quantize, llama-batched-bench and llama-server (the
+# serving peer of `./dsmoe bench serve --llama-server`) (CPU only, Release,
 # GGML_NATIVE), writes a random-weight GGUF of the paper's Dense-1B shape as a Llama
 # (bench/llamacpp_gguf.py, with the checkout's own gguf-py), quantizes it to bf16 and q8_0 with
 # llama-quantize, and runs llama-bench on f32, bf16 and q8_0 (and, with --batched,
@@ -124,7 +125,7 @@ if [ "$do_build" = 1 ]; then
         -DLLAMA_BUILD_TESTS=OFF >"$work/out/cmake-configure.log" 2>&1 \
     || { tail -20 "$work/out/cmake-configure.log" >&2; exit 1; }
   nice -n 10 cmake --build "$build" -j"$(nproc)" \
-        --target llama-bench llama-quantize llama-batched-bench >"$work/out/cmake-build.log" 2>&1 \
+        --target llama-bench llama-quantize llama-batched-bench llama-server >"$work/out/cmake-build.log" 2>&1 \
     || { tail -30 "$work/out/cmake-build.log" >&2; exit 1; }
   log "build done in $(( $(date +%s) - t0 )) s ($build)"
 fi

@@ -7,6 +7,7 @@ import dev.dsmoe.infer.InferenceStats;
 import dev.dsmoe.infer.KvCache;
 import dev.dsmoe.infer.Sequence;
 import dev.dsmoe.kernels.MatVec;
+import dev.dsmoe.kernels.Matmul;
 import dev.dsmoe.model.Init;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
@@ -34,6 +35,21 @@ public final class InferenceBenchmarks {
 
     private final int prompt, decode, warmup, repeats;
     private final Consumer<String> progress;
+    private int chunk = Engine.DEFAULT_CHUNK;
+    private boolean profile;
+    private final List<Profile> profiles = new ArrayList<>();
+
+    /**
+     * Where a decode step's time goes, from one extra decode pass with the products timed
+     * ({@link Matmul#startTiming()}): microseconds per token in all, in the weight products
+     * (mat-vec and GEMM calls, their parallel dispatch included) and outside them (attention over
+     * the cache, norms, RoPE, routing and selection, the residual adds, the engine's bookkeeping).
+     */
+    public record Profile(String model, String selection, double stepMicros, double productMicros) {
+        public double outsideMicros() {
+            return stepMicros - productMicros;
+        }
+    }
 
     public InferenceBenchmarks(int prompt, int decode, int warmup, int repeats, Consumer<String> progress) {
         if (prompt < 1 || decode < 1 || warmup < 0 || repeats < 1) {
@@ -44,6 +60,24 @@ public final class InferenceBenchmarks {
         this.warmup = warmup;
         this.repeats = repeats;
         this.progress = progress;
+    }
+
+    /** Prompt tokens per prefill step (default {@link Engine#DEFAULT_CHUNK}); returns this. */
+    public InferenceBenchmarks chunk(int tokens) {
+        if (tokens < 1) throw new IllegalArgumentException("--chunk must be >= 1, got " + tokens);
+        this.chunk = tokens;
+        return this;
+    }
+
+    /** Also time the products of one extra decode pass per selection ({@link #profiles()}); returns this. */
+    public InferenceBenchmarks profile(boolean on) {
+        this.profile = on;
+        return this;
+    }
+
+    /** The profiles of the runs so far, with {@link #profile(boolean)} on. */
+    public List<Profile> profiles() {
+        return profiles;
     }
 
     /** A preset with random weights (Init, seed 1), in {@code dtype}. */
@@ -67,7 +101,7 @@ public final class InferenceBenchmarks {
         List<Row> rows = new ArrayList<>();
         for (String s : selections) {
             ExpertSelection sel = ExpertSelection.parse(s, c);
-            Engine e = new Engine(model, sel, prompt + decode, Engine.DEFAULT_CHUNK);
+            Engine e = new Engine(model, sel, prompt + decode, chunk);
             int[] step = {0};
             int total = warmup + repeats;
             double prefillSec = Timing.medianSeconds(warmup, repeats, () -> {
@@ -86,6 +120,15 @@ public final class InferenceBenchmarks {
                 double sec = (System.nanoTime() - t0) / 1e9;
                 if (i >= warmup) decodeSec[i - warmup] = sec;
                 stats = e.stats();
+            }
+            if (profile) {
+                progress.accept(name + " " + sel + ": profiled decode");
+                e.prefill(promptTokens);
+                Matmul.startTiming();
+                long t0 = System.nanoTime();
+                for (int t = 0; t < decode; t++) e.decode(next[t]);
+                long all = System.nanoTime() - t0, inProducts = Matmul.stopTiming();
+                profiles.add(new Profile(name, sel.toString(), all / 1e3 / decode, inProducts / 1e3 / decode));
             }
             double dSec = median(decodeSec);
             double decodeTps = decode / dSec;
@@ -123,7 +166,7 @@ public final class InferenceBenchmarks {
             int[][] prompts = new int[b][prompt], next = new int[decode][b];
             for (int[] p : prompts) for (int i = 0; i < prompt; i++) p[i] = r.nextInt(c.vocabSize());
             for (int[] t : next) for (int i = 0; i < b; i++) t[i] = r.nextInt(c.vocabSize());
-            int chunk = Math.max(b, Engine.DEFAULT_CHUNK);
+            int chunk = Math.max(b, this.chunk);
             Engine e = Engine.batched(model, chunk, prompt + decode,
                     b * ((prompt + decode + KvCache.DEFAULT_BLOCK - 1) / KvCache.DEFAULT_BLOCK + 1));
             double first = Double.NaN;

@@ -93,23 +93,23 @@ public final class ServeBenchmarks {
      * each concurrency C with C slots (its slots are fixed at start): prompts of the same length
      * (token ids 1..256, the byte tokens of the peer's GGUF), the same client, greedy, {@code ignore_eos}.
      */
-    public List<Row> runLlamaServer(String name, java.nio.file.Path binary, java.nio.file.Path gguf, int threads,
-                                    List<Integer> concurrency) throws IOException, InterruptedException {
-        List<Row> rows = new ArrayList<>();
-        HttpClient http = HttpClient.newBuilder().executor(Executors.newVirtualThreadPerTaskExecutor()).build();
+    public void runLlamaServer(String name, java.nio.file.Path binary, java.nio.file.Path gguf, int threads,
+                               List<Integer> concurrency, Consumer<Row> sink) throws IOException, InterruptedException {
         SplittableRandom r = new SplittableRandom(5);
         for (int c : concurrency) {
             progress.accept(name + ": starting llama-server with " + c + " slots");
-            try (LlamaServerPeer peer = LlamaServerPeer.start(binary, gguf, threads, c, prompt + newTokens + 16)) {
+            // a client per server: a pooled keep-alive connection to an earlier server that got the
+            // same port would be reused and fail ("header parser received no bytes")
+            try (LlamaServerPeer peer = LlamaServerPeer.start(binary, gguf, threads, c, prompt + newTokens + 16);
+                 HttpClient http = HttpClient.newBuilder().executor(Executors.newVirtualThreadPerTaskExecutor()).build()) {
                 String url = peer.baseUrl() + "/v1/completions";
                 measure(http, url, 1, 1, r, 257); // warm-up
                 progress.accept(name + ": concurrency " + c);
                 Row row = measure(http, url, c, requestsPerClient, r, 257);
-                rows.add(new Row(name, "dense", "gguf", c, row.requests(), prompt, newTokens, row.outputTokensPerSecond(),
+                sink.accept(new Row(name, "dense", "gguf", c, row.requests(), prompt, newTokens, row.outputTokensPerSecond(),
                         row.ttftP50(), row.ttftP99(), row.itlP50(), row.itlP99(), Double.NaN));
             }
         }
-        return rows;
     }
 
     private Row measure(HttpClient http, String url, int clients, int each, SplittableRandom r, int vocab) throws InterruptedException {

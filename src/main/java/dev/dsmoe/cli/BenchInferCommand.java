@@ -40,6 +40,13 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--prompt", defaultValue = "128", description = "Prompt tokens. Default: ${DEFAULT-VALUE}.")
     int prompt;
 
+    @Option(names = "--profile", description = {"Also time one extra decode pass per selection with the weight products timed:",
+            "microseconds a token spends in them and outside them (attention, norms, routing, bookkeeping)."})
+    boolean profile;
+
+    @Option(names = "--chunk", defaultValue = "128", description = "Prompt tokens per prefill step (the server's chunk). Default: ${DEFAULT-VALUE}.")
+    int chunk;
+
     @Option(names = "--decode", defaultValue = "64", description = "Decoded tokens. Default: ${DEFAULT-VALUE}.")
     int decode;
 
@@ -63,7 +70,7 @@ final class BenchInferCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
-                json ? s -> { } : s -> Terminal.status("inference " + s));
+                json ? s -> { } : s -> Terminal.status("inference " + s)).chunk(chunk).profile(profile);
         if (plot != null && batch == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--plot needs --batch");
         if (batch != null) return batched(b);
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
@@ -85,10 +92,11 @@ final class BenchInferCommand implements Callable<Integer> {
         if (json) {
             ObjectMapper om = new ObjectMapper();
             for (InferenceBenchmarks.Row r : rows) System.out.println(om.writeValueAsString(r));
+            for (InferenceBenchmarks.Profile p : b.profiles()) System.out.println(om.writeValueAsString(p));
             return 0;
         }
-        System.out.printf(Locale.ROOT, "prompt %d, decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, decode,
-                ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+        System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, chunk,
+                decode, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -97,6 +105,15 @@ final class BenchInferCommand implements Callable<Integer> {
                     r.model(), r.selection(), r.prefillTokensPerSecond(), r.decodeTokensPerSecond(),
                     r.decodeSpeedupToFirst(), r.meanActiveAttention(), r.meanActiveMlp(), r.activeHiddenPercent(),
                     r.weightBytesPerToken() / 1e6, r.decodeGBPerSecond());
+        }
+        if (profile) {
+            System.out.println();
+            System.out.println("| model | selection | µs per decoded token | in weight products | outside them | outside share |");
+            System.out.println("|---|---|---:|---:|---:|---:|");
+            for (InferenceBenchmarks.Profile p : b.profiles()) {
+                System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(), p.stepMicros(),
+                        p.productMicros(), p.outsideMicros(), 100 * p.outsideMicros() / p.stepMicros());
+            }
         }
         return 0;
     }

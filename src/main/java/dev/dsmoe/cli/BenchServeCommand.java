@@ -77,11 +77,23 @@ final class BenchServeCommand implements Callable<Integer> {
         }
         ServeBenchmarks b = new ServeBenchmarks(prompt, maxTokens, requests, json ? s -> { } : s -> Terminal.status("serve " + s));
         int most = concurrency.stream().mapToInt(Integer::intValue).max().orElse(1);
-        List<ServeBenchmarks.Row> rows = new ArrayList<>();
         List<String> names = new ArrayList<>();
         if (models != null) models.forEach(m -> names.add(m.toString()));
         else names.addAll(presets);
-        java.util.Set<String> types = new java.util.LinkedHashSet<>(); // the weight types loaded, for the header
+        java.util.Set<String> types = new java.util.LinkedHashSet<>(); // the weight types, for the header
+        for (int i = 0; i < names.size(); i++) {
+            types.add(ComputeOptions.Dtype.label(models != null ? dtype.forModel(models.get(i)) : dtype.get()));
+        }
+        String typeLabel = String.join("/", types);
+        // Rows are printed as each model (and the peer) finishes: a long sitting keeps what it measured
+        // even if a later part fails.
+        List<ServeBenchmarks.Row> out = new ArrayList<>();
+        if (!json) {
+            System.out.printf(Locale.ROOT, "serving: prompt %d, %d new tokens, %d requests per client, %s weights, %d threads%n", prompt,
+                    maxTokens, requests, typeLabel, ComputeOptions.threads());
+            System.out.println("| model | selection | concurrency | output tok/s | vs first model | TTFT p50 s | TTFT p99 s | ITL p50 ms | ITL p99 ms |");
+            System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        }
         for (int i = 0; i < names.size(); i++) {
             String n = names.get(i);
             InferenceModel m;
@@ -98,25 +110,28 @@ final class BenchServeCommand implements Callable<Integer> {
                 MemoryCheck.randomModel(ModelPresets.get(n), dtype.get(), prompt + maxTokens, most);
                 m = InferenceBenchmarks.randomModel(n, dtype.get());
             }
-            types.add(ComputeOptions.Dtype.label(m.dtype()));
             try (m) {
                 ExpertSelection sel = strategies != null && i < strategies.size() ? ExpertSelection.parse(strategies.get(i), m.config())
                         : ExpertSelection.defaultFor(m.config());
-                rows.addAll(b.run(n, m, tok, sel, concurrency));
+                report(out, b.run(n, m, tok, sel, concurrency));
             }
         }
         if (llamaServer != null) {
             String peerName = "llama.cpp " + llamaModel.getFileName().toString().replaceFirst("\\.gguf$", "");
-            rows.addAll(b.runLlamaServer(peerName, llamaServer, llamaModel, ComputeOptions.threads(), concurrency));
+            try {
+                b.runLlamaServer(peerName, llamaServer, llamaModel, ComputeOptions.threads(), concurrency, r -> {
+                    try {
+                        report(out, List.of(r));
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                });
+            } catch (java.io.IOException | IllegalStateException e) {
+                Terminal.clearStatus();
+                System.out.println("llama-server peer failed: " + e.getMessage() + " (the rows above stand)");
+            }
         }
         Terminal.clearStatus();
-        String typeLabel = String.join("/", types);
-        List<ServeBenchmarks.Row> out = new ArrayList<>();
-        for (ServeBenchmarks.Row r : rows) {
-            double first = rows.stream().filter(x -> x.concurrency() == r.concurrency()).findFirst().orElseThrow().outputTokensPerSecond();
-            out.add(new ServeBenchmarks.Row(r.model(), r.selection(), r.dtype(), r.concurrency(), r.requests(), r.promptTokens(),
-                    r.newTokens(), r.outputTokensPerSecond(), r.ttftP50(), r.ttftP99(), r.itlP50(), r.itlP99(), r.outputTokensPerSecond() / first));
-        }
         if (plot != null) {
             List<InferenceBenchmarks.BatchRow> pts = out.stream().map(r -> new InferenceBenchmarks.BatchRow(r.model(), r.selection(), r.dtype(),
                     r.concurrency(), r.promptTokens(), r.newTokens(), r.outputTokensPerSecond(), 0, 0, 0, 0, 0)).toList();
@@ -127,20 +142,26 @@ final class BenchServeCommand implements Callable<Integer> {
                 while (bb.hasRemaining()) ch.write(bb);
             });
         }
-        if (json) {
-            ObjectMapper om = new ObjectMapper();
-            for (ServeBenchmarks.Row r : out) System.out.println(om.writeValueAsString(r));
-            return 0;
-        }
-        System.out.printf(Locale.ROOT, "serving: prompt %d, %d new tokens, %d requests per client, %s weights, %d threads%n", prompt, maxTokens,
-                requests, typeLabel, ComputeOptions.threads());
-        System.out.println("| model | selection | concurrency | output tok/s | vs first model | TTFT p50 s | TTFT p99 s | ITL p50 ms | ITL p99 ms |");
-        System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-        for (ServeBenchmarks.Row r : out) {
-            System.out.printf(Locale.ROOT, "| %s | %s | %d | %.1f | %.2f | %.3f | %.3f | %.1f | %.1f |%n", r.model(), r.selection(),
-                    r.concurrency(), r.outputTokensPerSecond(), r.ratioToFirst(), r.ttftP50(), r.ttftP99(), 1e3 * r.itlP50(), 1e3 * r.itlP99());
-        }
-        if (plot != null) System.out.println("plot: " + plot);
+        if (plot != null && !json) System.out.println("plot: " + plot);
         return 0;
+    }
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** Adds one model's rows with their ratio to the first model's at the same concurrency, and prints them. */
+    private void report(List<ServeBenchmarks.Row> out, List<ServeBenchmarks.Row> rows) throws java.io.IOException {
+        Terminal.clearStatus();
+        for (ServeBenchmarks.Row r : rows) {
+            double first = out.stream().filter(x -> x.concurrency() == r.concurrency()).findFirst()
+                    .map(ServeBenchmarks.Row::outputTokensPerSecond).orElse(r.outputTokensPerSecond());
+            ServeBenchmarks.Row x = new ServeBenchmarks.Row(r.model(), r.selection(), r.dtype(), r.concurrency(), r.requests(),
+                    r.promptTokens(), r.newTokens(), r.outputTokensPerSecond(), r.ttftP50(), r.ttftP99(), r.itlP50(), r.itlP99(),
+                    r.outputTokensPerSecond() / first);
+            out.add(x);
+            if (json) System.out.println(JSON.writeValueAsString(x));
+            else System.out.printf(Locale.ROOT, "| %s | %s | %d | %.1f | %.2f | %.3f | %.3f | %.1f | %.1f |%n", x.model(), x.selection(),
+                    x.concurrency(), x.outputTokensPerSecond(), x.ratioToFirst(), x.ttftP50(), x.ttftP99(), 1e3 * x.itlP50(), 1e3 * x.itlP99());
+        }
+        System.out.flush();
     }
 }

@@ -24,6 +24,34 @@ public final class Matmul {
     private final int matVecMaxRows;
     private float[] scratch = new float[0];
 
+    /*
+     * Wall time inside the products, for `bench infer --profile` (how much of a decode step is not
+     * weight reads). Off by default: then one static read per product call. Counted on the calling
+     * thread only (a step's products are issued by one thread and parallel inside).
+     */
+    private static boolean timing;
+    private static long timedNanos;
+
+    /** Starts adding up the wall time spent in this class's products (from zero). */
+    public static void startTiming() {
+        timedNanos = 0;
+        timing = true;
+    }
+
+    /** Stops timing; the nanoseconds spent in products since {@link #startTiming()}. */
+    public static long stopTiming() {
+        timing = false;
+        return timedNanos;
+    }
+
+    private static long tic() {
+        return timing ? System.nanoTime() : 0;
+    }
+
+    private static void toc(long t0) {
+        if (timing) timedNanos += System.nanoTime() - t0;
+    }
+
     private Matmul(int matVecMaxRows) {
         this.matVecMaxRows = matVecMaxRows;
     }
@@ -67,12 +95,14 @@ public final class Matmul {
         if (rows == 0 || w.rows == 0) return;
         float[] x = in.array(), y = out.array();
         int xOff = in.rowOff(inRow), yOff = out.rowOff(outRow);
+        long t0 = tic();
         if (rows <= matVecMaxRows) {
             if (in.ld != w.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
             w.matVec(x, xOff, rows, y, yOff, out.ld, accumulate);
         } else {
             w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, accumulate ? 1f : 0f);
         }
+        toc(t0);
     }
 
     /**
@@ -81,7 +111,9 @@ public final class Matmul {
      * rows contiguous. Only the selected experts' weights are read.
      */
     public void selected(TensorView out, TensorView in, int inRow, TensorView w, int[] experts, int count) {
+        long t0 = tic();
         w.matVecSelected(experts, 0, count, in.array(), in.rowOff(inRow), out.array(), out.off());
+        toc(t0);
     }
 
     /**
@@ -90,7 +122,9 @@ public final class Matmul {
      */
     public void selectedSum(TensorView out, int outRow, TensorView in, TensorView w, int[] experts, int count,
                             boolean accumulate) {
+        long t0 = tic();
         w.matVecSelectedSum(experts, 0, count, in.array(), in.off(), out.array(), out.rowOff(outRow), accumulate);
+        toc(t0);
     }
 
     /**
@@ -108,7 +142,9 @@ public final class Matmul {
      */
     public void segments(TensorView out, TensorView in, TensorView w, int n, int[] start, int[] count, int[] expert) {
         if (in.ld != w.cols) throw new IllegalArgumentException("segment input rows must be contiguous: " + in + " for " + w);
+        long t0 = tic();
         w.matVecSegments(in.array(), in.off(), out.array(), out.off(), out.ld, n, start, count, expert);
+        toc(t0);
     }
 
     /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */

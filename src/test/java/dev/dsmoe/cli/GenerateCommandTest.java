@@ -74,6 +74,39 @@ class GenerateCommandTest {
         TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--batch", "0"), "--batch sizes must be >= 1");
     }
 
+    /**
+     * {@code bench infer --profile}: a row per selection splitting a decoded token's microseconds
+     * into weight products and the rest (the two add up to the step, each positive); {@code --chunk}
+     * is taken and shown in the header.
+     */
+    @Test
+    void benchInferProfileSplitsTheStepIntoProductsAndTheRest() {
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--strategies",
+                "dense;top-k:2", "--prompt", "6", "--decode", "5", "--repeats", "1", "--warmup", "0", "--chunk", "4", "--profile");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().contains("(chunks of 4)"), r.out());
+        List<String> rows = r.out().lines().filter(l -> l.matches("\\| \\S+ \\| \\S+ \\| \\d+ \\| \\d+ \\| -?\\d+ \\| -?\\d+% \\|")).toList();
+        assertEquals(2, rows.size(), r.out());
+        for (String row : rows) {
+            String[] f = row.split("\\|");
+            double step = Double.parseDouble(f[3].trim()), products = Double.parseDouble(f[4].trim()), outside = Double.parseDouble(f[5].trim());
+            assertTrue(products > 0 && products <= step + 1, row);
+            assertEquals(step, products + outside, 1.5, row);
+        }
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--chunk", "0"),
+                "--chunk must be >= 1");
+    }
+
+    /** {@code bench serve --llama-server}: a missing binary or a lone flag is one line before anything runs. */
+    @Test
+    void benchServeLlamaPeerFlagsAreCheckedFirst() {
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "serve", "--model", model.toString(),
+                "--llama-server", dir.resolve("no-such-llama-server").toString(), "--llama-model", model.resolve("config.json").toString()),
+                "llama-server not found");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "serve", "--model", model.toString(),
+                "--llama-server", dir.resolve("x").toString()), "--llama-server and --llama-model go together");
+    }
+
     /** {@code bench serve}: a row per concurrency with output tokens/s and latencies, over the real server. */
     @Test
     void benchServeMeasuresTheServerAtEachConcurrency() throws IOException {
