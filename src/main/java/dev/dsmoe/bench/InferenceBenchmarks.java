@@ -40,8 +40,8 @@ public final class InferenceBenchmarks {
     private final List<Profile> profiles = new ArrayList<>();
 
     /**
-     * Where a decode step's time goes, from one extra decode pass with the products timed
-     * ({@link Matmul#startTiming()}): microseconds per token in all, in the weight products
+     * Where a decode step's time goes, from extra decode passes with the products timed
+     * ({@link Matmul#startTiming()}; medians over the repeats): microseconds per token in all, in the weight products
      * (mat-vec and GEMM calls, their parallel dispatch included) and outside them (attention over
      * the cache, norms, RoPE, routing and selection, the residual adds, the engine's bookkeeping).
      */
@@ -69,7 +69,7 @@ public final class InferenceBenchmarks {
         return this;
     }
 
-    /** Also time the products of one extra decode pass per selection ({@link #profiles()}); returns this. */
+    /** Also time the products of extra decode passes per selection (--repeats of them, medians; {@link #profiles()}); returns this. */
     public InferenceBenchmarks profile(boolean on) {
         this.profile = on;
         return this;
@@ -122,13 +122,17 @@ public final class InferenceBenchmarks {
                 stats = e.stats();
             }
             if (profile) {
-                progress.accept(name + " " + sel + ": profiled decode");
-                e.prefill(promptTokens);
-                Matmul.startTiming();
-                long t0 = System.nanoTime();
-                for (int t = 0; t < decode; t++) e.decode(next[t]);
-                long all = System.nanoTime() - t0, inProducts = Matmul.stopTiming();
-                profiles.add(new Profile(name, sel.toString(), all / 1e3 / decode, inProducts / 1e3 / decode));
+                double[] all = new double[repeats], inProducts = new double[repeats];
+                for (int i = 0; i < repeats; i++) {
+                    progress.accept(name + " " + sel + ": profiled decode " + (i + 1) + "/" + repeats);
+                    e.prefill(promptTokens);
+                    Matmul.startTiming();
+                    long t0 = System.nanoTime();
+                    for (int t = 0; t < decode; t++) e.decode(next[t]);
+                    all[i] = (System.nanoTime() - t0) / 1e3 / decode;
+                    inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
+                }
+                profiles.add(new Profile(name, sel.toString(), median(all), median(inProducts)));
             }
             double dSec = median(decodeSec);
             double decodeTps = decode / dSec;

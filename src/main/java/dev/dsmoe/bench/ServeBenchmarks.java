@@ -75,7 +75,8 @@ public final class ServeBenchmarks {
             String url = "http://127.0.0.1:" + server.address().getPort() + "/v1/completions";
             HttpClient http = HttpClient.newBuilder().executor(Executors.newVirtualThreadPerTaskExecutor()).build();
             SplittableRandom r = new SplittableRandom(5);
-            measure(http, url, 1, 1, r, vocab); // warm-up
+            // warm-up: a few clients at once, so the JIT has compiled the batched step before C = 1 is timed
+            measure(http, url, Math.min(4, most), 1, r, vocab);
             double first = Double.NaN;
             for (int c : concurrency) {
                 progress.accept(name + ": concurrency " + c);
@@ -103,7 +104,7 @@ public final class ServeBenchmarks {
             try (LlamaServerPeer peer = LlamaServerPeer.start(binary, gguf, threads, c, prompt + newTokens + 16);
                  HttpClient http = HttpClient.newBuilder().executor(Executors.newVirtualThreadPerTaskExecutor()).build()) {
                 String url = peer.baseUrl() + "/v1/completions";
-                measure(http, url, 1, 1, r, 257); // warm-up
+                measure(http, url, Math.min(4, c), 1, r, 257); // warm-up, as for ours
                 progress.accept(name + ": concurrency " + c);
                 Row row = measure(http, url, c, requestsPerClient, r, 257);
                 sink.accept(new Row(name, "dense", "gguf", c, row.requests(), prompt, newTokens, row.outputTokensPerSecond(),

@@ -40,7 +40,7 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--prompt", defaultValue = "128", description = "Prompt tokens. Default: ${DEFAULT-VALUE}.")
     int prompt;
 
-    @Option(names = "--profile", description = {"Also time one extra decode pass per selection with the weight products timed:",
+    @Option(names = "--profile", description = {"Also time --repeats extra decode passes per selection with the weight products timed (medians):",
             "microseconds a token spends in them and outside them (attention, norms, routing, bookkeeping)."})
     boolean profile;
 
