@@ -44,6 +44,13 @@ public final class ServeBenchmarks {
                       double ratioToFirst) {}
 
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Requests sent again after the connection closed before a response (reported by {@link #retries()}). */
+    private static final java.util.concurrent.atomic.AtomicInteger RETRIES = new java.util.concurrent.atomic.AtomicInteger();
+
+    /** Requests this process has sent again because the server closed the connection before answering. */
+    public static int retries() {
+        return RETRIES.get();
+    }
     private final int prompt, newTokens, requestsPerClient;
     private final Consumer<String> progress;
 
@@ -156,8 +163,21 @@ public final class ServeBenchmarks {
     private static long stream(HttpClient http, String url, String body, List<Double> ttft, List<Double> itl)
             throws IOException, InterruptedException {
         long start = System.nanoTime(), last = 0;
-        HttpResponse<java.io.InputStream> resp = http.send(HttpRequest.newBuilder(URI.create(url))
-                .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofInputStream());
+        HttpRequest req = HttpRequest.newBuilder(URI.create(url)).POST(HttpRequest.BodyPublishers.ofString(body)).build();
+        HttpResponse<java.io.InputStream> resp;
+        for (int attempt = 1; ; attempt++) {
+            // A connection the server closes before answering (llama-server did, for a few of 64
+            // connections opened at once) is retried, as OpenAI's clients retry connection errors;
+            // the time to first token counts from the first attempt.
+            try {
+                resp = http.send(req, HttpResponse.BodyHandlers.ofInputStream());
+                break;
+            } catch (IOException e) {
+                if (attempt == 3) throw e;
+                RETRIES.incrementAndGet();
+                Thread.sleep(100L * attempt);
+            }
+        }
         if (resp.statusCode() != 200) throw new IOException("HTTP " + resp.statusCode() + ": " + new String(resp.body().readAllBytes()));
         long completion = 0;
         try (BufferedReader in = new BufferedReader(new InputStreamReader(resp.body(), StandardCharsets.UTF_8))) {

@@ -142,6 +142,9 @@ final class BenchServeCommand implements Callable<Integer> {
                 while (bb.hasRemaining()) ch.write(bb);
             });
         }
+        if (ServeBenchmarks.retries() > 0 && !json) {
+            System.out.println(ServeBenchmarks.retries() + " request(s) sent again after the server closed the connection before answering");
+        }
         if (plot != null && !json) System.out.println("plot: " + plot);
         return 0;
     }

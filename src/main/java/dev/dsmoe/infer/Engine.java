@@ -42,9 +42,9 @@ import java.util.Objects;
  * <p>A sequence's results do not depend on what else is in the step: every product a sequence
  * makes alone is made the same way in a batch. Rows that would go through the mat-vec alone
  * (a sequence's piece of at most {@link Matmul#MATVEC_MAX_ROWS} tokens, or an expert's run of
- * that few rows of one sequence) share one mat-vec with the other sequences' such rows (the
- * mat-vec's result for a row does not depend on the others); larger pieces and runs get a GEMM
- * of their own rows, as alone. Routing (threshold-top-k's K included) is per sequence. So
+ * at most {@link #EXPERT_SMALL} rows of one sequence) share one mat-vec with the other
+ * sequences' such rows (the mat-vec's result for a row does not depend on the others); larger
+ * pieces and runs get a GEMM of their own rows, as alone. Routing (threshold-top-k's K included) is per sequence. So
  * greedy decoding gives the same tokens alone and in any batch, given the same prompt chunks.
  *
  * <p>All working memory is sized at construction for {@code maxTokens} tokens per step; the KV
@@ -68,6 +68,15 @@ public final class Engine {
 
     /** Pieces up to this many tokens, and expert runs up to this many rows, go through the mat-vec. */
     private static final int SMALL = Matmul.MATVEC_MAX_ROWS;
+    /**
+     * Rows of one sequence up to which an expert's run goes through the mat-vec (tiles of 4 weight
+     * rows by 4 inputs, the weight read in place) rather than a GEMM of its own: an expert weight
+     * is small (dsmoe-1b: [256 x 2048]) and a prefill chunk gives it few rows (9/32 of 128), where
+     * packing the weight for each GEMM cost more than the tiles lose on arithmetic. Settable for
+     * the benchmarks ({@code -Ddsmoe.expertMatVecRows}); a sequence's products depend only on its
+     * own run lengths either way, so batch invariance holds for any value.
+     */
+    static final int EXPERT_SMALL = Integer.getInteger("dsmoe.expertMatVecRows", SMALL);
 
     private final InferenceModel model;
     private final ModelConfig c;
@@ -659,7 +668,7 @@ public final class Engine {
 
     /**
      * {@code dst[r] = src[r] · W_{expert(r)}ᵀ} for the grouped rows: a run of more than
-     * {@link #SMALL} rows of one entry alone (GEMM), all the other runs in one mat-vec pass.
+     * {@link #EXPERT_SMALL} rows of one entry alone (GEMM), all the other runs in one mat-vec pass.
      */
     private void expertProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g) {
         int n = 0;
@@ -669,7 +678,7 @@ public final class Engine {
                 int entry = tokEntry[g.token(r)], r1 = r + 1;
                 while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
                 int cnt = r1 - r;
-                if (cnt > SMALL) {
+                if (cnt > EXPERT_SMALL) {
                     mm.forward(dst, r, src, r, cnt, w.expert(e), false);
                 } else if (n > 0 && segExpert[n - 1] == e && segStart[n - 1] + segCount[n - 1] == r) {
                     segCount[n - 1] += cnt;
