@@ -109,7 +109,7 @@ public class Int8DotProbe {
                     blk = FloatVector.fromArray(F, x, c + j)
                             .fma((FloatVector) ByteVector.fromArray(B, q, o + c + j).convertShape(VectorOperators.B2F, F, 0), blk);
                 }
-                acc = blk.fma(s[i * nb + c / BLOCK], acc);
+                acc = blk.fma(FloatVector.broadcast(F, s[i * nb + c / BLOCK]), acc);
             }
             y[i] = acc.reduceLanes(VectorOperators.ADD);
         }

@@ -70,11 +70,13 @@ public final class Engine {
     private static final int SMALL = Matmul.MATVEC_MAX_ROWS;
     /**
      * Rows of one sequence up to which an expert's run goes through the mat-vec (tiles of 4 weight
-     * rows by 4 inputs, the weight read in place) rather than a GEMM of its own: an expert weight
-     * is small (dsmoe-1b: [256 x 2048]) and a prefill chunk gives it few rows (9/32 of 128), where
-     * packing the weight for each GEMM cost more than the tiles lose on arithmetic. Settable for
-     * the benchmarks ({@code -Ddsmoe.expertMatVecRows}); a sequence's products depend only on its
-     * own run lengths either way, so batch invariance holds for any value.
+     * rows by 4 inputs, the weight read in place) rather than a GEMM of its own. An expert weight
+     * is small (dsmoe-1b: [256 x 2048]) and a prefill chunk gives it few rows (9/32 of 128), so the
+     * tiles might beat a GEMM that packs the weight for 36 rows; measured, they do not by much
+     * (dsmoe-1b f32 prefill 89 tok/s at 64 against 85 at 8), so the default stays
+     * {@link Matmul#MATVEC_MAX_ROWS}. Settable for benchmarks ({@code -Ddsmoe.expertMatVecRows});
+     * a sequence's products depend only on its own run lengths either way, so batch invariance
+     * holds for any value.
      */
     static final int EXPERT_SMALL = Integer.getInteger("dsmoe.expertMatVecRows", SMALL);
 
