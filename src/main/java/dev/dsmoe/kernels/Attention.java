@@ -283,17 +283,17 @@ public final class Attention {
                     a2 = yi.fma(FloatVector.broadcast(Simd.S, m[r + 2]), a2);
                     a3 = yi.fma(FloatVector.broadcast(Simd.S, m[r + 3]), a3);
                 }
-                addInto(a0, out, oo + j * oStride + c);
-                addInto(a1, out, oo + (j + 1) * oStride + c);
-                addInto(a2, out, oo + (j + 2) * oStride + c);
-                addInto(a3, out, oo + (j + 3) * oStride + c);
+                a0.add(FloatVector.fromArray(Simd.S, out, oo + j * oStride + c)).intoArray(out, oo + j * oStride + c);
+                a1.add(FloatVector.fromArray(Simd.S, out, oo + (j + 1) * oStride + c)).intoArray(out, oo + (j + 1) * oStride + c);
+                a2.add(FloatVector.fromArray(Simd.S, out, oo + (j + 2) * oStride + c)).intoArray(out, oo + (j + 2) * oStride + c);
+                a3.add(FloatVector.fromArray(Simd.S, out, oo + (j + 3) * oStride + c)).intoArray(out, oo + (j + 3) * oStride + c);
             }
             for (; j < T; j++) {
                 FloatVector a0 = FloatVector.zero(Simd.S);
                 for (int i = j; i < T; i++) {
                     a0 = FloatVector.fromArray(Simd.S, y, yo + i * yStride + c).fma(FloatVector.broadcast(Simd.S, m[mo + i * T + j]), a0);
                 }
-                addInto(a0, out, oo + j * oStride + c);
+                a0.add(FloatVector.fromArray(Simd.S, out, oo + j * oStride + c)).intoArray(out, oo + j * oStride + c);
             }
         }
         for (; c < D; c++) {
@@ -303,10 +303,6 @@ public final class Attention {
                 out[oo + j * oStride + c] += s;
             }
         }
-    }
-
-    private static void addInto(FloatVector a, float[] out, int o) {
-        a.add(FloatVector.fromArray(Simd.S, out, o)).intoArray(out, o);
     }
 
     /** {@code d[do + j] = p[po + j] * (d[do + j] - s) * scale} for j < n. */

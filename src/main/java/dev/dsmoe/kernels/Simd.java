@@ -21,8 +21,12 @@ import jdk.incubator.vector.VectorSpecies;
  * <p><b>No vector crosses a call that may not be inlined.</b> C2 boxes a vector passed to or
  * returned from a method it did not inline, which allocates per call; it stops inlining in large
  * methods and declines callees that already have a big compiled copy. So the hot loops that need
- * exp ({@link #sumExp}, {@link #expShiftStore}, GELU) have its body written out, and only small
- * helpers such as {@link #addLanes} take vectors.
+ * exp ({@link #sumExp}, {@link #expShiftStore}, GELU) have its body written out, and so do the
+ * per-row reductions ({@link #dot}, {@link #dot3}, {@link #sum}): they fold their accumulator
+ * in place with the same shuffles as {@link #addLanes} instead of calling it. The chain behind
+ * addLanes costs five inlining levels, and a CI run once compiled a training kernel where it
+ * was not inlined (one boxed vector per token); a method that takes arrays cannot box. The mat-vec
+ * kernels still call addLanes (DecodeStepAllocationTest watches them).
  */
 final class Simd {
 
@@ -43,8 +47,9 @@ final class Simd {
 
     /**
      * Sum of the lanes in a fixed pairwise order (same rounding compiled or interpreted): lane i
-     * plus lane i+L/2, then i+L/4, ... . Written as a chain of methods of a few bytecodes each so
-     * that both JIT tiers always inline it: a larger body got a compiled copy of its own, which
+     * plus lane i+L/2, then i+L/4, ... . Written as a chain of methods of under 35 bytecodes each
+     * (MaxInlineSize) so that both JIT tiers always inline it, and as short a chain as that
+     * allows (each link is an inlining level, and a level too deep is not inlined): a larger body got a compiled copy of its own, which
      * C2 then declined to inline ("callee is too large"), and every vector passed to it was boxed.
      */
     static float addLanes(FloatVector v) {
@@ -52,18 +57,18 @@ final class Simd {
     }
 
     private static float fold16(FloatVector v) {
-        return fold8(v.add(v.rearrange(SHIFT_8)));
+        v = v.add(v.rearrange(SHIFT_8));
+        v = v.add(v.rearrange(SHIFT_4));
+        return fold2(v);
     }
 
     private static float fold8(FloatVector v) {
-        return fold4(v.add(v.rearrange(SHIFT_4)));
-    }
-
-    private static float fold4(FloatVector v) {
-        return fold2(v.add(v.rearrange(SHIFT_2)));
+        v = v.add(v.rearrange(SHIFT_4));
+        return fold2(v);
     }
 
     private static float fold2(FloatVector v) {
+        v = v.add(v.rearrange(SHIFT_2));
         return v.add(v.rearrange(SHIFT_1)).lane(0);
     }
 
@@ -150,7 +155,14 @@ final class Simd {
             for (; i < bound; i += L) {
                 acc = FloatVector.fromArray(S, a, ao + i).fma(FloatVector.fromArray(S, b, bo + i), acc);
             }
-            s = addLanes(acc);
+            // addLanes(acc) written out (see the class comment)
+            if (L > 32) acc = acc.add(acc.rearrange(SHIFT_32));
+            if (L > 16) acc = acc.add(acc.rearrange(SHIFT_16));
+            if (L > 8) acc = acc.add(acc.rearrange(SHIFT_8));
+            if (L > 4) acc = acc.add(acc.rearrange(SHIFT_4));
+            if (L > 2) acc = acc.add(acc.rearrange(SHIFT_2));
+            if (L > 1) acc = acc.add(acc.rearrange(SHIFT_1));
+            s = acc.lane(0);
         }
         for (; i < n; i++) s += a[ao + i] * b[bo + i];
         return s;
@@ -167,7 +179,14 @@ final class Simd {
                 FloatVector ab = FloatVector.fromArray(S, a, ao + i).mul(FloatVector.fromArray(S, b, bo + i));
                 acc = ab.fma(FloatVector.fromArray(S, c, co + i), acc);
             }
-            s = addLanes(acc);
+            // addLanes(acc) written out (see the class comment)
+            if (L > 32) acc = acc.add(acc.rearrange(SHIFT_32));
+            if (L > 16) acc = acc.add(acc.rearrange(SHIFT_16));
+            if (L > 8) acc = acc.add(acc.rearrange(SHIFT_8));
+            if (L > 4) acc = acc.add(acc.rearrange(SHIFT_4));
+            if (L > 2) acc = acc.add(acc.rearrange(SHIFT_2));
+            if (L > 1) acc = acc.add(acc.rearrange(SHIFT_1));
+            s = acc.lane(0);
         }
         for (; i < n; i++) s += a[ao + i] * b[bo + i] * c[co + i];
         return s;
@@ -186,7 +205,14 @@ final class Simd {
         if (bound > 0) {
             FloatVector acc = FloatVector.zero(S);
             for (; i < bound; i += L) acc = acc.add(FloatVector.fromArray(S, a, o + i));
-            s = addLanes(acc);
+            // addLanes(acc) written out (see the class comment)
+            if (L > 32) acc = acc.add(acc.rearrange(SHIFT_32));
+            if (L > 16) acc = acc.add(acc.rearrange(SHIFT_16));
+            if (L > 8) acc = acc.add(acc.rearrange(SHIFT_8));
+            if (L > 4) acc = acc.add(acc.rearrange(SHIFT_4));
+            if (L > 2) acc = acc.add(acc.rearrange(SHIFT_2));
+            if (L > 1) acc = acc.add(acc.rearrange(SHIFT_1));
+            s = acc.lane(0);
         }
         for (; i < n; i++) s += a[o + i];
         return s;
