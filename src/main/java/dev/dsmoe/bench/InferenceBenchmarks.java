@@ -45,9 +45,19 @@ public final class InferenceBenchmarks {
      * (mat-vec and GEMM calls, their parallel dispatch included) and outside them (attention over
      * the cache, norms, RoPE, routing and selection, the residual adds, the engine's bookkeeping).
      */
-    public record Profile(String model, String selection, double stepMicros, double productMicros) {
+    /**
+     * Where a selection's time goes, medians over the repeats: µs per decoded token (step) and per
+     * prompt token (prefill), each split into weight products (every {@link Matmul} call: projections,
+     * experts, routers, head) and the rest (attention over the cache, norms, routing, grouping).
+     */
+    public record Profile(String model, String selection, double stepMicros, double productMicros,
+                          double prefillMicros, double prefillProductMicros) {
         public double outsideMicros() {
             return stepMicros - productMicros;
+        }
+
+        public double prefillOutsideMicros() {
+            return prefillMicros - prefillProductMicros;
         }
     }
 
@@ -123,16 +133,22 @@ public final class InferenceBenchmarks {
             }
             if (profile) {
                 double[] all = new double[repeats], inProducts = new double[repeats];
+                double[] pre = new double[repeats], preProducts = new double[repeats];
                 for (int i = 0; i < repeats; i++) {
-                    progress.accept(name + " " + sel + ": profiled decode " + (i + 1) + "/" + repeats);
-                    e.prefill(promptTokens);
+                    progress.accept(name + " " + sel + ": profiled prefill and decode " + (i + 1) + "/" + repeats);
                     Matmul.startTiming();
                     long t0 = System.nanoTime();
+                    e.prefill(promptTokens);
+                    pre[i] = (System.nanoTime() - t0) / 1e3 / prompt;
+                    preProducts[i] = Matmul.stopTiming() / 1e3 / prompt;
+                    Matmul.startTiming();
+                    t0 = System.nanoTime();
                     for (int t = 0; t < decode; t++) e.decode(next[t]);
                     all[i] = (System.nanoTime() - t0) / 1e3 / decode;
                     inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
                 }
-                profiles.add(new Profile(name, sel.toString(), median(all), median(inProducts)));
+                profiles.add(new Profile(name, sel.toString(), median(all), median(inProducts), median(pre),
+                        median(preProducts)));
             }
             double dSec = median(decodeSec);
             double decodeTps = decode / dSec;

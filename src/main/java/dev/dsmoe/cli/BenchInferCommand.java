@@ -40,8 +40,8 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--prompt", defaultValue = "128", description = "Prompt tokens. Default: ${DEFAULT-VALUE}.")
     int prompt;
 
-    @Option(names = "--profile", description = {"Also time --repeats extra decode passes per selection with the weight products timed (medians):",
-            "microseconds a token spends in them and outside them (attention, norms, routing, bookkeeping)."})
+    @Option(names = "--profile", description = {"Also time --repeats extra prefill and decode passes per selection with the weight products timed (medians):",
+            "microseconds a decoded and a prompt token spend in them and outside them (attention, norms, routing, bookkeeping)."})
     boolean profile;
 
     @Option(names = "--chunk", defaultValue = "128", description = "Prompt tokens per prefill step (the server's chunk). Default: ${DEFAULT-VALUE}.")
@@ -113,6 +113,14 @@ final class BenchInferCommand implements Callable<Integer> {
             for (InferenceBenchmarks.Profile p : b.profiles()) {
                 System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(), p.stepMicros(),
                         p.productMicros(), p.outsideMicros(), 100 * p.outsideMicros() / p.stepMicros());
+            }
+            System.out.println();
+            System.out.println("| model | selection | µs per prompt token (prefill) | in weight products | outside them | outside share |");
+            System.out.println("|---|---|---:|---:|---:|---:|");
+            for (InferenceBenchmarks.Profile p : b.profiles()) {
+                System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(),
+                        p.prefillMicros(), p.prefillProductMicros(), p.prefillOutsideMicros(),
+                        100 * p.prefillOutsideMicros() / p.prefillMicros());
             }
         }
         return 0;

@@ -75,9 +75,9 @@ class GenerateCommandTest {
     }
 
     /**
-     * {@code bench infer --profile}: a row per selection splitting a decoded token's microseconds
-     * into weight products and the rest (the two add up to the step, each positive); {@code --chunk}
-     * is taken and shown in the header.
+     * {@code bench infer --profile}: a row per selection splitting a decoded token's microseconds,
+     * and another a prompt token's, into weight products and the rest (the two add up to the step,
+     * each positive); {@code --chunk} is taken and shown in the header.
      */
     @Test
     void benchInferProfileSplitsTheStepIntoProductsAndTheRest() {
@@ -86,7 +86,7 @@ class GenerateCommandTest {
         assertEquals(0, r.status(), r.err());
         assertTrue(r.out().contains("(chunks of 4)"), r.out());
         List<String> rows = r.out().lines().filter(l -> l.matches("\\| \\S+ \\| \\S+ \\| \\d+ \\| \\d+ \\| -?\\d+ \\| -?\\d+% \\|")).toList();
-        assertEquals(2, rows.size(), r.out());
+        assertEquals(4, rows.size(), r.out()); // decode, then prefill, per selection
         for (String row : rows) {
             String[] f = row.split("\\|");
             double step = Double.parseDouble(f[3].trim()), products = Double.parseDouble(f[4].trim()), outside = Double.parseDouble(f[5].trim());
