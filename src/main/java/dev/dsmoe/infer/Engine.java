@@ -7,6 +7,7 @@ import dev.dsmoe.kernels.Gating;
 import dev.dsmoe.kernels.Gelu;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Matmul;
+import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.kernels.RmsNorm;
 import dev.dsmoe.kernels.Rope;
 import dev.dsmoe.kernels.Routing;
@@ -98,7 +99,7 @@ public final class Engine {
     /** The routers' hidden layer, logits and probabilities, at the attention and the MLP router's width (one memory). */
     private final Routing.Buffers attRouting, mlpRouting;
     private final float[] gates, seqGates;
-    private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert;
+    private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert, runStart, runCount, runExpert;
     /** Each grouped attention row's block table (its sequence's). */
     private final float[][][] rowTables;
     private final ExpertGroups attGroups, mlpGroups;
@@ -216,6 +217,9 @@ public final class Engine {
         segStart = a.ints(slots);
         segCount = a.ints(slots);
         segExpert = a.ints(slots);
+        runStart = a.ints(slots);
+        runCount = a.ints(slots);
+        runExpert = a.ints(slots);
         tokenBuffer = a.ints(1);
         tokPos = a.ints(maxTokens);
         tokEntry = a.ints(maxTokens);
@@ -266,6 +270,9 @@ public final class Engine {
             new Engine(null, c, contextLength, maxTokens, kvBlocks, a);
             a.floats(maxTokens, c.vocabSize()); // the logits of a step that asks for more than one row
             a.floats(InferenceModel.gemmScratchFloats(c, dtype));
+            if (Parallel.threads() > 1) { // expert products spread over the threads, each with its own scratch
+                for (int t = 0; t < Parallel.threads(); t++) a.floats(InferenceModel.expertGemmScratchFloats(c, dtype));
+            }
             a.longs(2, c.numLayers()); // the single-sequence API's sequence: its statistics
         } catch (ArithmeticException e) {
             return Footprint.heap("inference buffers", Long.MAX_VALUE, Long.MAX_VALUE); // past a long
@@ -673,7 +680,7 @@ public final class Engine {
      * {@link #EXPERT_SMALL} rows of one entry alone (GEMM), all the other runs in one mat-vec pass.
      */
     private void expertProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g) {
-        int n = 0;
+        int n = 0, runs = 0;
         for (int e = 0; e < g.experts(); e++) {
             int r = g.start(e), end = r + g.count(e);
             while (r < end) {
@@ -681,7 +688,10 @@ public final class Engine {
                 while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
                 int cnt = r1 - r;
                 if (cnt > EXPERT_SMALL) {
-                    mm.forward(dst, r, src, r, cnt, w.expert(e), false);
+                    runStart[runs] = r;
+                    runCount[runs] = cnt;
+                    runExpert[runs] = e;
+                    runs++;
                 } else if (n > 0 && segExpert[n - 1] == e && segStart[n - 1] + segCount[n - 1] == r) {
                     segCount[n - 1] += cnt;
                 } else {
@@ -693,6 +703,7 @@ public final class Engine {
                 r = r1;
             }
         }
+        mm.runs(dst, src, w, runs, runStart, runCount, runExpert);
         mmVec.segments(dst, src, w, n, segStart, segCount, segExpert);
     }
 

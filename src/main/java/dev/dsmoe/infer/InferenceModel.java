@@ -151,6 +151,18 @@ public final class InferenceModel implements AutoCloseable {
      * matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the router
      * shapes are counted even without routers, a small overestimate).
      */
+    /**
+     * The GEMM scratch of one expert product (the largest expert weight's), which each worker
+     * thread of {@link dev.dsmoe.kernels.Matmul#runs} holds; 0 for a model without experts.
+     */
+    static long expertGemmScratchFloats(ModelConfig c, MatVec.DType dtype) {
+        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), ffd = c.dFfd();
+        long most = 0;
+        if (c.nAtt() > 1) most = Math.max(dtype.gemmScratchFloats(headW, d), dtype.gemmScratchFloats(d, headW));
+        if (c.nFfd() > 1) most = Math.max(most, Math.max(dtype.gemmScratchFloats(ffd, d), dtype.gemmScratchFloats(d, ffd)));
+        return most;
+    }
+
     static long gemmScratchFloats(ModelConfig c, MatVec.DType dtype) {
         long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
         long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());

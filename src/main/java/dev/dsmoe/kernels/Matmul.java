@@ -23,6 +23,7 @@ public final class Matmul {
 
     private final int matVecMaxRows;
     private float[] scratch = new float[0];
+    private Matmul[] workers = new Matmul[0]; // per-thread instances (own scratch) for runs
 
     /*
      * Wall time inside the products, for `bench infer --profile` (how much of a decode step is not
@@ -145,6 +146,60 @@ public final class Matmul {
         long t0 = tic();
         w.matVecSegments(in.array(), in.off(), out.array(), out.off(), out.ld, n, start, count, expert);
         toc(t0);
+    }
+
+    /**
+     * Runs of grouped rows through their experts by GEMM (prefill's expert products, each run
+     * one sequence's rows of one expert): for {@code i < n}, rows {@code [start[i], start[i] + count[i])}
+     * of {@code in} times {@code W_{expert[i]}ᵀ} into the same rows of {@code out}, overwritten.
+     * Whole runs are shared out over the threads, contiguous groups of about equal rows, and
+     * each product runs single-threaded: an expert's product is small (tens of rows against a
+     * [256 x 2048] weight at the 1B shapes), and splitting each over the threads paid a parallel
+     * region per product and packed the run's inputs once per thread. A run's result is that of
+     * {@link #forward} on it alone (GEMM rows do not depend on the thread count).
+     */
+    public void runs(TensorView out, TensorView in, TensorView w, int n, int[] start, int[] count, int[] expert) {
+        if (n == 0) return;
+        long t0 = tic();
+        int threads = Math.min(Parallel.threads(), n);
+        if (threads == 1) {
+            for (int i = 0; i < n; i++) product(out, start[i], in, start[i], count[i], w.expert(expert[i]));
+        } else {
+            if (workers.length < threads) {
+                workers = new Matmul[threads];
+                for (int t = 0; t < threads; t++) workers[t] = new Matmul(matVecMaxRows);
+            }
+            long rows = 0;
+            for (int i = 0; i < n; i++) rows += count[i];
+            final long all = rows;
+            final int groups = threads;
+            Parallel.forRange(groups, 1, (g0, g1) -> {
+                for (int g = g0; g < g1; g++) {
+                    Matmul mm = workers[g];
+                    // group g: the runs whose first row falls in [g, g+1) / groups of all rows
+                    long seen = 0;
+                    for (int i = 0; i < n; i++) {
+                        if (seen * groups >= all * g && seen * groups < all * (g + 1)) {
+                            mm.product(out, start[i], in, start[i], count[i], w.expert(expert[i]));
+                        }
+                        seen += count[i];
+                    }
+                }
+            });
+        }
+        toc(t0);
+    }
+
+    /** {@link #forward} without the timing (called on worker threads by {@link #runs}). */
+    private void product(TensorView out, int row, TensorView in, int inRow, int rows, TensorView w) {
+        if (rows == 0 || w.rows == 0) return;
+        float[] x = in.array(), y = out.array();
+        int xOff = in.rowOff(inRow), yOff = out.rowOff(row);
+        if (rows <= matVecMaxRows) {
+            w.matVec(x, xOff, rows, y, yOff, out.ld, false);
+        } else {
+            w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, 0f);
+        }
     }
 
     /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */
