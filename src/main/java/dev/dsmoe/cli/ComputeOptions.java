@@ -4,8 +4,13 @@ import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.train.TrainerState;
+import dev.dsmoe.io.AtomicFiles;
+import java.io.IOException;
+import java.io.StringWriter;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
+import java.util.Properties;
 import picocli.CommandLine;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -23,7 +28,8 @@ final class ComputeOptions {
     CommandSpec mixee;
 
     @Option(names = "--kernels", scope = INHERIT, paramLabel = "auto|blas|java",
-            description = "GEMM backend: OpenBLAS (blas), pure Java Vector API (java), or auto (blas when it loads).")
+            description = "GEMM backend: OpenBLAS (blas), pure Java Vector API (java), or auto (default: the faster of the two"
+                    + " here, measured once and kept in ~/.cache/dsmoe; Java when OpenBLAS does not load).")
     void kernels(String value) {
         try {
             useKernels(value);
@@ -56,6 +62,78 @@ final class ComputeOptions {
      */
     static void useKernels(String name) {
         Kernels.select(Kernels.parse(name));
+    }
+
+    /** Java must beat OpenBLAS by this factor for auto to pick it (OpenBLAS is the documented default). */
+    static final double JAVA_MARGIN = 1.10;
+
+    /**
+     * {@link Kernels.Backend#AUTO}'s choice once OpenBLAS loads, installed by {@link Main}: the
+     * backend that ran {@link Kernels#measure}'s training products faster on this machine (Java
+     * only when {@value #JAVA_MARGIN}x faster). Measured once per machine, thread count and
+     * {@code OPENBLAS_CORETYPE} (which makes OpenBLAS 25-35 % slower here, see BENCHMARKS.md) and
+     * kept in {@link #cacheDir()}{@code /kernels.properties}, so every later command, and a
+     * resumed training run, computes with the same backend; one stderr line reports a measurement.
+     * A cache that cannot be read or written is measured again, with a note.
+     */
+    static Kernels.Backend measuredChoice() {
+        Path file = cacheDir().resolve("kernels.properties");
+        String key = machineKey();
+        Properties kept = new Properties();
+        try (var in = Files.newBufferedReader(file)) {
+            kept.load(in);
+        } catch (IOException | IllegalArgumentException e) {
+            kept.clear(); // absent, unreadable or corrupt: measure
+        }
+        String v = kept.getProperty(key, "");
+        if (v.startsWith("java ")) return Kernels.Backend.JAVA;
+        if (v.startsWith("blas ")) return Kernels.Backend.BLAS;
+        Kernels.Speed s = Kernels.measure();
+        Kernels.Backend pick = s.javaGflops() > JAVA_MARGIN * s.blasGflops() ? Kernels.Backend.JAVA : Kernels.Backend.BLAS;
+        String name = pick == Kernels.Backend.JAVA ? "java" : "blas";
+        kept.setProperty(key, String.format(Locale.ROOT, "%s (OpenBLAS %.1f, Java %.1f GFLOP/s, %s)", name,
+                s.blasGflops(), s.javaGflops(), java.time.Instant.now().truncatedTo(java.time.temporal.ChronoUnit.SECONDS)));
+        String where;
+        try {
+            Files.createDirectories(file.getParent());
+            StringWriter text = new StringWriter();
+            kept.store(text, "dsmoe --kernels auto: the faster GEMM backend per machine (delete to measure again)");
+            AtomicFiles.writeString(file, text.toString());
+            where = "kept in " + file + " (delete it to measure again)";
+        } catch (IOException | RuntimeException e) {
+            where = "not kept (" + file + ": " + e.getMessage() + ")";
+        }
+        String coretype = System.getenv("OPENBLAS_CORETYPE");
+        System.err.printf(Locale.ROOT, "dsmoe: --kernels auto: OpenBLAS %.0f, Java %.0f GFLOP/s on training products here "
+                        + "(%d threads%s): using %s; %s; --kernels blas|java chooses%n", s.blasGflops(), s.javaGflops(),
+                Parallel.threads(), coretype == null ? "" : ", OPENBLAS_CORETYPE=" + coretype, name, where);
+        return pick;
+    }
+
+    /**
+     * Where measurements are kept: the system property {@code dsmoe.cacheDir} (tests), else
+     * DSMOE_CACHE_DIR, else XDG_CACHE_HOME/dsmoe, else ~/.cache/dsmoe.
+     */
+    static Path cacheDir() {
+        String dir = System.getProperty("dsmoe.cacheDir", System.getenv("DSMOE_CACHE_DIR"));
+        if (dir != null && !dir.isBlank()) return Path.of(dir);
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        if (xdg != null && !xdg.isBlank()) return Path.of(xdg, "dsmoe");
+        return Path.of(System.getProperty("user.home"), ".cache", "dsmoe");
+    }
+
+    /** What the backends' speeds depend on: the CPU, the threads, OpenBLAS's kernel choice, the JDK. */
+    static String machineKey() {
+        String cpu = System.getProperty("os.arch");
+        try (var lines = Files.lines(Path.of("/proc/cpuinfo"))) {
+            cpu = lines.filter(l -> l.startsWith("model name")).map(l -> l.substring(l.indexOf(':') + 1).trim())
+                    .findFirst().orElse(cpu);
+        } catch (IOException | java.io.UncheckedIOException e) {
+            // not Linux: the architecture stands for the CPU
+        }
+        String coretype = System.getenv("OPENBLAS_CORETYPE");
+        return cpu + ", " + Runtime.getRuntime().availableProcessors() + " cores, " + Parallel.threads() + " threads, OPENBLAS_CORETYPE="
+                + (coretype == null ? "unset" : coretype) + ", Java " + Runtime.version().feature();
     }
 
     static void useThreads(int n) {

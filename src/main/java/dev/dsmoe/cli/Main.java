@@ -1,5 +1,7 @@
 package dev.dsmoe.cli;
 
+import dev.dsmoe.kernels.Kernels;
+
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import static picocli.CommandLine.ScopeType.INHERIT;
@@ -34,6 +36,7 @@ public final class Main implements Runnable {
 
     /** Every verb, with the error contract of {@link Errors} (tests add verbs of their own to it). */
     static CommandLine commandLine() {
+        Kernels.chooseAutoWith(ComputeOptions::measuredChoice);
         CommandLine cl = new CommandLine(new Main());
         cl.setOverwrittenOptionsAllowed(true); // a later --key value wins, so scripts can append overrides
         TrainCommand.addConfigOptions(cl.getSubcommands().get("train").getCommandSpec());

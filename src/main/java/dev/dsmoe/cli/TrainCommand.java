@@ -152,11 +152,23 @@ final class TrainCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         job = joinJob();
         if (job.size() == 1) return trainOnce();
+        if (!given("--kernels") && resume == null) agreeOnKernels();
         Errors.job = job; // errors: see Errors.Handler
         int status = trainOnce();
         job.close();
         Errors.job = null;
         return status;
+    }
+
+    /**
+     * Every rank computes with rank 0's backend: --kernels auto picks by a measurement, which
+     * ranks measuring at once on shared cores could settle differently (and backends round
+     * differently). A resumed run takes the saved backend on every rank instead.
+     */
+    private void agreeOnKernels() {
+        long java = job.isRoot() && ComputeOptions.kernels().equals("java") ? 1 : 0;
+        if (job.broadcast(java) == 1) ComputeOptions.useKernels("java");
+        else if (!job.isRoot()) ComputeOptions.useKernels("blas");
     }
 
     /** Joins the MPI job when --dist (or the launcher's environment, with auto) asks for one. */

@@ -19,10 +19,26 @@ class KernelsTest {
 
     @Test
     void selectsTheRequestedBackend() {
-        assertEquals("java", Kernels.select(Kernels.Backend.JAVA).name());
-        assertEquals("blas", Kernels.select(Kernels.Backend.BLAS).name());
-        assertEquals("blas", Kernels.select(Kernels.Backend.AUTO).name(), "OpenBLAS ships in the classifier jar");
-        assertEquals("blas", Kernels.gemm().name());
+        try {
+            assertEquals("java", Kernels.select(Kernels.Backend.JAVA).name());
+            assertEquals("blas", Kernels.select(Kernels.Backend.BLAS).name());
+            Kernels.chooseAutoWith(null);
+            assertEquals("blas", Kernels.select(Kernels.Backend.AUTO).name(), "OpenBLAS ships in the classifier jar");
+            assertEquals("blas", Kernels.gemm().name());
+            Kernels.chooseAutoWith(() -> Kernels.Backend.JAVA);
+            assertEquals("java", Kernels.select(Kernels.Backend.AUTO).name(), "auto takes the chooser's pick once OpenBLAS loads");
+        } finally {
+            Kernels.chooseAutoWith(null); // the CLI installs its own again (Main.commandLine)
+            Kernels.select(Kernels.Backend.BLAS);
+        }
+    }
+
+    /** The measurement auto chooses by: both backends timed on the same products, both plausible. */
+    @Test
+    void measuresBothBackends() {
+        Kernels.Speed s = Kernels.measure();
+        assertTrue(s.blasGflops() > 1 && s.blasGflops() < 1e5, s.toString());
+        assertTrue(s.javaGflops() > 1 && s.javaGflops() < 1e5, s.toString());
     }
 
     @Test
