@@ -2,6 +2,7 @@ package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.InferenceBenchmarks;
+import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
 import dev.dsmoe.kernels.MatVec;
@@ -44,7 +45,7 @@ final class BenchInferCommand implements Callable<Integer> {
             "microseconds a decoded and a prompt token spend in them and outside them (attention, norms, routing, bookkeeping)."})
     boolean profile;
 
-    @Option(names = "--chunk", defaultValue = "128", description = "Prompt tokens per prefill step (the server's chunk). Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--chunk", defaultValue = "" + Engine.DEFAULT_CHUNK, description = "Prompt tokens per prefill step (the engine's and the server's default). Default: ${DEFAULT-VALUE}.")
     int chunk;
 
     @Option(names = "--decode", defaultValue = "64", description = "Decoded tokens. Default: ${DEFAULT-VALUE}.")
