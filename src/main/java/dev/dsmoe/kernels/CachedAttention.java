@@ -14,11 +14,10 @@ package dev.dsmoe.kernels;
  * {@code tables[r][j / blockSize]}, a {@code float[]} in which the keys of a block's positions
  * start at {@code kOff} and its values at {@code vOff}, {@code kvStride} floats per position
  * ({@code Hkv·D}, keys already rotated by RoPE). q and out are rows of {@code heads·D} at the
- * given strides. The softmax is computed online a cache block at a time (running maximum and sum,
- * the accumulator rescaled when a block raises the maximum), with one block of scores in a
- * per-thread scratch, so nothing is allocated per call. Work
- * is split over (row, KV head) pairs, each computing the query heads that share that KV head;
- * each head's output depends on its own row only, never on the other rows of the call.
+ * given strides. The softmax is computed online (running maximum and sum, the accumulator
+ * rescaled when the maximum grows), so no score buffer is needed and nothing is allocated. Work
+ * is split over (row, head) pairs; each pair owns its output, and its result depends on its own
+ * row only, never on the other rows of the call.
  */
 public final class CachedAttention {
 
@@ -58,74 +57,37 @@ public final class CachedAttention {
         Simd.checkRange("out", out, outOff, Simd.extent(rows, outStride, (long) heads * D));
         float scale = (float) (1.0 / Math.sqrt(D));
         int shift = Integer.numberOfTrailingZeros(blockSize);
-        int groups = maxKv + 1, perGroup = Math.max(1, heads / groups);
-        int grain = Math.max(1, Simd.MIN_CHUNK / ((maxPos + 1) * 4 * D * perGroup));
-        Parallel.forRange(rows * groups, grain, (i0, i1) -> {
+        int grain = Math.max(1, Simd.MIN_CHUNK / ((maxPos + 1) * 4 * D));
+        Parallel.forRange(rows * heads, grain, (i0, i1) -> {
             for (int i = i0; i < i1; i++) {
-                int r = i / groups, g = i % groups;
-                group(q, qOff + r * qStride, heads, kvHeadOf, g, tables[r], kOff + g * D, vOff + g * D, shift, kvStride, D,
-                        positions[posOff + r], scale, out, outOff + r * outStride);
+                int r = i / heads, h = i % heads;
+                head(q, qOff + r * qStride + h * D, tables[r], kOff + kvHeadOf[h] * D, vOff + kvHeadOf[h] * D, shift,
+                        kvStride, D, positions[posOff + r], scale, out, outOff + r * outStride + h * D);
             }
         });
     }
 
-    /** Each thread's scores of one cache block per head, then each head's running maximum and sum. */
-    private static final ThreadLocal<float[][]> SCRATCH = ThreadLocal.withInitial(() -> new float[][] {new float[0]});
-
-    /*
-     * One row's query heads that share KV head g, together: cache block by cache block, each
-     * key row is read once for all of them (their dot products into the thread's scratch) and
-     * each value row once (their weighted sums); per head, one rescale of its running sum and
-     * output if the block raised its maximum, and the block's exponentials in one vector pass
-     * (Simd's polynomial exp, the same in every JIT state). Reading K and V once per group
-     * instead of once per head, and no scalar exp or maximum test per position, made prefill's
-     * attention several times faster. A head's arithmetic is the same whatever the group holds.
-     */
-    private static void group(float[] q, int qo, int heads, int[] kvHeadOf, int g, float[][] table, int ko, int vo,
-                              int shift, int kvStride, int D, int p, float scale, float[] out, int oo) {
+    private static void head(float[] q, int qo, float[][] table, int ko, int vo, int shift, int kvStride, int D, int p,
+                             float scale, float[] out, int oo) {
+        float max = Float.NEGATIVE_INFINITY, sum = 0f;
+        Simd.zero(out, oo, D);
         int blockSize = 1 << shift;
-        float[][] holder = SCRATCH.get();
-        int need = heads * (blockSize + 2);
-        if (holder[0].length < need) holder[0] = new float[need];
-        float[] s = holder[0];
-        int maxAt = heads * blockSize, sumAt = maxAt + heads;
-        for (int h = 0; h < heads; h++) {
-            if (kvHeadOf[h] != g) continue;
-            s[maxAt + h] = Float.NEGATIVE_INFINITY;
-            s[sumAt + h] = 0f;
-            Simd.zero(out, oo + h * D, D);
-        }
         for (int j0 = 0; j0 <= p; j0 += blockSize) {
             float[] block = table[j0 >> shift];
-            int n = Math.min(p - j0 + 1, blockSize);
-            for (int i = 0; i < n; i++) {
-                int k = ko + i * kvStride;
-                for (int h = 0; h < heads; h++) {
-                    if (kvHeadOf[h] == g) s[h * blockSize + i] = Simd.dot(q, qo + h * D, block, k, D) * scale;
+            int end = Math.min(p - j0, blockSize - 1);
+            for (int i = 0; i <= end; i++) {
+                float s = Simd.dot(q, qo, block, ko + i * kvStride, D) * scale;
+                if (s > max) {
+                    float corr = (float) Math.exp(max - s); // 0 on the first position
+                    sum *= corr;
+                    Simd.scale(out, oo, out, oo, D, corr);
+                    max = s;
                 }
-            }
-            for (int h = 0; h < heads; h++) {
-                if (kvHeadOf[h] != g) continue;
-                int so = h * blockSize;
-                float blockMax = Float.NEGATIVE_INFINITY, max = s[maxAt + h];
-                for (int i = 0; i < n; i++) if (s[so + i] > blockMax) blockMax = s[so + i];
-                if (blockMax > max) {
-                    float corr = Simd.exp(max - blockMax); // 0 for the first block
-                    s[sumAt + h] *= corr;
-                    Simd.scale(out, oo + h * D, out, oo + h * D, D, corr);
-                    s[maxAt + h] = max = blockMax;
-                }
-                s[sumAt + h] += Simd.expShiftStore(s, so, s, so, n, max);
-            }
-            for (int i = 0; i < n; i++) {
-                int v = vo + i * kvStride;
-                for (int h = 0; h < heads; h++) {
-                    if (kvHeadOf[h] == g) Simd.axpy(s[h * blockSize + i], block, v, out, oo + h * D, D);
-                }
+                float e = (float) Math.exp(s - max);
+                sum += e;
+                Simd.axpy(e, block, vo + i * kvStride, out, oo, D);
             }
         }
-        for (int h = 0; h < heads; h++) {
-            if (kvHeadOf[h] == g) Simd.scale(out, oo + h * D, out, oo + h * D, D, 1f / s[sumAt + h]);
-        }
+        Simd.scale(out, oo, out, oo, D, 1f / sum);
     }
 }
