@@ -51,15 +51,7 @@ public final class InferenceBenchmarks {
      * experts, routers, head) and the rest (attention over the cache, norms, routing, grouping).
      */
     public record Profile(String model, String selection, double stepMicros, double productMicros,
-                          double prefillMicros, double prefillProductMicros) {
-        public double outsideMicros() {
-            return stepMicros - productMicros;
-        }
-
-        public double prefillOutsideMicros() {
-            return prefillMicros - prefillProductMicros;
-        }
-    }
+                          double prefillMicros, double prefillProductMicros) {}
 
     public InferenceBenchmarks(int prompt, int decode, int warmup, int repeats, Consumer<String> progress) {
         if (prompt < 1 || decode < 1 || warmup < 0 || repeats < 1) {

@@ -10,6 +10,7 @@ import dev.dsmoe.model.ModelPresets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.ToDoubleFunction;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -108,23 +109,26 @@ final class BenchInferCommand implements Callable<Integer> {
                     r.weightBytesPerToken() / 1e6, r.decodeGBPerSecond());
         }
         if (profile) {
-            System.out.println();
-            System.out.println("| model | selection | µs per decoded token | in weight products | outside them | outside share |");
-            System.out.println("|---|---|---:|---:|---:|---:|");
-            for (InferenceBenchmarks.Profile p : b.profiles()) {
-                System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(), p.stepMicros(),
-                        p.productMicros(), p.outsideMicros(), 100 * p.outsideMicros() / p.stepMicros());
-            }
-            System.out.println();
-            System.out.println("| model | selection | µs per prompt token (prefill) | in weight products | outside them | outside share |");
-            System.out.println("|---|---|---:|---:|---:|---:|");
-            for (InferenceBenchmarks.Profile p : b.profiles()) {
-                System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(),
-                        p.prefillMicros(), p.prefillProductMicros(), p.prefillOutsideMicros(),
-                        100 * p.prefillOutsideMicros() / p.prefillMicros());
-            }
+            profileTable(b.profiles(), "µs per decoded token", InferenceBenchmarks.Profile::stepMicros,
+                    InferenceBenchmarks.Profile::productMicros);
+            profileTable(b.profiles(), "µs per prompt token (prefill)", InferenceBenchmarks.Profile::prefillMicros,
+                    InferenceBenchmarks.Profile::prefillProductMicros);
         }
         return 0;
+    }
+
+    /** A profile table: per selection, a token's microseconds, those in the weight products, the rest. */
+    private static void profileTable(List<InferenceBenchmarks.Profile> profiles, String what,
+                                     ToDoubleFunction<InferenceBenchmarks.Profile> all,
+                                     ToDoubleFunction<InferenceBenchmarks.Profile> inProducts) {
+        System.out.println();
+        System.out.println("| model | selection | " + what + " | in weight products | outside them | outside share |");
+        System.out.println("|---|---|---:|---:|---:|---:|");
+        for (InferenceBenchmarks.Profile p : profiles) {
+            double step = all.applyAsDouble(p), products = inProducts.applyAsDouble(p), outside = step - products;
+            System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(), step,
+                    products, outside, 100 * outside / step);
+        }
     }
 
     @picocli.CommandLine.Spec

@@ -166,9 +166,8 @@ final class TrainCommand implements Callable<Integer> {
      * differently). A resumed run takes the saved backend on every rank instead.
      */
     private void agreeOnKernels() {
-        long java = job.isRoot() && ComputeOptions.kernels().equals("java") ? 1 : 0;
-        if (job.broadcast(java) == 1) ComputeOptions.useKernels("java");
-        else if (!job.isRoot()) ComputeOptions.useKernels("blas");
+        boolean java = job.broadcast(job.isRoot() && ComputeOptions.kernels().equals("java") ? 1L : 0L) == 1;
+        if (!job.isRoot()) ComputeOptions.useKernels(java ? "java" : "blas");
     }
 
     /** Joins the MPI job when --dist (or the launcher's environment, with auto) asks for one. */

@@ -93,16 +93,8 @@ public final class Matmul {
 
     /** {@code out[outRow + i] (+)= in[inRow + i] · Wᵀ} for {@code i < rows}. */
     public void forward(TensorView out, int outRow, TensorView in, int inRow, int rows, TensorView w, boolean accumulate) {
-        if (rows == 0 || w.rows == 0) return;
-        float[] x = in.array(), y = out.array();
-        int xOff = in.rowOff(inRow), yOff = out.rowOff(outRow);
         long t0 = tic();
-        if (rows <= matVecMaxRows) {
-            if (in.ld != w.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
-            w.matVec(x, xOff, rows, y, yOff, out.ld, accumulate);
-        } else {
-            w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, accumulate ? 1f : 0f);
-        }
+        product(out, outRow, in, inRow, rows, w, accumulate);
         toc(t0);
     }
 
@@ -163,7 +155,7 @@ public final class Matmul {
         long t0 = tic();
         int threads = Math.min(Parallel.threads(), n);
         if (threads == 1) {
-            for (int i = 0; i < n; i++) product(out, start[i], in, start[i], count[i], w.expert(expert[i]));
+            for (int i = 0; i < n; i++) product(out, start[i], in, start[i], count[i], w.expert(expert[i]), false);
         } else {
             if (workers.length < threads) {
                 workers = new Matmul[threads];
@@ -180,7 +172,7 @@ public final class Matmul {
                     long seen = 0;
                     for (int i = 0; i < n; i++) {
                         if (seen * groups >= all * g && seen * groups < all * (g + 1)) {
-                            mm.product(out, start[i], in, start[i], count[i], w.expert(expert[i]));
+                            mm.product(out, start[i], in, start[i], count[i], w.expert(expert[i]), false);
                         }
                         seen += count[i];
                     }
@@ -190,15 +182,16 @@ public final class Matmul {
         toc(t0);
     }
 
-    /** {@link #forward} without the timing (called on worker threads by {@link #runs}). */
-    private void product(TensorView out, int row, TensorView in, int inRow, int rows, TensorView w) {
+    /** {@link #forward} without the timing (also called on worker threads by {@link #runs}). */
+    private void product(TensorView out, int outRow, TensorView in, int inRow, int rows, TensorView w, boolean accumulate) {
         if (rows == 0 || w.rows == 0) return;
         float[] x = in.array(), y = out.array();
-        int xOff = in.rowOff(inRow), yOff = out.rowOff(row);
+        int xOff = in.rowOff(inRow), yOff = out.rowOff(outRow);
         if (rows <= matVecMaxRows) {
-            w.matVec(x, xOff, rows, y, yOff, out.ld, false);
+            if (in.ld != w.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
+            w.matVec(x, xOff, rows, y, yOff, out.ld, accumulate);
         } else {
-            w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, 0f);
+            w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, accumulate ? 1f : 0f);
         }
     }
 
