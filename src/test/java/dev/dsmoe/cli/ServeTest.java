@@ -405,7 +405,7 @@ class ServeTest {
                     + "strategy top-k:2.*max batch 4.*").matcher(ready);
             assertTrue(m.find(), ready);
             String b = "http://127.0.0.1:" + m.group(1);
-            HttpResponse<String> r = post(b, "/v1/completions", "{\"model\":\"m1\",\"prompt\":\"class\",\"max_tokens\":3}", null);
+            HttpResponse<String> r = post(b, "/v1/completions", "{\"model\":\"m1\",\"prompt\":\"class\",\"max_tokens\":3,\"ignore_eos\":true}", null);
             assertEquals(200, r.statusCode(), r.body());
             p.destroy(); // SIGTERM
             assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the server stops");
