@@ -325,9 +325,9 @@ public final class Bf16Tensor extends TensorView {
         a1.intoArray(sums, L);
         a2.intoArray(sums, 2 * L);
         a3.intoArray(sums, 3 * L);
-        MatVec.tileLaneSums(sums);
-        finish1(w, off, c, cols, x, xo, y, yo, acc, nr, MatVec.tileSum(sums, 0), MatVec.tileSum(sums, 1), MatVec.tileSum(sums, 2),
-                MatVec.tileSum(sums, 3));
+        MatVec.tileLaneSums4(sums);
+        finish1(w, off, c, cols, x, xo, y, yo, acc, nr, MatVec.tileSum4(sums, 0), MatVec.tileSum4(sums, 1), MatVec.tileSum4(sums, 2),
+                MatVec.tileSum4(sums, 3));
     }
 
     // tile1's end: each of its nr rows' scalar tail and store, as the single-row kernel's.

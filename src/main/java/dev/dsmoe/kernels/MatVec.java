@@ -313,6 +313,60 @@ public final class MatVec {
         return sums[SUM_AT[k]];
     }
 
+    /** Where {@link #tileLaneSums4} leaves accumulator k's sum ({@code k < 4}). */
+    private static final int[] SUM4_AT = sum4Positions();
+
+    private static int[] sum4Positions() {
+        float[] s = new float[TILE_ACCUMULATORS * L];
+        for (int k = 0; k < 4; k++) java.util.Arrays.fill(s, k * L, (k + 1) * L, k + 1);
+        tileLaneSums4(s);
+        int[] at = new int[4];
+        for (int k = 0; k < 4; k++) {
+            int q = 0;
+            while (s[q] != (k + 1) * L) q++;
+            at[k] = q;
+        }
+        return at;
+    }
+
+    /**
+     * {@link #tileLaneSums} for a tile of one input row: only accumulators 0 to 3, each with
+     * {@link Simd#addLanes}'s bits (accumulator k's sum at {@link #tileSum4}{@code (sums, k)}).
+     * The interleaved levels run while there are pairs of vectors; the last levels add each lane
+     * to its partner in the one vector left. On short weight rows (an expert's 128 or 256
+     * columns) the 16-accumulator reduction cost about as much as the dot products themselves.
+     */
+    static void tileLaneSums4(float[] s) {
+        if (!TRANSPOSED) {
+            for (int k = 0; k < 4; k++) s[k] = Simd.addLanes(FloatVector.fromArray(F, s, k * L));
+            return;
+        }
+        if (L == 4) { // 4 accumulators fill one vector: two pair levels, as tileLaneSums
+            for (int p = 0; p < 2; p++) {
+                FloatVector a = FloatVector.fromArray(F, s, 2 * p * L), b = FloatVector.fromArray(F, s, (2 * p + 1) * L);
+                a.blend(b, BIT_2).add(b.blend(a, BIT_2).rearrange(XOR_2)).intoArray(s, p * L);
+            }
+            FloatVector a = FloatVector.fromArray(F, s, 0), b = FloatVector.fromArray(F, s, L);
+            a.blend(b, BIT_1).add(b.blend(a, BIT_1).rearrange(XOR_1)).intoArray(s, 0);
+            return;
+        }
+        // L = 8 or 16: two pair levels (lane distance L/2, then L/4) leave one vector
+        VectorShuffle<Float> x1 = L == 16 ? XOR_8 : XOR_4, x2 = L == 16 ? XOR_4 : XOR_2;
+        VectorMask<Float> b1 = L == 16 ? BIT_8 : BIT_4, b2 = L == 16 ? BIT_4 : BIT_2;
+        FloatVector a0 = FloatVector.fromArray(F, s, 0), a1 = FloatVector.fromArray(F, s, L),
+                a2 = FloatVector.fromArray(F, s, 2 * L), a3 = FloatVector.fromArray(F, s, 3 * L);
+        FloatVector c0 = a0.blend(a1, b1).add(a1.blend(a0, b1).rearrange(x1));
+        FloatVector c1 = a2.blend(a3, b1).add(a3.blend(a2, b1).rearrange(x1));
+        FloatVector v = c0.blend(c1, b2).add(c1.blend(c0, b2).rearrange(x2));
+        if (L == 16) v = v.add(v.rearrange(XOR_2));
+        v.add(v.rearrange(XOR_1)).intoArray(s, 0);
+    }
+
+    /** Accumulator k's lane sum after {@link #tileLaneSums4}. */
+    static float tileSum4(float[] sums, int k) {
+        return sums[SUM4_AT[k]];
+    }
+
     // The store at the end of every format's row kernel: one weight row's sums for up to four input rows.
     static void store(float[] y, int yo, int ldy, int mb, boolean acc,
                       float t0, float t1, float t2, float t3) {

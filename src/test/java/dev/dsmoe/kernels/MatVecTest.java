@@ -166,6 +166,26 @@ class MatVecTest {
         }
     }
 
+    /** The tiles' lane sums (16 accumulators, or the first 4 for one input row) have {@link Simd#addLanes}'s bits. */
+    @Test
+    void tileLaneSumsHaveAddLanesBits() {
+        var f = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int lanes = f.length();
+        SplittableRandom rnd = new SplittableRandom(7);
+        for (int trial = 0; trial < 200; trial++) {
+            float[] acc = new float[MatVec.TILE_ACCUMULATORS * lanes];
+            for (int i = 0; i < acc.length; i++) acc[i] = (float) ((rnd.nextDouble() * 2 - 1) * Math.pow(10, rnd.nextInt(-3, 4)));
+            float[] all = acc.clone(), four = acc.clone();
+            MatVec.tileLaneSums(all);
+            MatVec.tileLaneSums4(four);
+            for (int k = 0; k < MatVec.TILE_ACCUMULATORS; k++) {
+                float want = Simd.addLanes(jdk.incubator.vector.FloatVector.fromArray(f, acc, k * lanes));
+                assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(MatVec.tileSum(all, k)), "accumulator " + k);
+                if (k < 4) assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(MatVec.tileSum4(four, k)), "of 4: " + k);
+            }
+        }
+    }
+
     @Test
     void bf16RoundsToNearestEven() {
         SplittableRandom rnd = new SplittableRandom(42);
