@@ -198,7 +198,7 @@ public final class Bf16Tensor extends TensorView {
             int nr = Math.min(MatVec.TILE_ROWS, r1 - r), i = 0;
             long off = wOff + 2L * r * cols;
             for (; i + 4 <= m; i += 4) tile(w, off, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, ldy, acc, sums);
-            for (; i < m; i++) tile1(w, off, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, acc);
+            for (; i < m; i++) tile1(w, off, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, acc, sums);
         }
     }
 
@@ -303,7 +303,7 @@ public final class Bf16Tensor extends TensorView {
 
     // 4 weight rows x 1 input row: 4 accumulators, their lane sums taken here.
     private static void tile1(MemorySegment w, long off, int nr, int cols, float[] x, int xo, float[] y, int yo,
-                              boolean acc) {
+                              boolean acc, float[] sums) {
         long o0 = off, o1 = tileRow(off, 1, nr, cols), o2 = tileRow(off, 2, nr, cols), o3 = tileRow(off, 3, nr, cols);
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         int c = 0;
@@ -320,7 +320,6 @@ public final class Bf16Tensor extends TensorView {
                     .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
         }
         // lane sums through the thread's scratch, as in tile (see Q8Tensor.tile1: addLanes calls here may not be inlined)
-        float[] sums = MatVec.tileSums();
         a0.intoArray(sums, 0);
         a1.intoArray(sums, L);
         a2.intoArray(sums, 2 * L);

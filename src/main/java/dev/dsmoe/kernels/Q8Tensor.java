@@ -323,7 +323,7 @@ public final class Q8Tensor extends TensorView {
             for (; i + 4 <= m; i += 4) {
                 tile(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, ldy, acc, sums);
             }
-            for (; i < m; i++) tile1(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, acc);
+            for (; i < m; i++) tile1(w, off, soff, sRow, nr, cols, x, xOff + i * cols, y, yOff + i * ldy + r, acc, sums);
         }
     }
 
@@ -430,7 +430,7 @@ public final class Q8Tensor extends TensorView {
 
     // 4 weight rows x 1 input row: 4 accumulators, their lane sums taken here.
     private static void tile1(MemorySegment w, long off, long soff, long sRow, int nr, int cols, float[] x, int xo,
-                              float[] y, int yo, boolean acc) {
+                              float[] y, int yo, boolean acc, float[] sums) {
         long o0 = off, o1 = tileRow(off, 1, nr, cols), o2 = tileRow(off, 2, nr, cols), o3 = tileRow(off, 3, nr, cols);
         long s0 = soff, s1 = tileRow(soff, 1, nr, sRow), s2 = tileRow(soff, 2, nr, sRow), s3 = tileRow(soff, 3, nr, sRow);
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
@@ -449,7 +449,6 @@ public final class Q8Tensor extends TensorView {
         }
         // lane sums through the thread's scratch, as in tile: with the widening, four addLanes calls
         // here made the method too large for C2 to inline them, and their vectors were boxed
-        float[] sums = MatVec.tileSums();
         a0.intoArray(sums, 0);
         a1.intoArray(sums, L);
         a2.intoArray(sums, 2 * L);
