@@ -91,12 +91,12 @@ public final class Bf16Tensor extends TensorView {
     }
 
     /**
-     * Unpacks {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch (rows in
+     * Unpacks {@link Matmul#unpackRows} weight rows at a time into the fp32 scratch (rows in
      * parallel, vectorized), one product per block.
      */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
-        int block = Math.min(rows, Matmul.UNPACK_ROWS);
+        int block = Matmul.unpackRows(rows, cols);
         float[] scratch = mm.scratch(block * cols);
         MemorySegment w = segment;
         long wOff = byteOffset;

@@ -203,13 +203,13 @@ public final class Q8Tensor extends TensorView {
     }
 
     /**
-     * Dequantizes {@link Matmul#UNPACK_ROWS} weight rows at a time into the fp32 scratch (rows in
+     * Dequantizes {@link Matmul#unpackRows} weight rows at a time into the fp32 scratch (rows in
      * parallel, vectorized: scalar and on one thread it took a third of a 1B q8_0 prefill), one
      * product per block.
      */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
-        int block = Math.min(rows, Matmul.UNPACK_ROWS);
+        int block = Matmul.unpackRows(rows, cols);
         float[] scratch = mm.scratch(block * cols);
         MemorySegment w = segment;
         long nb = blocks(cols), wOff = byteOffset, sOff = scaleOffset;
