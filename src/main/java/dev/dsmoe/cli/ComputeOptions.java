@@ -1,10 +1,10 @@
 package dev.dsmoe.cli;
 
+import dev.dsmoe.io.AtomicFiles;
 import dev.dsmoe.kernels.Kernels;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Parallel;
 import dev.dsmoe.train.TrainerState;
-import dev.dsmoe.io.AtomicFiles;
 import java.io.IOException;
 import java.io.StringWriter;
 import java.nio.file.Files;

@@ -151,6 +151,16 @@ public final class InferenceModel implements AutoCloseable {
      * matrix it multiplies by ({@code [rows, cols]} of every product an engine makes; the router
      * shapes are counted even without routers, a small overestimate).
      */
+    static long gemmScratchFloats(ModelConfig c, MatVec.DType dtype) {
+        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
+        long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
+        long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
+                {experts, d}};
+        long most = 0;
+        for (long[] s : shapes) most = Math.max(most, dtype.gemmScratchFloats(s[0], s[1]));
+        return most;
+    }
+
     /**
      * The GEMM scratch of one expert product (the largest expert weight's), which each worker
      * thread of {@link dev.dsmoe.kernels.Matmul#runs} holds; 0 for a model without experts.
@@ -160,16 +170,6 @@ public final class InferenceModel implements AutoCloseable {
         long most = 0;
         if (c.nAtt() > 1) most = Math.max(dtype.gemmScratchFloats(headW, d), dtype.gemmScratchFloats(d, headW));
         if (c.nFfd() > 1) most = Math.max(most, Math.max(dtype.gemmScratchFloats(ffd, d), dtype.gemmScratchFloats(d, ffd)));
-        return most;
-    }
-
-    static long gemmScratchFloats(ModelConfig c, MatVec.DType dtype) {
-        long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
-        long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
-        long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
-                {experts, d}};
-        long most = 0;
-        for (long[] s : shapes) most = Math.max(most, dtype.gemmScratchFloats(s[0], s[1]));
         return most;
     }
 

@@ -313,9 +313,8 @@ public final class Q8Tensor extends TensorView {
             return;
         }
         float[] sums = MatVec.tileSums();
-        int q = (r1 - r0) / MatVec.TILE_ROWS, rest = r0 + q * MatVec.TILE_ROWS;
-        for (int k = 0, tiles = q + (rest < r1 ? 1 : 0); k < tiles; k++) {
-            int r = k < q ? r0 + k : rest, nr = k < q ? MatVec.TILE_ROWS : r1 - rest, step = k < q ? q : 1, i = 0;
+        for (int k = 0, tiles = MatVec.tiles(r0, r1); k < tiles; k++) { // spaced rows: MatVec.tiles says why
+            int r = MatVec.tileStart(r0, r1, k), nr = MatVec.tileSize(r0, r1, k), step = MatVec.tileStep(r0, r1, k), i = 0;
             long off = wOff + (long) r * cols, soff = sOff + r * sRow;
             for (; i + 4 <= m; i += 4) {
                 tile(w, off, soff, sRow, nr, step, cols, x, xOff + i * cols, y, yOff + i * ldy + r, ldy, acc, sums);
@@ -349,14 +348,6 @@ public final class Q8Tensor extends TensorView {
      * rows reads its last row again in place of the missing ones and stores only its nr rows.
      * The input count is fixed per method (4 or 1), not a branch in the loop: a loop whose
      * accumulators are updated under a branch both taken and not taken boxed its vectors.
-     */
-
-    /*
-     * A range of weight rows goes in tiles of 4 rows a quarter of the range apart (rows r0 + k,
-     * + q, + 2q, + 3q for k < q = n/4), then one tile of the last n mod 4 rows: a thread reads
-     * its weight as four long sequential streams, which the hardware prefetchers follow; tiles of
-     * 4 adjacent rows started four short streams per tile (on rows of 2048 int8 weights, 1.2 to
-     * 1.7 times slower). Which rows share a tile changes no output's bits.
      */
 
     /** Byte offset of tile row j's quants (stride step·cols) or scales (stride step·sRow): row min(j, nr-1) of the tile at off. */
