@@ -266,7 +266,7 @@ public final class Engine {
      * and the RoPE tables. The model's weights are not included ({@link InferenceModel#footprint}).
      */
     public static Footprint footprint(ModelConfig c, MatVec.DType dtype, int contextLength, int chunk) {
-        return footprint(c, dtype, contextLength, stepTokens(chunk, contextLength), singleSequenceBlocks(c, contextLength));
+        return footprint(c, dtype, contextLength, stepTokens(chunk, contextLength), singleSequenceBlocks(c, contextLength), false);
     }
 
     /** A single sequence's step holds at most its context: a chunk beyond it would only cost memory. */
@@ -276,13 +276,19 @@ public final class Engine {
 
     /** The same for {@link #batched}{@code (model, maxTokens, contextLength, kvBlocks)}, its KV cache all allocated. */
     public static Footprint footprint(ModelConfig c, MatVec.DType dtype, int contextLength, int maxTokens, int kvBlocks) {
+        return footprint(c, dtype, contextLength, maxTokens, kvBlocks, true);
+    }
+
+    private static Footprint footprint(ModelConfig c, MatVec.DType dtype, int contextLength, int maxTokens, int kvBlocks,
+                                       boolean batched) {
         ArrayAllocator a = ArrayAllocator.counting();
         try {
             new Engine(null, c, contextLength, maxTokens, kvBlocks, a);
             a.floats(maxTokens, c.vocabSize()); // the logits of a step that asks for more than one row
             a.floats(InferenceModel.gemmScratchFloats(c, dtype));
             if (Parallel.threads() > 1) { // expert products spread over the threads, each with its own scratch
-                for (int t = 0; t < Parallel.threads(); t++) a.floats(InferenceModel.expertGemmScratchFloats(c, dtype));
+                long each = InferenceModel.expertGemmScratchFloats(c, dtype, batched);
+                for (int t = 0; t < Parallel.threads(); t++) a.floats(each);
             }
             a.longs(2, c.numLayers()); // the single-sequence API's sequence: its statistics
         } catch (ArithmeticException e) {

@@ -163,13 +163,18 @@ public final class InferenceModel implements AutoCloseable {
 
     /**
      * The GEMM scratch of one expert product (the largest expert weight's), which each worker
-     * thread of {@link dev.dsmoe.kernels.Matmul#runs} holds; 0 for a model without experts.
+     * thread of {@link dev.dsmoe.kernels.Matmul#runs} holds. {@code Matmul.runs} spreads a step's
+     * runs over the workers when there are several: a layer of several experts gives several
+     * alone, a layer of one expert (Dense's MLP, a one-expert attention) only with several
+     * sequences in the step ({@code batched}); 0 when no layer can.
      */
-    static long expertGemmScratchFloats(ModelConfig c, MatVec.DType dtype) {
+    static long expertGemmScratchFloats(ModelConfig c, MatVec.DType dtype, boolean batched) {
         long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), ffd = c.dFfd();
         long most = 0;
-        if (c.nAtt() > 1) most = Math.max(dtype.gemmScratchFloats(headW, d), dtype.gemmScratchFloats(d, headW));
-        if (c.nFfd() > 1) most = Math.max(most, Math.max(dtype.gemmScratchFloats(ffd, d), dtype.gemmScratchFloats(d, ffd)));
+        if (batched || c.nAtt() > 1) most = Math.max(dtype.gemmScratchFloats(headW, d), dtype.gemmScratchFloats(d, headW));
+        if (batched || c.nFfd() > 1) {
+            most = Math.max(most, Math.max(dtype.gemmScratchFloats(ffd, d), dtype.gemmScratchFloats(d, ffd)));
+        }
         return most;
     }
 
