@@ -86,6 +86,16 @@ public final class Engine {
      * holds for any value.
      */
     static final int EXPERT_SMALL = Integer.getInteger("dsmoe.expertMatVecRows", SMALL);
+    /**
+     * Pieces up to this many tokens (decode, short prompt chunks) have a mixture's output
+     * products summed straight into their residual rows ({@link Matmul#pieceSums}): one
+     * accumulator per output over all of a token's experts, where a row per expert, then the
+     * scatter-add, read expert rows of 128 (MoA) or 256 (MLP) weights each ending in its own lane
+     * sum and store. Every such piece goes through the mat-vec anyway (at most {@link #SMALL}
+     * tokens, no run above {@link #EXPERT_SMALL} rows), and whether a token's pieces are summed
+     * so depends on its own piece's length only: batch invariance holds.
+     */
+    private static final int FUSED = Math.min(SMALL, EXPERT_SMALL);
 
     private final InferenceModel model;
     private final ModelConfig c;
@@ -105,7 +115,8 @@ public final class Engine {
     /** The routers' hidden layer, logits and probabilities, at the attention and the MLP router's width (one memory). */
     private final Routing.Buffers attRouting, mlpRouting;
     private final float[] gates, seqGates;
-    private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert, runStart, runCount, runExpert;
+    private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert, runStart, runCount, runExpert,
+            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot;
     /** Each grouped attention row's block table (its sequence's). */
     private final float[][][] rowTables;
     private final ExpertGroups attGroups, mlpGroups;
@@ -226,6 +237,11 @@ public final class Engine {
         runStart = a.ints(slots);
         runCount = a.ints(slots);
         runExpert = a.ints(slots);
+        pieceRow = a.ints(slots);
+        pieceExpert = a.ints(slots);
+        pieceSlot = a.ints(slots);
+        slotRow = a.ints(maxTokens);
+        tokSlot = a.ints(maxTokens);
         tokenBuffer = a.ints(1);
         tokPos = a.ints(maxTokens);
         tokEntry = a.ints(maxTokens);
@@ -644,8 +660,7 @@ public final class Engine {
         CachedAttention.forward(q.array(), 0, headW, rows, nHead, kvHeadOf, rowTables, kv.keyOffset(l), kv.valueOffset(l),
                 kv.blockSize(), kvW, dAtt, rowPos, 0, att.array(), 0, headW);
         Gating.scaleRows(att, attGroups, gates);
-        expertProducts(out, att, w.oProj(), attGroups);
-        Gating.addRows(out, attGroups, x);
+        outputProducts(att, w.oProj(), attGroups);
 
         // Mixture of MLP experts.
         RmsNorm.forward(x, w.postAttnNorm(), ln, null, T, eps);
@@ -654,8 +669,7 @@ public final class Engine {
         expertProducts(hidden, in, w.upProj(), mlpGroups);
         Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
         Gating.scaleRows(hidden, mlpGroups, gates);
-        expertProducts(out, hidden, w.downProj(), mlpGroups);
-        Gating.addRows(out, mlpGroups, x);
+        outputProducts(hidden, w.downProj(), mlpGroups);
         Arrays.fill(rowTables, 0, rows, null);
     }
 
@@ -697,6 +711,11 @@ public final class Engine {
      * {@link #EXPERT_SMALL} rows of one entry alone (GEMM), all the other runs in one mat-vec pass.
      */
     private void expertProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g) {
+        expertProducts(dst, src, w, g, null);
+    }
+
+    /** {@link #expertProducts} leaving out the rows of tokens t with {@code skip[t] >= 0} (null: none). */
+    private void expertProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g, int[] skip) {
         int n = 0, runs = 0;
         for (int e = 0; e < g.experts(); e++) {
             int r = g.start(e), end = r + g.count(e);
@@ -704,7 +723,9 @@ public final class Engine {
                 int entry = tokEntry[g.token(r)], r1 = r + 1;
                 while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
                 int cnt = r1 - r;
-                if (cnt > EXPERT_SMALL) {
+                if (skip != null && skip[g.token(r)] >= 0) {
+                    // an entry's tokens are all skipped or none
+                } else if (cnt > EXPERT_SMALL) {
                     runStart[runs] = r;
                     runCount[runs] = cnt;
                     runExpert[runs] = e;
@@ -722,6 +743,42 @@ public final class Engine {
         }
         mm.runs(dst, src, w, runs, runStart, runCount, runExpert);
         mmVec.segments(dst, src, w, n, segStart, segCount, segExpert);
+    }
+
+    /**
+     * A mixture's output products {@code src[r] · W_{expert(r)}ᵀ} (inputs already gated) added
+     * into their tokens' residual rows {@code x}, each token's in ascending expert order. In a
+     * layer with several experts the tokens of pieces of at most {@link #FUSED} tokens get them
+     * summed in one accumulator per output ({@link Matmul#pieceSums}); the other tokens (prompt
+     * chunks, and every token of a one-expert layer) get a row per expert in {@code out}
+     * ({@link #expertProducts}), then the scatter-add ({@link Gating#addRows}).
+     */
+    private void outputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
+        int slots = 0, n = 0;
+        if (g.experts() > 1) {
+            for (int i = 0; i < entries; i++) {
+                boolean fused = eLen[i] <= FUSED;
+                for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
+                    tokSlot[t] = fused ? slots : -1;
+                    if (fused) slotRow[slots++] = t;
+                }
+            }
+            for (int e = 0; slots > 0 && e < g.experts(); e++) {
+                for (int r = g.start(e); r < g.start(e) + g.count(e); r++) {
+                    int s = tokSlot[g.token(r)];
+                    if (s < 0) continue;
+                    pieceRow[n] = r;
+                    pieceExpert[n] = e;
+                    pieceSlot[n++] = s;
+                }
+            }
+        }
+        int[] skip = slots > 0 ? tokSlot : null;
+        if (slots < stepTokens || g.experts() == 1) {
+            expertProducts(out, src, w, g, skip);
+            Gating.addRows(out, g, x, skip);
+        }
+        if (n > 0) mmVec.pieceSums(x, src, w, n, pieceRow, pieceExpert, pieceSlot, slots, slotRow);
     }
 
     /**

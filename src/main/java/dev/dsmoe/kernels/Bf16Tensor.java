@@ -179,6 +179,144 @@ public final class Bf16Tensor extends TensorView {
         });
     }
 
+    @Override
+    void pieceSumRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert, int[] slot,
+                      int slots, int[] outRow, int rows, long stride) {
+        MemorySegment w = segment;
+        long wOff = byteOffset;
+        int cols = this.cols;
+        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+            int block = MatVec.PIECE_BLOCK, stride4 = block / 4 * MatVec.PIECE_FLOATS; // slot s's tiles from s·stride4
+            float[] acc = MatVec.pieceAccumulators(slots * block / 4);
+            for (int b0 = r0; b0 < r1; b0 += block) { // MatVec.PIECE_BLOCK says why blocks, and spaced tiles in them
+                int b1 = Math.min(r1, b0 + block), tiles = MatVec.tiles(b0, b1);
+                MatVec.clearPieces(acc, slots * block / 4);
+                for (int p = 0; p < n; ) {
+                    int q = MatVec.pieceGroupEnd(expert, p, n);
+                    for (int k = 0; k < tiles; k++) {
+                        int r = MatVec.tileStart(b0, b1, k), nr = MatVec.tileSize(b0, b1, k), step = MatVec.tileStep(b0, b1, k),
+                                at = k * MatVec.PIECE_FLOATS;
+                        long off = wOff + expert[p] * stride + 2L * r * cols;
+                        if (q - p == 4) {
+                            piece4(w, off, nr, step, cols, x, xOff + inRow[p] * cols, xOff + inRow[p + 1] * cols,
+                                    xOff + inRow[p + 2] * cols, xOff + inRow[p + 3] * cols, acc, slot[p] * stride4 + at,
+                                    slot[p + 1] * stride4 + at, slot[p + 2] * stride4 + at, slot[p + 3] * stride4 + at);
+                        } else {
+                            for (int i = p; i < q; i++) piece1(w, off, nr, step, cols, x, xOff + inRow[i] * cols, acc, slot[i] * stride4 + at);
+                        }
+                    }
+                    p = q;
+                }
+                for (int k = 0; k < tiles; k++) {
+                    MatVec.addPieceSums(acc, k * MatVec.PIECE_FLOATS, stride4, slots, y, yOff, ldy, outRow, MatVec.tileStart(b0, b1, k),
+                            MatVec.tileSize(b0, b1, k), MatVec.tileStep(b0, b1, k));
+                }
+            }
+        });
+    }
+
+    // A piece's tile of 4 weight rows into its slot's accumulators for the tile (loaded from and stored to the scratch at ao).
+    private static void piece1(MemorySegment w, long off, int nr, int step, int cols, float[] x, int xo, float[] acc, int ao) {
+        long o0 = off, o1 = tileRow(off, 1, nr, step, cols), o2 = tileRow(off, 2, nr, step, cols), o3 = tileRow(off, 3, nr, step, cols);
+        FloatVector a0 = FloatVector.fromArray(F, acc, ao), a1 = FloatVector.fromArray(F, acc, ao + L),
+                a2 = FloatVector.fromArray(F, acc, ao + 2 * L), a3 = FloatVector.fromArray(F, acc, ao + 3 * L);
+        int c = 0;
+        for (int bound = F.loopBound(cols); c < bound; c += L) {
+            long b = 2L * c;
+            FloatVector xv = FloatVector.fromArray(F, x, xo + c);
+            a0 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+            a1 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
+            a2 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a2);
+            a3 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
+        }
+        a0.intoArray(acc, ao);
+        a1.intoArray(acc, ao + L);
+        a2.intoArray(acc, ao + 2 * L);
+        a3.intoArray(acc, ao + 3 * L);
+        if (c < cols) pieceTail(w, off, nr, step, c, cols, x, xo, acc, ao);
+    }
+
+    // Four pieces of one expert (four slots) over the same 4 weight rows: each weight vector loaded once for the four.
+    private static void piece4(MemorySegment w, long off, int nr, int step, int cols, float[] x, int x0, int x1, int x2,
+                               int x3, float[] acc, int b0, int b1, int b2, int b3) {
+        long o0 = off, o1 = tileRow(off, 1, nr, step, cols), o2 = tileRow(off, 2, nr, step, cols), o3 = tileRow(off, 3, nr, step, cols);
+        FloatVector a00 = FloatVector.fromArray(F, acc, b0), a01 = FloatVector.fromArray(F, acc, b0 + L),
+                a02 = FloatVector.fromArray(F, acc, b0 + 2 * L), a03 = FloatVector.fromArray(F, acc, b0 + 3 * L),
+                a10 = FloatVector.fromArray(F, acc, b1), a11 = FloatVector.fromArray(F, acc, b1 + L),
+                a12 = FloatVector.fromArray(F, acc, b1 + 2 * L), a13 = FloatVector.fromArray(F, acc, b1 + 3 * L),
+                a20 = FloatVector.fromArray(F, acc, b2), a21 = FloatVector.fromArray(F, acc, b2 + L),
+                a22 = FloatVector.fromArray(F, acc, b2 + 2 * L), a23 = FloatVector.fromArray(F, acc, b2 + 3 * L),
+                a30 = FloatVector.fromArray(F, acc, b3), a31 = FloatVector.fromArray(F, acc, b3 + L),
+                a32 = FloatVector.fromArray(F, acc, b3 + 2 * L), a33 = FloatVector.fromArray(F, acc, b3 + 3 * L);
+        int c = 0;
+        for (int bound = F.loopBound(cols); c < bound; c += L) {
+            long b = 2L * c;
+            FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), w1 = ((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(),
+                    w2 = ((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), w3 = ((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector xv = FloatVector.fromArray(F, x, x0 + c);
+            a00 = xv.fma(w0, a00);
+            a01 = xv.fma(w1, a01);
+            a02 = xv.fma(w2, a02);
+            a03 = xv.fma(w3, a03);
+            xv = FloatVector.fromArray(F, x, x1 + c);
+            a10 = xv.fma(w0, a10);
+            a11 = xv.fma(w1, a11);
+            a12 = xv.fma(w2, a12);
+            a13 = xv.fma(w3, a13);
+            xv = FloatVector.fromArray(F, x, x2 + c);
+            a20 = xv.fma(w0, a20);
+            a21 = xv.fma(w1, a21);
+            a22 = xv.fma(w2, a22);
+            a23 = xv.fma(w3, a23);
+            xv = FloatVector.fromArray(F, x, x3 + c);
+            a30 = xv.fma(w0, a30);
+            a31 = xv.fma(w1, a31);
+            a32 = xv.fma(w2, a32);
+            a33 = xv.fma(w3, a33);
+        }
+        a00.intoArray(acc, b0);
+        a01.intoArray(acc, b0 + L);
+        a02.intoArray(acc, b0 + 2 * L);
+        a03.intoArray(acc, b0 + 3 * L);
+        a10.intoArray(acc, b1);
+        a11.intoArray(acc, b1 + L);
+        a12.intoArray(acc, b1 + 2 * L);
+        a13.intoArray(acc, b1 + 3 * L);
+        a20.intoArray(acc, b2);
+        a21.intoArray(acc, b2 + L);
+        a22.intoArray(acc, b2 + 2 * L);
+        a23.intoArray(acc, b2 + 3 * L);
+        a30.intoArray(acc, b3);
+        a31.intoArray(acc, b3 + L);
+        a32.intoArray(acc, b3 + 2 * L);
+        a33.intoArray(acc, b3 + 3 * L);
+        if (c < cols) {
+            pieceTail(w, off, nr, step, c, cols, x, x0, acc, b0);
+            pieceTail(w, off, nr, step, c, cols, x, x1, acc, b1);
+            pieceTail(w, off, nr, step, c, cols, x, x2, acc, b2);
+            pieceTail(w, off, nr, step, c, cols, x, x3, acc, b3);
+        }
+    }
+
+    // The columns past the last lane block of a piece's rows, into the slot's tail sums.
+    private static void pieceTail(MemorySegment w, long off, int nr, int step, int c, int cols, float[] x, int xo, float[] acc,
+                                  int ao) {
+        for (int j = 0; j < nr; j++) {
+            long o = off + 2L * j * step * cols;
+            float t = acc[ao + 4 * L + j];
+            for (int i = c; i < cols; i++) t += Bf16.toFloat(w.get(BF16, o + 2L * i)) * x[xo + i];
+            acc[ao + 4 * L + j] = t;
+        }
+    }
+
     /**
      * Weight rows {@code [r0, r1)} (row r at byte {@code wOff + 2·r·cols}) against m input rows,
      * in tiles of 4 weight rows: each tile's rows read once from memory for all m inputs (from

@@ -400,6 +400,65 @@ public final class MatVec {
         return sums[SUM4_AT[k]];
     }
 
+    /*
+     * Piece sums (TensorView.matVecPieceSums): each slot's accumulators for each tile of 4 weight
+     * rows of the block being summed live in the thread's scratch between pieces: 4 lane vectors,
+     * then 4 scalars for the column tails, PIECE_FLOATS floats a tile.
+     */
+
+    /**
+     * Output rows a thread sums all pieces over before its next rows, in spaced tiles
+     * ({@link #tiles}) over the block. Each piece then reads its expert's rows of the block as
+     * four sequential streams of 64 rows, one expert after the other; tiles of adjacent rows
+     * across the whole range (one stream per expert, all experts at once) read at half the speed,
+     * and blocks of 64 rows were slower on dsmoe-1b's shapes (bench: PieceProbe, session 8).
+     * The accumulators take {@code slots · PIECE_BLOCK/4 · PIECE_FLOATS} floats of scratch.
+     */
+    static final int PIECE_BLOCK = 256;
+
+    /** Floats of one slot's piece accumulators: 4 lane vectors and a vector's room for 4 tail sums. */
+    static final int PIECE_FLOATS = 5 * L;
+
+    private static final ThreadLocal<float[][]> PIECES = ThreadLocal.withInitial(() -> new float[][] {new float[0]});
+
+    /** The calling thread's accumulators for {@code tiles} tiles (tile i from {@code i·PIECE_FLOATS}), zeroed by {@link #clearPieces}. */
+    static float[] pieceAccumulators(int tiles) {
+        float[][] holder = PIECES.get();
+        if (holder[0].length < tiles * PIECE_FLOATS) holder[0] = new float[tiles * PIECE_FLOATS];
+        return holder[0];
+    }
+
+    /** Zeroes the first {@code tiles} tiles' accumulators (a new block). */
+    static void clearPieces(float[] acc, int tiles) {
+        java.util.Arrays.fill(acc, 0, tiles * PIECE_FLOATS, 0f);
+    }
+
+    /**
+     * A tile's end: each slot's 4 lane accumulators for it (slot s's at {@code first + s·slotStride})
+     * summed ({@link #tileLaneSums4}: addLanes's bits), its tail sums added, and the total added to
+     * the slot's output row: {@code y[yOff + outRow[s]·ldy + r + j·step] += sum} for the tile's {@code nr} rows.
+     */
+    static void addPieceSums(float[] acc, int first, int slotStride, int slots, float[] y, int yOff, int ldy, int[] outRow, int r, int nr, int step) {
+        float[] sums = tileSums();
+        for (int s = 0; s < slots; s++) {
+            int a = first + s * slotStride;
+            System.arraycopy(acc, a, sums, 0, 4 * L);
+            tileLaneSums4(sums);
+            int yo = yOff + outRow[s] * ldy + r;
+            for (int j = 0; j < nr; j++) y[yo + j * step] += tileSum4(sums, j) + acc[a + 4 * L + j];
+        }
+    }
+
+    /**
+     * Pieces {@code [p, q)} of one expert that share a 4-slot tile kernel: up to 4 from p, all
+     * of the same expert (a slot takes an expert once, so they are 4 different slots).
+     */
+    static int pieceGroupEnd(int[] expert, int p, int n) {
+        int e = expert[p], q = p + 1;
+        while (q < n && q - p < 4 && expert[q] == e) q++;
+        return q;
+    }
+
     // The store at the end of every format's row kernel: one weight row's sums for up to four input rows.
     static void store(float[] y, int yo, int ldy, int mb, boolean acc,
                       float t0, float t1, float t2, float t3) {

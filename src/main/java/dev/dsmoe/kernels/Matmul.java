@@ -148,6 +148,22 @@ public final class Matmul {
     }
 
     /**
+     * Expert products summed into their tokens' rows, one accumulator per output element (the
+     * decode step's output products): for each piece {@code p < n}, row {@code inRow[p]} of
+     * {@code in} times {@code W_{expert[p]}ᵀ} into slot {@code slot[p]}'s sum, and slot s's sum
+     * added to row {@code outRow[s]} of {@code out}. Pieces in ascending expert order, a slot
+     * taking an expert once; a slot's result depends on its own pieces only
+     * ({@link TensorView#matVecPieceSums}). Always the mat-vec kernels.
+     */
+    public void pieceSums(TensorView out, TensorView in, TensorView w, int n, int[] inRow, int[] expert, int[] slot,
+                          int slots, int[] outRow) {
+        if (in.ld != w.cols) throw new IllegalArgumentException("piece input rows must be contiguous: " + in + " for " + w);
+        long t0 = tic();
+        w.matVecPieceSums(in.array(), in.off(), out.array(), out.off(), out.ld, n, inRow, expert, slot, slots, outRow);
+        toc(t0);
+    }
+
+    /**
      * Runs of grouped rows through their experts by GEMM (prefill's expert products, each run
      * one sequence's rows of one expert): for {@code i < n}, rows {@code [start[i], start[i] + count[i])}
      * of {@code in} times {@code W_{expert[i]}ᵀ} into the same rows of {@code out}, overwritten.

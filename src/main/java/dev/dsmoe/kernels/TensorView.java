@@ -190,6 +190,50 @@ public abstract class TensorView {
     }
 
     /**
+     * Sums of expert products, one accumulator per output element (decode's output products:
+     * each token's gated expert outputs added into its residual row without a row per expert in
+     * between): for each piece {@code p < n}, input row {@code inRow[p]} of x ({@code cols} floats
+     * from {@code xOff + inRow[p]·cols}) times {@code W_{expert[p]}ᵀ} goes into slot
+     * {@code slot[p]}'s sum, and each slot s then adds its sum into
+     * {@code y[yOff + outRow[s]·ldy + r]} for {@code r < R} (R the rows of one expert).
+     *
+     * <p>The pieces must come in ascending expert order (as {@link ExpertGroups} groups rows) and
+     * a slot may take an expert once. A slot's sum for output r is one lane accumulator over its
+     * pieces in that order and their column blocks in order, the lane sum of {@link Simd#addLanes},
+     * then the pieces' scalar column tails in order: its bits depend on its own pieces only, not
+     * on the other slots nor on the thread split, so a token gets the same sum alone and in a batch.
+     * Pieces of one expert share each weight tile (four slots at a time), so a batch reads each
+     * selected expert's weights once.
+     */
+    final void matVecPieceSums(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
+                               int[] slot, int slots, int[] outRow) {
+        int rows = expert(0).rows;
+        if (n < 0 || slots < 0 || n > inRow.length || n > expert.length || n > slot.length || slots > outRow.length) {
+            throw new IllegalArgumentException("piece sums: " + n + " pieces, " + slots + " slots, arrays too short");
+        }
+        if (ld != cols || byteOffset() + (long) rows * experts() * cols * elementBytes() > segment().byteSize()) {
+            throw new IllegalArgumentException("piece sums: " + this + " is not contiguous inside its segment");
+        }
+        for (int p = 0; p < n; p++) {
+            if (expert[p] < 0 || expert[p] >= experts()) {
+                throw new IllegalArgumentException("piece sums: expert " + expert[p] + " is not one of the " + experts() + " experts");
+            }
+            if (p > 0 && expert[p] < expert[p - 1]) throw new IllegalArgumentException("piece sums: pieces not in expert order");
+            if (slot[p] < 0 || slot[p] >= slots) throw new IllegalArgumentException("piece sums: slot " + slot[p] + " of " + slots);
+            if (inRow[p] < 0 || xOff + (long) (inRow[p] + 1) * cols > x.length) {
+                throw new IllegalArgumentException("piece sums: input row " + inRow[p] + " outside x");
+            }
+        }
+        for (int s = 0; s < slots; s++) {
+            if (outRow[s] < 0 || yOff + (long) outRow[s] * ldy + rows > y.length) {
+                throw new IllegalArgumentException("piece sums: output row " + outRow[s] + " outside y");
+            }
+        }
+        if (n == 0 || rows == 0) return;
+        pieceSumRows(x, xOff, y, yOff, ldy, n, inRow, expert, slot, slots, outRow, rows, expertBytes(rows));
+    }
+
+    /**
      * The cost of reading one weight row in the units of {@link #matVecSegments}'s split (one
      * unit: one dot product of an input row with it): twice the bytes of an element, which on
      * the 2-core machines of BENCHMARKS.md is about where the mat-vec turns from memory-bound to
@@ -252,6 +296,14 @@ public abstract class TensorView {
      */
     abstract void segmentRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count,
                               int[] expert, int rows, long stride, long work, int rowCost, int chunks);
+
+    /**
+     * {@link #matVecPieceSums}'s pass, arguments checked and {@code n > 0}: the R output rows
+     * split over the threads, each thread's rows in blocks of {@link MatVec#PIECE_BLOCK} in spaced tiles of 4;
+     * expert e's weights {@code e · stride} bytes past the view's start.
+     */
+    abstract void pieceSumRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
+                               int[] slot, int slots, int[] outRow, int rows, long stride);
 
     /**
      * {@code y[m, rows] = x[m, cols] · Wᵀ + beta · y} through the GEMM backend, the format's way
