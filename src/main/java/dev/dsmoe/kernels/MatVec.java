@@ -24,6 +24,15 @@ public final class MatVec {
     /** Rows handed to one thread at least, so tiny matrices stay on one core. */
     static final int ROW_GRAIN = 64;
 
+    /**
+     * Rows of a chunk of a mat-vec over {@code rows} weight rows ({@link Parallel#forChunks}):
+     * about four chunks a thread, a multiple of the row tile, at least {@link #ROW_GRAIN}.
+     */
+    static int chunkRows(int rows) {
+        int c = rows / (4 * Parallel.threads());
+        return Math.max(ROW_GRAIN, (c + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS);
+    }
+
     private MatVec() {}
 
     /** The weight formats a model can be loaded in, each a {@link TensorView} subclass. */

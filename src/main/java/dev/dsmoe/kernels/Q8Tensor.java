@@ -234,7 +234,7 @@ public final class Q8Tensor extends TensorView {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
         int cols = this.cols;
-        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> rows(w, wOff, sOff, sRow, cols, x, xOff, 1, y, yOff, 0, accumulate, r0, r1));
+        Parallel.forChunks(rows, MatVec.chunkRows(rows), (r0, r1) -> rows(w, wOff, sOff, sRow, cols, x, xOff, 1, y, yOff, 0, accumulate, r0, r1));
     }
 
     @Override
@@ -242,7 +242,7 @@ public final class Q8Tensor extends TensorView {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
         int cols = this.cols;
-        Parallel.forRange(rows, MatVec.ROW_GRAIN,
+        Parallel.forChunks(rows, MatVec.chunkRows(rows),
                 (r0, r1) -> rows(w, wOff, sOff, sRow, cols, x, xOff, m, y, yOff, ldy, accumulate, r0, r1));
     }
 
@@ -252,7 +252,7 @@ public final class Q8Tensor extends TensorView {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
         int cols = this.cols;
-        Parallel.forRange(chunks, 1, (c0, c1) -> {
+        Parallel.forChunks(chunks, 1, (c0, c1) -> {
             for (int ch = c0; ch < c1; ch++) {
                 long from = segmentPoint(work * ch / chunks, n, count, rows, rowCost);
                 long to = segmentPoint(work * (ch + 1) / chunks, n, count, rows, rowCost);
@@ -305,7 +305,7 @@ public final class Q8Tensor extends TensorView {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
         int cols = this.cols;
-        Parallel.forRange(rows, MatVec.ROW_GRAIN, (r0, r1) -> {
+        Parallel.forChunks(rows, MatVec.PIECE_BLOCK, (r0, r1) -> {
             int block = MatVec.PIECE_BLOCK, stride4 = block / 4 * MatVec.PIECE_FLOATS; // slot s's tiles from s·stride4
             float[] acc = MatVec.pieceAccumulators(slots * block / 4);
             for (int b0 = r0; b0 < r1; b0 += block) { // MatVec.PIECE_BLOCK says why blocks, and spaced tiles in them

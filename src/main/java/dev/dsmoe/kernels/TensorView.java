@@ -170,6 +170,8 @@ public abstract class TensorView {
      * <p>The pass is split over (segment, block of weight rows) by estimated cost, so experts with
      * few input rows and experts with many share the threads: a weight row of a segment of m
      * input rows costs {@link #segmentRowCost} + m units (reading the row, then m dot products).
+     * The cost line is cut into about four chunks a thread, which the threads take as they finish
+     * ({@link Parallel#forChunks}).
      */
     final void matVecSegments(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] start, int[] count,
                               int[] expert) {
@@ -185,7 +187,7 @@ public abstract class TensorView {
             }
         }
         if (work == 0) return;
-        int chunks = Math.min(Parallel.threads(), Math.max(1, (int) Math.min(Integer.MAX_VALUE, (long) busy * rows / MatVec.ROW_GRAIN)));
+        int chunks = Math.min(4 * Parallel.threads(), Math.max(1, (int) Math.min(Integer.MAX_VALUE, (long) busy * rows / MatVec.ROW_GRAIN)));
         segmentRows(x, xOff, y, yOff, ldy, n, start, count, expert, rows, expertBytes(rows), work, rowCost, chunks);
     }
 

@@ -25,6 +25,37 @@ class ParallelTest {
     }
 
     @Test
+    void chunksCoverEveryIndexOnceEachChunkWhole() {
+        int before = Parallel.threads();
+        try {
+            for (int threads : new int[] {1, 2, 4}) {
+                Parallel.setThreads(threads);
+                for (int n : new int[] {0, 1, 5, 64, 1000}) {
+                    for (int chunk : new int[] {1, 7, 64, 5000}) {
+                        int[] hits = new int[n];
+                        Set<String> calls = ConcurrentHashMap.newKeySet();
+                        Parallel.forChunks(n, chunk, (s, e) -> {
+                            calls.add(s + ":" + e);
+                            for (int i = s; i < e; i++) hits[i]++;
+                        });
+                        String what = threads + " threads, n=" + n + ", chunk=" + chunk;
+                        for (int i = 0; i < n; i++) assertEquals(1, hits[i], what + " i=" + i);
+                        assertEquals((n + chunk - 1) / chunk, calls.size(), what + ": one call per chunk");
+                        for (String c : calls) {
+                            int s = Integer.parseInt(c.split(":")[0]), e = Integer.parseInt(c.split(":")[1]);
+                            assertEquals(0, s % chunk, what + ": a chunk starts at a multiple of the chunk");
+                            assertEquals(Math.min(n, s + chunk), e, what + ": a chunk is whole, or the last one");
+                        }
+                    }
+                }
+            }
+            assertThrows(IllegalArgumentException.class, () -> Parallel.forChunks(4, 0, (s, e) -> {}));
+        } finally {
+            Parallel.setThreads(before);
+        }
+    }
+
+    @Test
     void nestedRegionRunsSeriallyOnTheCallingThread() {
         int before = Parallel.threads();
         // a worker must open the nested region too: with one thread nothing is nested at all
