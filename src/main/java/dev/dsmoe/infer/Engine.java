@@ -116,7 +116,7 @@ public final class Engine {
     private final Routing.Buffers attRouting, mlpRouting;
     private final float[] gates, seqGates;
     private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert, runStart, runCount, runExpert,
-            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot;
+            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot, tokSkip;
     /** Each grouped attention row's block table (its sequence's). */
     private final float[][][] rowTables;
     private final ExpertGroups attGroups, mlpGroups;
@@ -126,6 +126,8 @@ public final class Engine {
     private final Sequence[] eSeq;
     private final int[][] eTokens;
     private final int[] eOff, eLen, eRow, eLogitsRow;
+    /** Per entry, in {@link #outputProducts}: 1 for a prompt chunk whose tokens all chose the same experts. */
+    private final int[] eWhole;
     private final Logits[] eLogits;
     private int entries, stepTokens, logitRows;
 
@@ -242,6 +244,7 @@ public final class Engine {
         pieceSlot = a.ints(slots);
         slotRow = a.ints(maxTokens);
         tokSlot = a.ints(maxTokens);
+        tokSkip = a.ints(maxTokens);
         tokenBuffer = a.ints(1);
         tokPos = a.ints(maxTokens);
         tokEntry = a.ints(maxTokens);
@@ -263,6 +266,7 @@ public final class Engine {
         eLen = a.ints(maxTokens);
         eRow = a.ints(maxTokens);
         eLogitsRow = a.ints(maxTokens);
+        eWhole = a.ints(maxTokens);
         attActive = a.longs(numLayers);
         mlpActive = a.longs(numLayers);
     }
@@ -714,7 +718,7 @@ public final class Engine {
         expertProducts(dst, src, w, g, null);
     }
 
-    /** {@link #expertProducts} leaving out the rows of tokens t with {@code skip[t] >= 0} (null: none). */
+    /** {@link #expertProducts} leaving out the rows of tokens t with {@code skip[t] != 0} (null: none). */
     private void expertProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g, int[] skip) {
         int n = 0, runs = 0;
         for (int e = 0; e < g.experts(); e++) {
@@ -723,7 +727,7 @@ public final class Engine {
                 int entry = tokEntry[g.token(r)], r1 = r + 1;
                 while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
                 int cnt = r1 - r;
-                if (skip != null && skip[g.token(r)] >= 0) {
+                if (skip != null && skip[g.token(r)] != 0) {
                     // an entry's tokens are all skipped or none
                 } else if (cnt > EXPERT_SMALL) {
                     runStart[runs] = r;
@@ -747,38 +751,71 @@ public final class Engine {
 
     /**
      * A mixture's output products {@code src[r] · W_{expert(r)}ᵀ} (inputs already gated) added
-     * into their tokens' residual rows {@code x}, each token's in ascending expert order. In a
-     * layer with several experts the tokens of pieces of at most {@link #FUSED} tokens get them
-     * summed in one accumulator per output ({@link Matmul#pieceSums}); the other tokens (prompt
-     * chunks, and every token of a one-expert layer) get a row per expert in {@code out}
-     * ({@link #expertProducts}), then the scatter-add ({@link Gating#addRows}).
+     * into their tokens' residual rows {@code x}, each token's in ascending expert order, one of
+     * three ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
+     * <ul>
+     * <li>an entry of at most {@link #FUSED} tokens (decode), in a layer with several experts:
+     *     its tokens' products summed in one accumulator per output ({@link Matmul#pieceSums});
+     * <li>a longer entry (a prompt chunk) whose tokens all chose the same experts (every token
+     *     of a one-expert layer, or of a mixture all of whose experts are active, as DS-MoE's MoA
+     *     under a top-k of the MLP only): one GEMM per expert straight into its rows of x,
+     *     accumulating ({@code beta = 1}), in expert order, with no row per expert in between
+     *     (dsmoe-1b's MoA wrote and then re-read 32 MiB a layer for a chunk of 256);
+     * <li>any other entry: a row per expert in {@code out} ({@link #expertProducts}), then the
+     *     scatter-add ({@link Gating#addRows}).
+     * </ul>
      */
     private void outputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
-        int slots = 0, n = 0;
-        if (g.experts() > 1) {
-            for (int i = 0; i < entries; i++) {
-                boolean fused = eLen[i] <= FUSED;
-                for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
-                    tokSlot[t] = fused ? slots : -1;
-                    if (fused) slotRow[slots++] = t;
-                }
-            }
-            for (int e = 0; slots > 0 && e < g.experts(); e++) {
-                for (int r = g.start(e); r < g.start(e) + g.count(e); r++) {
-                    int s = tokSlot[g.token(r)];
-                    if (s < 0) continue;
-                    pieceRow[n] = r;
-                    pieceExpert[n] = e;
-                    pieceSlot[n++] = s;
-                }
+        int slots = 0, n = 0, whole = 0;
+        boolean mixture = g.experts() > 1;
+        for (int i = 0; i < entries; i++) {
+            boolean fused = mixture && eLen[i] <= FUSED;
+            for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
+                tokSlot[t] = fused ? slots : -1;
+                tokSkip[t] = fused ? 1 : 0;
+                if (fused) slotRow[slots++] = t;
             }
         }
-        int[] skip = slots > 0 ? tokSlot : null;
-        if (slots < stepTokens || g.experts() == 1) {
-            expertProducts(out, src, w, g, skip);
-            Gating.addRows(out, g, x, skip);
+        for (int e = 0; slots > 0 && e < g.experts(); e++) {
+            for (int r = g.start(e); r < g.start(e) + g.count(e); r++) {
+                int s = tokSlot[g.token(r)];
+                if (s < 0) continue;
+                pieceRow[n] = r;
+                pieceExpert[n] = e;
+                pieceSlot[n++] = s;
+            }
+        }
+        // prompt chunks whose every expert run holds all their tokens (or none): marked in eWhole
+        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > FUSED ? 1 : 0;
+        for (int e = 0; e < g.experts(); e++) {
+            int r = g.start(e), end = r + g.count(e);
+            while (r < end) {
+                int entry = tokEntry[g.token(r)], r1 = r + 1;
+                while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
+                if (r1 - r != eLen[entry]) eWhole[entry] = 0;
+                r = r1;
+            }
+        }
+        for (int i = 0; i < entries; i++) {
+            if (eWhole[i] == 0) continue;
+            whole++;
+            for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) tokSkip[t] = 1;
+        }
+        int handled = slots;
+        for (int i = 0; i < entries; i++) handled += eWhole[i] * eLen[i];
+        if (handled < stepTokens) {
+            expertProducts(out, src, w, g, handled > 0 ? tokSkip : null);
+            Gating.addRows(out, g, x, handled > 0 ? tokSkip : null);
         }
         if (n > 0) mmVec.pieceSums(x, src, w, n, pieceRow, pieceExpert, pieceSlot, slots, slotRow);
+        for (int e = 0; whole > 0 && e < g.experts(); e++) {
+            int r = g.start(e), end = r + g.count(e);
+            while (r < end) {
+                int entry = tokEntry[g.token(r)];
+                if (eWhole[entry] != 0) mm.forward(x, eRow[entry], src, r, eLen[entry], w.expert(e), true);
+                r += eWhole[entry] != 0 ? eLen[entry] : 1;
+            }
+        }
     }
 
     /**

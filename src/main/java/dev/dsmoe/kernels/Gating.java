@@ -145,14 +145,14 @@ public final class Gating {
         addRows(rows, groups, x, null);
     }
 
-    /** {@link #addRows} leaving out the rows of tokens t with {@code skip[t] >= 0} (null: none), whose sums are made elsewhere. */
+    /** {@link #addRows} leaving out the rows of tokens t with {@code skip[t] != 0} (null: none), whose sums are made elsewhere. */
     public static void addRows(TensorView rows, ExpertGroups groups, TensorView x, int[] skip) {
         int n = groups.rows(), d = x.cols;
         if (rows.cols != d) throw new IllegalArgumentException("rows of width " + rows.cols + " into x of width " + d);
         float[] a = rows.array(), xa = x.array();
         Parallel.forRange(d, Math.max(Simd.MIN_CHUNK / Math.max(1, n), 64), (j0, j1) -> {
             for (int r = 0; r < n; r++) {
-                if (skip != null && skip[groups.token(r)] >= 0) continue;
+                if (skip != null && skip[groups.token(r)] != 0) continue;
                 int ro = rows.rowOff(r) + j0, xo = x.rowOff(groups.token(r)) + j0;
                 for (int j = 0; j < j1 - j0; j++) xa[xo + j] += a[ro + j];
             }
