@@ -305,7 +305,7 @@ public final class Q8Tensor extends TensorView {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
         int cols = this.cols;
-        Parallel.forChunks(rows, MatVec.PIECE_BLOCK, (r0, r1) -> {
+        Parallel.forChunks(rows, Math.min(MatVec.PIECE_BLOCK, MatVec.chunkRows(rows)), (r0, r1) -> {
             int block = MatVec.PIECE_BLOCK, stride4 = block / 4 * MatVec.PIECE_FLOATS; // slot s's tiles from s·stride4
             float[] acc = MatVec.pieceAccumulators(slots * block / 4);
             for (int b0 = r0; b0 < r1; b0 += block) { // MatVec.PIECE_BLOCK says why blocks, and spaced tiles in them
