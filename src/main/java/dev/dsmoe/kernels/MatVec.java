@@ -420,7 +420,7 @@ public final class MatVec {
      * ({@link #tiles}) over the block. Each piece then reads its expert's rows of the block as
      * four sequential streams of 64 rows, one expert after the other; tiles of adjacent rows
      * across the whole range (one stream per expert, all experts at once) read at half the speed,
-     * and blocks of 64 rows were slower on dsmoe-1b's shapes (bench: PieceProbe, session 8).
+     * and blocks of 64 rows were slower on dsmoe-1b's shapes (bench/PieceSumsProbe.java, session 8).
      * The accumulators take {@code slots · PIECE_BLOCK/4 · PIECE_FLOATS} floats of scratch.
      */
     static final int PIECE_BLOCK = 256;

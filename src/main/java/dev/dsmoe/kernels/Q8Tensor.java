@@ -379,10 +379,12 @@ public final class Q8Tensor extends TensorView {
         for (int bound = VECTOR ? cols / BLOCK * BLOCK : 0; c < bound; c += L) {
             long sb = 4L * (c / BLOCK);
             FloatVector w0 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s0 + sb)), w1 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s1 + sb)),
-                    w2 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s2 + sb)), w3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s0 + sb));
+            FloatVector w1 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s1 + sb));
+            FloatVector w2 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                    .mul(w.get(SCALE, s2 + sb));
+            FloatVector w3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
                     .mul(w.get(SCALE, s3 + sb));
             FloatVector xv = FloatVector.fromArray(F, x, x0 + c);
             a00 = xv.fma(w0, a00);
