@@ -724,9 +724,7 @@ public final class Engine {
         for (int e = 0; e < g.experts(); e++) {
             int r = g.start(e), end = r + g.count(e);
             while (r < end) {
-                int entry = tokEntry[g.token(r)], r1 = r + 1;
-                while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
-                int cnt = r1 - r;
+                int r1 = runEnd(g, r, end), cnt = r1 - r;
                 if (skip != null && skip[g.token(r)] != 0) {
                     // an entry's tokens are all skipped or none
                 } else if (cnt > EXPERT_SMALL) {
@@ -766,15 +764,28 @@ public final class Engine {
      * </ul>
      */
     private void outputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
-        int slots = 0, n = 0, whole = 0;
+        // prompt chunks whose every expert run holds all their tokens (or none)
+        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > FUSED ? 1 : 0;
+        for (int e = 0; e < g.experts(); e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
+                r1 = runEnd(g, r, end);
+                if (r1 - r != eLen[tokEntry[g.token(r)]]) eWhole[tokEntry[g.token(r)]] = 0;
+            }
+        }
+        int slots = 0, n = 0, handled = 0;
         boolean mixture = g.experts() > 1;
         for (int i = 0; i < entries; i++) {
-            boolean fused = mixture && eLen[i] <= FUSED;
+            boolean fused = mixture && eLen[i] <= FUSED, skip = fused || eWhole[i] != 0;
+            if (skip) handled += eLen[i];
             for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
                 tokSlot[t] = fused ? slots : -1;
-                tokSkip[t] = fused ? 1 : 0;
+                tokSkip[t] = skip ? 1 : 0;
                 if (fused) slotRow[slots++] = t;
             }
+        }
+        if (handled < stepTokens) {
+            expertProducts(out, src, w, g, handled > 0 ? tokSkip : null);
+            Gating.addRows(out, g, x, handled > 0 ? tokSkip : null);
         }
         for (int e = 0; slots > 0 && e < g.experts(); e++) {
             for (int r = g.start(e); r < g.start(e) + g.count(e); r++) {
@@ -785,37 +796,21 @@ public final class Engine {
                 pieceSlot[n++] = s;
             }
         }
-        // prompt chunks whose every expert run holds all their tokens (or none): marked in eWhole
-        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > FUSED ? 1 : 0;
-        for (int e = 0; e < g.experts(); e++) {
-            int r = g.start(e), end = r + g.count(e);
-            while (r < end) {
-                int entry = tokEntry[g.token(r)], r1 = r + 1;
-                while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
-                if (r1 - r != eLen[entry]) eWhole[entry] = 0;
-                r = r1;
-            }
-        }
-        for (int i = 0; i < entries; i++) {
-            if (eWhole[i] == 0) continue;
-            whole++;
-            for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) tokSkip[t] = 1;
-        }
-        int handled = slots;
-        for (int i = 0; i < entries; i++) handled += eWhole[i] * eLen[i];
-        if (handled < stepTokens) {
-            expertProducts(out, src, w, g, handled > 0 ? tokSkip : null);
-            Gating.addRows(out, g, x, handled > 0 ? tokSkip : null);
-        }
         if (n > 0) mmVec.pieceSums(x, src, w, n, pieceRow, pieceExpert, pieceSlot, slots, slotRow);
-        for (int e = 0; whole > 0 && e < g.experts(); e++) {
-            int r = g.start(e), end = r + g.count(e);
-            while (r < end) {
+        for (int e = 0; handled > slots && e < g.experts(); e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
+                r1 = runEnd(g, r, end);
                 int entry = tokEntry[g.token(r)];
-                if (eWhole[entry] != 0) mm.forward(x, eRow[entry], src, r, eLen[entry], w.expert(e), true);
-                r += eWhole[entry] != 0 ? eLen[entry] : 1;
+                if (eWhole[entry] != 0) mm.forward(x, eRow[entry], src, r, r1 - r, w.expert(e), true);
             }
         }
+    }
+
+    /** The end of the run of grouped rows from r (one expert's, {@code [r, end)}) that belong to r's entry. */
+    private int runEnd(ExpertGroups g, int r, int end) {
+        int entry = tokEntry[g.token(r)], r1 = r + 1;
+        while (r1 < end && tokEntry[g.token(r1)] == entry) r1++;
+        return r1;
     }
 
     /**

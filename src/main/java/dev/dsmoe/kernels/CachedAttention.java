@@ -216,12 +216,10 @@ public final class CachedAttention {
         }
     }
 
-    private static final ThreadLocal<float[][]> STATE = ThreadLocal.withInitial(() -> new float[][] {new float[0]});
+    private static final ThreadLocal<MatVec.Grown> STATE = ThreadLocal.withInitial(MatVec.Grown::new);
 
     /** The calling thread's running maxima and sums of {@code heads} heads (head i's at 2i and 2i+1). */
     private static float[] state(int heads) {
-        float[][] holder = STATE.get();
-        if (holder[0].length < 2 * heads) holder[0] = new float[2 * heads];
-        return holder[0];
+        return STATE.get().atLeast(2 * heads);
     }
 }

@@ -428,13 +428,21 @@ public final class MatVec {
     /** Floats of one slot's piece accumulators: 4 lane vectors and a vector's room for 4 tail sums. */
     static final int PIECE_FLOATS = 5 * L;
 
-    private static final ThreadLocal<float[][]> PIECES = ThreadLocal.withInitial(() -> new float[][] {new float[0]});
+    private static final ThreadLocal<Grown> PIECES = ThreadLocal.withInitial(Grown::new);
 
     /** The calling thread's accumulators for {@code tiles} tiles (tile i from {@code i·PIECE_FLOATS}), zeroed by {@link #clearPieces}. */
     static float[] pieceAccumulators(int tiles) {
-        float[][] holder = PIECES.get();
-        if (holder[0].length < tiles * PIECE_FLOATS) holder[0] = new float[tiles * PIECE_FLOATS];
-        return holder[0];
+        return PIECES.get().atLeast(tiles * PIECE_FLOATS);
+    }
+
+    /** A float array one thread grows when a call needs more and reuses (a kernel's per-thread scratch of no fixed size). */
+    static final class Grown {
+        private float[] floats = new float[0];
+
+        float[] atLeast(int n) {
+            if (floats.length < n) floats = new float[n];
+            return floats;
+        }
     }
 
     /** Zeroes the first {@code tiles} tiles' accumulators (a new block). */
