@@ -99,6 +99,7 @@ final class BenchInferCommand implements Callable<Integer> {
         }
         System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, chunk,
                 decode, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+        System.out.println("inference GEMM products: " + dev.dsmoe.kernels.OneDnn.describe());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -87,7 +87,7 @@ public final class Bf16Tensor extends TensorView {
 
     /** The scratch {@link #gemm} unpacks a {@code [rows, cols]} weight into. */
     static long gemmScratchFloats(long rows, long cols) {
-        return Matmul.scratchFloats(rows, cols);
+        return OneDnn.get() != null ? 0 : Matmul.scratchFloats(rows, cols); // oneDNN's scratch is native, per thread
     }
 
     /**
@@ -96,6 +96,11 @@ public final class Bf16Tensor extends TensorView {
      */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
+        OneDnn dnn = mm.oneDnn();
+        if (dnn != null && segment.isNative()) {
+            dnn.bf16(x, xOff, ldx, m, segment, byteOffset, ld, rows, cols, y, yOff, ldy, beta != 0);
+            return;
+        }
         int block = Matmul.unpackRows(rows, cols);
         float[] scratch = mm.scratch(block * cols);
         MemorySegment w = segment;

@@ -29,6 +29,8 @@ public final class Matmul {
     public static final int UNPACK_MIN_ROWS = 256;
 
     private final int matVecMaxRows;
+    /** Inference's large products through oneDNN when it loaded (null: training, or not available). */
+    private final OneDnn oneDnn;
     private float[] scratch = new float[0];
     private Matmul[] workers = new Matmul[0]; // per-thread instances (own scratch) for runs
 
@@ -60,18 +62,19 @@ public final class Matmul {
         if (timing) timedNanos += System.nanoTime() - t0;
     }
 
-    private Matmul(int matVecMaxRows) {
+    private Matmul(int matVecMaxRows, OneDnn oneDnn) {
         this.matVecMaxRows = matVecMaxRows;
+        this.oneDnn = oneDnn;
     }
 
     /** Every product through GEMM, as training makes them (the bits of a trained model depend on it). */
     public static Matmul forTraining() {
-        return new Matmul(0);
+        return new Matmul(0, null);
     }
 
     /** Small products through the weights' mat-vec, the others through GEMM: inference. */
     public static Matmul forInference() {
-        return new Matmul(MATVEC_MAX_ROWS);
+        return new Matmul(MATVEC_MAX_ROWS, OneDnn.get());
     }
 
     /**
@@ -81,7 +84,7 @@ public final class Matmul {
      * on the other rows).
      */
     public static Matmul matVecOnly() {
-        return new Matmul(Integer.MAX_VALUE);
+        return new Matmul(Integer.MAX_VALUE, null);
     }
 
     /**
@@ -89,8 +92,17 @@ public final class Matmul {
      * mat-vec (the benchmarks compare both paths at the same M; the engine uses {@link #forInference()}).
      */
     public static Matmul forInference(int matVecMaxRows) {
+        return forInference(matVecMaxRows, true);
+    }
+
+    /**
+     * {@link #forInference(int)}, with its GEMM products through oneDNN ({@code oneDnn} and the
+     * library loaded) or through the weight format's unpack-and-sgemm path (the tests and
+     * benchmarks compare the two).
+     */
+    public static Matmul forInference(int matVecMaxRows, boolean oneDnn) {
         if (matVecMaxRows < 0) throw new IllegalArgumentException("negative mat-vec row limit " + matVecMaxRows);
-        return new Matmul(matVecMaxRows);
+        return new Matmul(matVecMaxRows, oneDnn ? OneDnn.get() : null);
     }
 
     /** {@code out[i] (+)= in[i] · Wᵀ} for the first {@code rows} rows. */
@@ -182,7 +194,7 @@ public final class Matmul {
         } else {
             if (workers.length < threads) {
                 workers = new Matmul[threads];
-                for (int t = 0; t < threads; t++) workers[t] = new Matmul(matVecMaxRows);
+                for (int t = 0; t < threads; t++) workers[t] = new Matmul(matVecMaxRows, oneDnn);
             }
             long rows = 0;
             for (int i = 0; i < n; i++) rows += count[i];
@@ -216,6 +228,11 @@ public final class Matmul {
         } else {
             w.gemm(this, x, xOff, in.ld, rows, y, yOff, out.ld, accumulate ? 1f : 0f);
         }
+    }
+
+    /** oneDNN for this instance's GEMM products, or null (training; library absent or switched off). */
+    OneDnn oneDnn() {
+        return oneDnn;
     }
 
     /** The fp32 scratch a format unpacks weights into, grown to {@code floats} on first need. */

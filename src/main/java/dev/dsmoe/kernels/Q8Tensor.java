@@ -197,9 +197,28 @@ public final class Q8Tensor extends TensorView {
         }
     }
 
+    /** {@link #dequantize}'s values rounded to bf16 into a native segment at byte {@code dstOff} (oneDNN's input). */
+    private static void dequantizeBf16(MemorySegment w, long off, long soff, int cols, MemorySegment dst, long dstOff) {
+        int c0 = 0;
+        if (VECTOR && OneDnn.storesBf16(F)) {
+            for (int bound = cols / BLOCK * BLOCK; c0 < bound; c0 += L) {
+                OneDnn.storeBf16(((FloatVector) ByteVector.fromMemorySegment(B, w, off + c0, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(w.get(SCALE, soff + 4L * (c0 / BLOCK))), dst, dstOff + 2L * c0);
+            }
+        }
+        for (int b = c0 / BLOCK; c0 < cols; c0 += BLOCK, b++) {
+            float s = w.get(SCALE, soff + 4L * b);
+            for (int c = c0, end = Math.min(cols, c0 + BLOCK); c < end; c++) {
+                dst.set(BF16_LE, dstOff + 2L * c, Bf16.fromFloat(s * w.get(ValueLayout.JAVA_BYTE, off + c)));
+            }
+        }
+    }
+
+    private static final ValueLayout.OfShort BF16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
+
     /** The scratch {@link #gemm} dequantizes a {@code [rows, cols]} weight into. */
     static long gemmScratchFloats(long rows, long cols) {
-        return Matmul.scratchFloats(rows, cols);
+        return OneDnn.get() != null ? 0 : Matmul.scratchFloats(rows, cols); // oneDNN's scratch is native, per thread
     }
 
     /**
@@ -209,6 +228,18 @@ public final class Q8Tensor extends TensorView {
      */
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
+        OneDnn dnn = mm.oneDnn();
+        if (dnn != null) {
+            MemorySegment w = segment;
+            long nb = blocks(cols), wOff = byteOffset, sOff = scaleOffset;
+            int cols = this.cols, ld = this.ld;
+            dnn.bf16(x, xOff, ldx, m, (r0, n, dst) -> {
+                for (int i = 0; i < n; i++) {
+                    dequantizeBf16(w, wOff + (long) (r0 + i) * ld, sOff + 4 * (r0 + i) * nb, cols, dst, 2L * i * cols);
+                }
+            }, rows, cols, y, yOff, ldy, beta != 0);
+            return;
+        }
         int block = Matmul.unpackRows(rows, cols);
         float[] scratch = mm.scratch(block * cols);
         MemorySegment w = segment;

@@ -33,7 +33,8 @@ import org.junit.jupiter.api.io.TempDir;
  * that is meant to change nothing must leave all of them as recorded.
  *
  * <p>Floating-point results depend on the CPU's vector width (lane count of the reductions), the
- * GEMM backend and the thread count, so the record is keyed by all three. Where the running
+ * GEMM backend, the thread count and whether oneDNN runs inference's GEMM products (with which
+ * kernels), so the record is keyed by all four. Where the running
  * machine matches a recorded key, everything must be identical. Elsewhere the losses must agree
  * within {@value #LOSS_TOLERANCE} relative (reduction order moves them by ~1e-7 per step), and
  * hashes and completions are not compared (a near-tie can flip a greedy token).
@@ -84,7 +85,13 @@ class OutputRecordTest {
             String core = System.getenv("OPENBLAS_CORETYPE");
             b += " (" + (core == null || core.isBlank() ? cpuModel() : "OPENBLAS_CORETYPE=" + core) + ")";
         }
-        return FloatVector.SPECIES_PREFERRED.vectorBitSize() + "-bit vectors/" + b + "/" + THREADS + " threads";
+        return FloatVector.SPECIES_PREFERRED.vectorBitSize() + "-bit vectors/" + b + "/" + THREADS + " threads/" + oneDnn();
+    }
+
+    /** Inference's GEMM products (eval, prompts): through oneDNN, whose bits depend on the kernels it picks, or not. */
+    private static String oneDnn() {
+        dev.dsmoe.kernels.OneDnn d = dev.dsmoe.kernels.OneDnn.get();
+        return d == null ? "no oneDNN" : "oneDNN " + d.kernelNames();
     }
 
     private static String cpuModel() {

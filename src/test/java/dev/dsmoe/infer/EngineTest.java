@@ -209,7 +209,23 @@ class EngineTest {
              InferenceModel asBf16 = InferenceModel.load(d, MatVec.DType.BF16)) {
             float[] ref = new Engine(inMemory, ExpertSelection.dense()).forwardAll(tokens);
             assertLogitsClose("bf16 file as f32", ref, new Engine(fromFile, ExpertSelection.dense()).forwardAll(tokens), 1e-6);
-            assertLogitsClose("bf16 file as bf16", ref, new Engine(asBf16, ExpertSelection.dense()).forwardAll(tokens), 1e-5);
+            float[] got = new Engine(asBf16, ExpertSelection.dense()).forwardAll(tokens);
+            if (dev.dsmoe.kernels.OneDnn.get() == null) {
+                assertLogitsClose("bf16 file as bf16", ref, got, 1e-5);
+            } else {
+                // oneDNN rounds the inputs of a prompt's bf16 products to bf16 as well: about 0.7 %
+                // relative error in this random model's logits; the mat-vec path (8 rows) stays exact
+                double num = 0, den = 0;
+                for (int i = 0; i < ref.length; i++) {
+                    num += (ref[i] - got[i]) * (double) (ref[i] - got[i]);
+                    den += ref[i] * (double) ref[i];
+                }
+                assertTrue(Math.sqrt(num / den) < 2e-2, "bf16 file as bf16 through oneDNN: relative error " + Math.sqrt(num / den));
+                int[] few = java.util.Arrays.copyOf(tokens, dev.dsmoe.kernels.Matmul.MATVEC_MAX_ROWS);
+                assertLogitsClose("bf16 file as bf16, mat-vec path",
+                        new Engine(inMemory, ExpertSelection.dense()).forwardAll(few),
+                        new Engine(asBf16, ExpertSelection.dense()).forwardAll(few), 1e-5);
+            }
         }
     }
 

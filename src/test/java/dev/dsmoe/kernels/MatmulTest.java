@@ -56,7 +56,7 @@ class MatmulTest {
     }
 
     /**
-     * An inference instance's GEMM path (fp32 read from the segment, bf16 through the unpacked
+     * An inference instance's unpack-and-sgemm GEMM path (fp32 read from the segment, bf16 through the unpacked
      * scratch) gives the mat-vec path's result, for every weight format (q8_0 dequantized into the scratch too), through one expert of a
      * stacked weight and into a strided output.
      */
@@ -68,7 +68,7 @@ class MatmulTest {
         short[] wb = new short[w.length];
         Bf16.fromFloats(w, 0, wb, 0, w.length);
         float[] x = uniform(r, m * cols, 1);
-        Matmul mm = Matmul.forInference();
+        Matmul mm = Matmul.forInference(Matmul.MATVEC_MAX_ROWS, false);
         for (MatVec.DType dt : MatVec.DType.values()) {
             MemorySegment seg = dt == MatVec.DType.F32 ? MemorySegment.ofArray(w) : dt.write(java.lang.foreign.Arena.ofAuto(), w, experts * rows, cols);
             TensorView weight = dt.view(seg, 0, experts * rows, cols).stackedExperts(experts);

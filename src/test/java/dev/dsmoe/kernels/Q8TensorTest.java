@@ -125,7 +125,7 @@ class Q8TensorTest {
         // GEMM (dequantized panels) against the mat-vec, through expert 2
         int m = 20;
         float[] xs = TestArrays.uniform(rnd, m * cols, 1.0), g = new float[m * rows], ref = new float[m * rows];
-        Matmul.forInference().forward(F32Tensor.of(g, m, rows), 0, F32Tensor.of(xs, m, cols), 0, m, weights.expert(2), false);
+        Matmul.forInference(Matmul.MATVEC_MAX_ROWS, false).forward(F32Tensor.of(g, m, rows), 0, F32Tensor.of(xs, m, cols), 0, m, weights.expert(2), false);
         weights.expert(2).matVec(xs, 0, m, ref, 0, rows, false);
         TestArrays.assertClose("q8 gemm vs mat-vec", TestArrays.toDouble(ref), g, 1e-4, 1e-4);
     }

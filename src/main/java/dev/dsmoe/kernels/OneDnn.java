@@ -1,0 +1,428 @@
+package dev.dsmoe.kernels;
+
+import java.lang.foreign.AddressLayout;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.ByteOrder;
+import java.util.HashMap;
+import java.util.Locale;
+import java.util.Map;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Inference's large products ({@code y = x · Wᵀ}, more rows than the mat-vec takes: prefill chunks,
+ * expert runs) through oneDNN's matmul: Debian's {@code libdnnl.so.2} (oneDNN 2.x, package
+ * {@code libdnnl2}), bound with the FFM API. It is what llama.cpp's own speed in prefill comes
+ * from on this kind of CPU and what the Vector API cannot reach: AMX tiles for bf16 (about 1
+ * TFLOP/s a core on the benchmark machine, against OpenBLAS sgemm's 165 GFLOP/s) and
+ * brgemm kernels for fp32 (about 190 GFLOP/s a core).
+ *
+ * <p>Precision. fp32 weights: fp32 products, as OpenBLAS (another summation order). bf16 and Q8_0
+ * weights: the input rows are rounded to bf16 (as llama.cpp's bf16 path rounds them) and a Q8_0
+ * weight's values {@code scale · q} are rounded to bf16, then multiplied in bf16 with fp32
+ * accumulation. BENCHMARKS.md gives the perplexity this costs. Training never comes here: its
+ * bits depend on the GEMM backend it records ({@link Kernels}).
+ *
+ * <p>Each call is cut into chunks of {@link #CHUNK} output columns (weight rows) that the
+ * {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
+ * threads are set to 1 on every calling thread: the engine's pool splits the work, as it does for
+ * OpenBLAS) into a per-thread native buffer, then copied or added into {@code y} while in cache.
+ * The input rows are converted once per call into the calling thread's native buffer (the heap
+ * arrays cannot be handed to a library that keeps their address between calls). A chunk's result
+ * depends only on its own rows and the product's row count, never on the thread that ran it.
+ *
+ * <p>Off when the library does not load (one reason in {@link #unavailableReason()}), and by
+ * {@code -Ddsmoe.onednn=off} or {@code DSMOE_ONEDNN=off}: then the format's unpack-and-sgemm path.
+ * Native scratch is per thread and not in {@code Engine.footprint}: for a call of m rows,
+ * {@code m·k} input values plus {@code m·CHUNK} floats and {@code CHUNK·k} bf16 weights.
+ */
+public final class OneDnn {
+
+    /** Output columns per oneDNN call: a [256 x 256] fp32 result stays in L2, and AMX runs them at full speed. */
+    public static final int CHUNK = 256;
+    /** Row counts are rounded up to a multiple of this for the primitive (fewer distinct primitives to create). */
+    static final int ROW_STEP = 8;
+
+    private static final int F32 = 3, BF16 = 2, CPU = 1, ARG_SRC = 1, ARG_WEIGHTS = 33, ARG_DST = 17,
+            ARG_SCRATCHPAD = 80, QUERY_SCRATCHPAD_MD = 136, QUERY_IMPL_INFO_STR = 8, SCRATCHPAD_USER = 1,
+            STREAM_DEFAULT = 1;
+    /** sizeof(dnnl_memory_desc_t) and sizeof(dnnl_matmul_desc_t) in oneDNN 2.x (checked against the version at load). */
+    private static final long MD_BYTES = 696, MATMUL_DESC_BYTES = 2800;
+
+    private static final Object LOCK = new Object();
+    private static volatile boolean tried;
+    private static volatile OneDnn instance;
+    private static volatile String unavailable;
+
+    /** The bound library, or null when it did not load or is switched off ({@link #unavailableReason()} says why). */
+    public static OneDnn get() {
+        if (!tried) {
+            synchronized (LOCK) {
+                if (!tried) {
+                    String off = System.getProperty("dsmoe.onednn", System.getenv("DSMOE_ONEDNN"));
+                    if (off != null && (off.equalsIgnoreCase("off") || off.equalsIgnoreCase("false") || off.equals("0"))) {
+                        unavailable = "switched off (dsmoe.onednn / DSMOE_ONEDNN)";
+                    } else {
+                        try {
+                            instance = new OneDnn();
+                        } catch (Throwable e) {
+                            unavailable = e.getMessage() == null ? e.toString() : e.getMessage();
+                        }
+                    }
+                    tried = true;
+                }
+            }
+        }
+        return instance;
+    }
+
+    /** Why {@link #get()} returns null, or null when it does not. */
+    public static String unavailableReason() {
+        get();
+        return unavailable;
+    }
+
+    /** One line for benchmark tables: which kernels run inference's large products. */
+    public static String describe() {
+        OneDnn d = get();
+        return d == null ? "unpack + sgemm (oneDNN: " + unavailable + ")"
+                : "oneDNN " + d.version + " (fp32: " + d.f32Impl + ", bf16: " + d.bf16Impl + ")";
+    }
+
+    private final MethodHandle mdInit, matmulInit, pdCreate, pdQueryMd, pdQuery, pdDestroy, mdSize, primCreate,
+            memCreate, memSetHandle, execute, streamCreate, streamWait, ompSetThreads;
+    private final MemorySegment engine, attr;
+    private final String version, f32Impl, bf16Impl;
+    private final ThreadLocal<Context> context = ThreadLocal.withInitial(Context::new);
+
+    private OneDnn() throws Throwable {
+        Linker linker = Linker.nativeLinker();
+        String name = System.getProperty("dsmoe.onednn.lib", "libdnnl.so.2");
+        SymbolLookup lib;
+        try {
+            lib = SymbolLookup.libraryLookup(name, Arena.global());
+        } catch (IllegalArgumentException e) {
+            throw new UnsupportedOperationException(name + " not found (install Debian's libdnnl2)");
+        }
+        SymbolLookup gomp;
+        try {
+            gomp = SymbolLookup.libraryLookup("libgomp.so.1", Arena.global());
+        } catch (IllegalArgumentException e) {
+            throw new UnsupportedOperationException("libgomp.so.1 not found beside " + name);
+        }
+        AddressLayout A = ValueLayout.ADDRESS;
+        ValueLayout.OfInt I = ValueLayout.JAVA_INT;
+        ValueLayout.OfLong J = ValueLayout.JAVA_LONG;
+        MethodHandle ver = bind(linker, lib, "dnnl_version", FunctionDescriptor.of(A));
+        MemorySegment v = ((MemorySegment) ver.invokeExact()).reinterpret(12);
+        int major = v.get(I, 0), minor = v.get(I, 4), patch = v.get(I, 8);
+        version = major + "." + minor + "." + patch;
+        if (major != 2) throw new UnsupportedOperationException("oneDNN " + version + " found; the binding needs 2.x");
+        mdInit = bind(linker, lib, "dnnl_memory_desc_init_by_strides", FunctionDescriptor.of(I, A, I, A, I, A));
+        matmulInit = bind(linker, lib, "dnnl_matmul_desc_init", FunctionDescriptor.of(I, A, A, A, A, A));
+        pdCreate = bind(linker, lib, "dnnl_primitive_desc_create", FunctionDescriptor.of(I, A, A, A, A, A));
+        pdQueryMd = bind(linker, lib, "dnnl_primitive_desc_query_md", FunctionDescriptor.of(A, A, I, I));
+        pdQuery = bind(linker, lib, "dnnl_primitive_desc_query", FunctionDescriptor.of(I, A, I, I, A));
+        pdDestroy = bind(linker, lib, "dnnl_primitive_desc_destroy", FunctionDescriptor.of(I, A));
+        mdSize = bind(linker, lib, "dnnl_memory_desc_get_size", FunctionDescriptor.of(J, A));
+        primCreate = bind(linker, lib, "dnnl_primitive_create", FunctionDescriptor.of(I, A, A));
+        memCreate = bind(linker, lib, "dnnl_memory_create", FunctionDescriptor.of(I, A, A, A, A));
+        memSetHandle = bind(linker, lib, "dnnl_memory_set_data_handle", FunctionDescriptor.of(I, A, A));
+        execute = bind(linker, lib, "dnnl_primitive_execute", FunctionDescriptor.of(I, A, A, I, A));
+        streamCreate = bind(linker, lib, "dnnl_stream_create", FunctionDescriptor.of(I, A, A, I));
+        streamWait = bind(linker, lib, "dnnl_stream_wait", FunctionDescriptor.of(I, A));
+        ompSetThreads = bind(linker, gomp, "omp_set_num_threads", FunctionDescriptor.ofVoid(I));
+        MethodHandle engineCreate = bind(linker, lib, "dnnl_engine_create", FunctionDescriptor.of(I, A, I, J));
+        MethodHandle attrCreate = bind(linker, lib, "dnnl_primitive_attr_create", FunctionDescriptor.of(I, A));
+        MethodHandle attrMode = bind(linker, lib, "dnnl_primitive_attr_set_scratchpad_mode", FunctionDescriptor.of(I, A, I));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(A);
+            check((int) engineCreate.invokeExact(out, CPU, 0L), "dnnl_engine_create");
+            engine = out.get(A, 0);
+            check((int) attrCreate.invokeExact(out), "dnnl_primitive_attr_create");
+            attr = out.get(A, 0);
+            check((int) attrMode.invokeExact(attr, SCRATCHPAD_USER), "dnnl_primitive_attr_set_scratchpad_mode");
+        }
+        // Creating one of each says which kernels this CPU gets (and fails here, not mid-run, if none).
+        Context c = context.get();
+        f32Impl = c.primitive(false, ROW_STEP, 64, 64, 64).impl;
+        bf16Impl = c.primitive(true, ROW_STEP, 64, 64, 64).impl;
+    }
+
+    private static MethodHandle bind(Linker linker, SymbolLookup lib, String name, FunctionDescriptor d) {
+        MemorySegment f = lib.find(name).orElseThrow(() -> new UnsupportedOperationException(name + " not found in oneDNN"));
+        return linker.downcallHandle(f, d);
+    }
+
+    private static void check(int status, String what) {
+        if (status != 0) throw new IllegalStateException(what + " failed with oneDNN status " + status);
+    }
+
+    /** The kernels oneDNN picked here, fp32 and bf16 (what its results' bits depend on). */
+    public String kernelNames() {
+        return f32Impl + ", " + bf16Impl;
+    }
+
+    /** True when bf16 products run on AMX tiles (else AVX-512 bf16 or a slower emulation). */
+    public boolean amx() {
+        return bf16Impl.toLowerCase(Locale.ROOT).contains("amx");
+    }
+
+    /** Writes weight rows {@code [r0, r0 + rows)} as bf16, {@code k} per row, contiguous from {@code dst}. */
+    @FunctionalInterface
+    public interface Bf16Rows {
+        void write(int r0, int rows, MemorySegment dst);
+    }
+
+    /**
+     * {@code y[i, j] (+)= Σ_c x[i, c] · W[j, c]} for {@code i < m, j < n, c < k}: W an fp32 weight
+     * {@code [n, k]} with row stride {@code ld} floats at byte {@code wOff} of native segment w.
+     */
+    public void f32(float[] x, int xOff, int ldx, int m, MemorySegment w, long wOff, int ld, int n, int k,
+                    float[] y, int yOff, int ldy, boolean accumulate) {
+        product(false, x, xOff, ldx, m, w, wOff, ld, null, n, k, y, yOff, ldy, accumulate);
+    }
+
+    /** As {@link #f32} for a bf16 weight (row stride {@code ld} values), the input rows rounded to bf16. */
+    public void bf16(float[] x, int xOff, int ldx, int m, MemorySegment w, long wOff, int ld, int n, int k,
+                     float[] y, int yOff, int ldy, boolean accumulate) {
+        product(true, x, xOff, ldx, m, w, wOff, ld, null, n, k, y, yOff, ldy, accumulate);
+    }
+
+    /** As {@link #bf16} for a weight that writes its own rows as bf16 (Q8_0), a chunk at a time. */
+    public void bf16(float[] x, int xOff, int ldx, int m, Bf16Rows rows, int n, int k,
+                     float[] y, int yOff, int ldy, boolean accumulate) {
+        product(true, x, xOff, ldx, m, null, 0, k, rows, n, k, y, yOff, ldy, accumulate);
+    }
+
+    private void product(boolean bf16, float[] x, int xOff, int ldx, int m, MemorySegment w, long wOff, int ld,
+                         Bf16Rows unpack, int n, int k, float[] y, int yOff, int ldy, boolean accumulate) {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0) throw new IllegalArgumentException("oneDNN product with k = " + k);
+        if (w != null && !w.isNative()) throw new IllegalArgumentException("oneDNN reads weights from native memory only");
+        int mp = (m + ROW_STEP - 1) / ROW_STEP * ROW_STEP;
+        Context caller = context.get();
+        MemorySegment src = caller.src((long) mp * k * (bf16 ? 2 : 4));
+        if (bf16) {
+            Parallel.forRange(m, 16, (r0, r1) -> {
+                for (int r = r0; r < r1; r++) toBf16(x, xOff + r * ldx, k, src, 2L * r * k);
+            });
+        } else {
+            for (int r = 0; r < m; r++) MemorySegment.copy(x, xOff + r * ldx, src, ValueLayout.JAVA_FLOAT, 4L * r * k, k);
+        }
+        long elem = bf16 ? 2 : 4;
+        int chunks = (n + CHUNK - 1) / CHUNK;
+        Parallel.forChunks(chunks, 1, (c0, c1) -> {
+            Context t = context.get();
+            for (int c = c0; c < c1; c++) {
+                int j0 = c * CHUNK, nc = Math.min(CHUNK, n - j0);
+                MemorySegment weights;
+                int wld;
+                if (unpack != null) {
+                    weights = t.weights((long) nc * k * 2);
+                    unpack.write(j0, nc, weights);
+                    wld = k;
+                } else {
+                    weights = w.asSlice(wOff + elem * j0 * ld);
+                    wld = ld;
+                }
+                Primitive p = t.primitive(bf16, mp, nc, k, wld);
+                MemorySegment dst = t.dst((long) mp * nc * 4);
+                t.run(p, src, weights, dst);
+                for (int i = 0; i < m; i++) {
+                    int yRow = yOff + i * ldy + j0;
+                    if (accumulate) addInto(dst, 4L * i * nc, y, yRow, nc);
+                    else MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * i * nc, y, yRow, nc);
+                }
+            }
+        });
+    }
+
+    private static final VectorSpecies<Float> FS = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(FS.vectorBitSize() / 2));
+    private static final ValueLayout.OfShort BF16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    /** {@code n} floats rounded to bf16 (nearest, ties to even, as {@link Bf16#fromFloat}) into {@code dst} at byte {@code dstOff}. */
+    static void toBf16(float[] src, int srcOff, int n, MemorySegment dst, long dstOff) {
+        int i = 0;
+        for (int bound = FS.loopBound(n); i < bound; i += FS.length()) {
+            storeBf16(FloatVector.fromArray(FS, src, srcOff + i), dst, dstOff + 2L * i);
+        }
+        for (; i < n; i++) dst.set(BF16_LE, dstOff + 2L * i, Bf16.fromFloat(src[srcOff + i]));
+    }
+
+    /** Stores a vector's lanes rounded to bf16 (as {@link Bf16#fromFloat}, NaN kept a quiet NaN) at byte {@code off}. */
+    static void storeBf16(FloatVector v, MemorySegment dst, long off) {
+        IntVector bits = v.reinterpretAsInts();
+        IntVector high = bits.lanewise(VectorOperators.LSHR, 16);
+        IntVector rounded = bits.add(high.and(1).add(0x7fff)).lanewise(VectorOperators.LSHR, 16);
+        VectorMask<Integer> nan = bits.and(0x7fffffff).compare(VectorOperators.GT, 0x7f800000);
+        rounded = rounded.blend(high.or(0x40), nan);
+        ((ShortVector) rounded.convertShape(VectorOperators.I2S, SS, 0)).intoMemorySegment(dst, off, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** Whether {@link #storeBf16} can take a vector of {@code species} (the preferred float species). */
+    static boolean storesBf16(VectorSpecies<Float> species) {
+        return species.equals(FS);
+    }
+
+    /** {@code y[yOff + i] += src[i]} for {@code i < n}, src fp32 at byte {@code off} of a native segment. */
+    private static void addInto(MemorySegment src, long off, float[] y, int yOff, int n) {
+        int i = 0;
+        for (int bound = FS.loopBound(n); i < bound; i += FS.length()) {
+            FloatVector.fromMemorySegment(FS, src, off + 4L * i, ByteOrder.nativeOrder())
+                    .add(FloatVector.fromArray(FS, y, yOff + i)).intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) y[yOff + i] += src.get(ValueLayout.JAVA_FLOAT, off + 4L * i);
+    }
+
+    private record Key(boolean bf16, int m, int n, int k, int ld) {}
+
+    /** A matmul primitive for one shape, with the memory objects its calls point at their buffers. */
+    private static final class Primitive {
+        MemorySegment prim, srcMem, weightsMem, dstMem, scratchMem, args;
+        long scratchBytes;
+        int nargs;
+        String impl;
+    }
+
+    /** One thread's stream, primitives and native buffers (oneDNN primitives are not shared between threads). */
+    private final class Context {
+        private final Arena arena = Arena.ofAuto();
+        private final MemorySegment stream;
+        private final Map<Key, Primitive> primitives = new HashMap<>();
+        private MemorySegment src = MemorySegment.NULL, dst = MemorySegment.NULL, weights = MemorySegment.NULL,
+                scratch = MemorySegment.NULL;
+
+        Context() {
+            try {
+                ompSetThreads.invokeExact(1);
+                MemorySegment out = arena.allocate(ValueLayout.ADDRESS);
+                check((int) streamCreate.invokeExact(out, engine, STREAM_DEFAULT), "dnnl_stream_create");
+                stream = out.get(ValueLayout.ADDRESS, 0);
+            } catch (RuntimeException | Error e) {
+                throw e;
+            } catch (Throwable e) {
+                throw new IllegalStateException(e);
+            }
+        }
+
+        MemorySegment src(long bytes) {
+            if (src.byteSize() < bytes) src = Arena.ofAuto().allocate(grow(src.byteSize(), bytes), 64);
+            return src;
+        }
+
+        MemorySegment dst(long bytes) {
+            if (dst.byteSize() < bytes) dst = Arena.ofAuto().allocate(grow(dst.byteSize(), bytes), 64);
+            return dst;
+        }
+
+        MemorySegment weights(long bytes) {
+            if (weights.byteSize() < bytes) weights = Arena.ofAuto().allocate(grow(weights.byteSize(), bytes), 64);
+            return weights;
+        }
+
+        private static long grow(long have, long need) {
+            return Math.max(need, have + have / 2);
+        }
+
+        Primitive primitive(boolean bf16, int m, int n, int k, int ld) {
+            Key key = new Key(bf16, m, n, k, ld);
+            Primitive p = primitives.get(key);
+            if (p == null) {
+                try {
+                    p = create(bf16, m, n, k, ld);
+                } catch (RuntimeException | Error e) {
+                    throw e;
+                } catch (Throwable e) {
+                    throw new IllegalStateException("oneDNN matmul " + key + ": " + e, e);
+                }
+                primitives.put(key, p);
+            }
+            return p;
+        }
+
+        private Primitive create(boolean bf16, int m, int n, int k, int ld) throws Throwable {
+            int type = bf16 ? BF16 : F32;
+            Primitive p = new Primitive();
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment dims = a.allocate(ValueLayout.JAVA_LONG, 12), strides = a.allocate(ValueLayout.JAVA_LONG, 12);
+                MemorySegment srcMd = a.allocate(MD_BYTES, 8), wMd = a.allocate(MD_BYTES, 8), dstMd = a.allocate(MD_BYTES, 8);
+                desc(srcMd, dims, strides, m, k, k, 1, type);
+                desc(wMd, dims, strides, k, n, 1, ld, type);      // W [n, k] read as its transpose [k, n]
+                desc(dstMd, dims, strides, m, n, n, 1, F32);
+                MemorySegment op = a.allocate(MATMUL_DESC_BYTES, 8);
+                check((int) matmulInit.invokeExact(op, srcMd, wMd, MemorySegment.NULL, dstMd), "dnnl_matmul_desc_init");
+                MemorySegment out = a.allocate(ValueLayout.ADDRESS);
+                check((int) pdCreate.invokeExact(out, op, attr, engine, MemorySegment.NULL), "dnnl_primitive_desc_create");
+                MemorySegment pd = out.get(ValueLayout.ADDRESS, 0);
+                try {
+                    check((int) pdQuery.invokeExact(pd, QUERY_IMPL_INFO_STR, 0, out), "dnnl_primitive_desc_query");
+                    p.impl = out.get(ValueLayout.ADDRESS, 0).reinterpret(256).getString(0);
+                    MemorySegment padMd = (MemorySegment) pdQueryMd.invokeExact(pd, QUERY_SCRATCHPAD_MD, 0);
+                    p.scratchBytes = padMd.address() == 0 ? 0 : (long) mdSize.invokeExact(padMd);
+                    check((int) primCreate.invokeExact(out, pd), "dnnl_primitive_create");
+                    p.prim = out.get(ValueLayout.ADDRESS, 0);
+                    p.srcMem = memory(srcMd, out);
+                    p.weightsMem = memory(wMd, out);
+                    p.dstMem = memory(dstMd, out);
+                    p.scratchMem = p.scratchBytes > 0 ? memory(padMd, out) : null;
+                } finally {
+                    check((int) pdDestroy.invokeExact(pd), "dnnl_primitive_desc_destroy");
+                }
+            }
+            p.nargs = p.scratchMem == null ? 3 : 4;
+            p.args = arena.allocate(16L * p.nargs, 8);
+            int[] ids = {ARG_SRC, ARG_WEIGHTS, ARG_DST, ARG_SCRATCHPAD};
+            MemorySegment[] mems = {p.srcMem, p.weightsMem, p.dstMem, p.scratchMem};
+            for (int i = 0; i < p.nargs; i++) {
+                p.args.set(ValueLayout.JAVA_INT, 16L * i, ids[i]);
+                p.args.set(ValueLayout.ADDRESS, 16L * i + 8, mems[i]);
+            }
+            return p;
+        }
+
+        private void desc(MemorySegment md, MemorySegment dims, MemorySegment strides, long d0, long d1, long s0, long s1,
+                          int type) throws Throwable {
+            dims.set(ValueLayout.JAVA_LONG, 0, d0);
+            dims.set(ValueLayout.JAVA_LONG, 8, d1);
+            strides.set(ValueLayout.JAVA_LONG, 0, s0);
+            strides.set(ValueLayout.JAVA_LONG, 8, s1);
+            check((int) mdInit.invokeExact(md, 2, dims, type, strides), "dnnl_memory_desc_init_by_strides");
+        }
+
+        private MemorySegment memory(MemorySegment md, MemorySegment out) throws Throwable {
+            check((int) memCreate.invokeExact(out, md, engine, MemorySegment.NULL), "dnnl_memory_create");
+            return out.get(ValueLayout.ADDRESS, 0);
+        }
+
+        void run(Primitive p, MemorySegment srcData, MemorySegment weightsData, MemorySegment dstData) {
+            try {
+                check((int) memSetHandle.invokeExact(p.srcMem, srcData), "dnnl_memory_set_data_handle");
+                check((int) memSetHandle.invokeExact(p.weightsMem, weightsData), "dnnl_memory_set_data_handle");
+                check((int) memSetHandle.invokeExact(p.dstMem, dstData), "dnnl_memory_set_data_handle");
+                if (p.scratchMem != null) {
+                    if (scratch.byteSize() < p.scratchBytes) scratch = Arena.ofAuto().allocate(p.scratchBytes, 64);
+                    check((int) memSetHandle.invokeExact(p.scratchMem, scratch), "dnnl_memory_set_data_handle");
+                }
+                check((int) execute.invokeExact(p.prim, stream, p.nargs, p.args), "dnnl_primitive_execute");
+                check((int) streamWait.invokeExact(stream), "dnnl_stream_wait");
+            } catch (RuntimeException | Error e) {
+                throw e;
+            } catch (Throwable e) {
+                throw new IllegalStateException(e);
+            }
+        }
+    }
+}
