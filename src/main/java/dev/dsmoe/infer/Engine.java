@@ -116,7 +116,7 @@ public final class Engine {
     private final Routing.Buffers attRouting, mlpRouting;
     private final float[] gates, seqGates;
     private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert, runStart, runCount, runExpert,
-            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot, tokSkip;
+            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot, tokSkip, tokPrompt, runIn, srcRows;
     /** Each grouped attention row's block table (its sequence's). */
     private final float[][][] rowTables;
     private final ExpertGroups attGroups, mlpGroups;
@@ -239,12 +239,15 @@ public final class Engine {
         runStart = a.ints(slots);
         runCount = a.ints(slots);
         runExpert = a.ints(slots);
+        runIn = a.ints(slots);
+        srcRows = a.ints(maxTokens + slots);
         pieceRow = a.ints(slots);
         pieceExpert = a.ints(slots);
         pieceSlot = a.ints(slots);
         slotRow = a.ints(maxTokens);
         tokSlot = a.ints(maxTokens);
         tokSkip = a.ints(maxTokens);
+        tokPrompt = a.ints(maxTokens);
         tokenBuffer = a.ints(1);
         tokPos = a.ints(maxTokens);
         tokEntry = a.ints(maxTokens);
@@ -653,8 +656,7 @@ public final class Engine {
         // Mixture of attention heads over them.
         route(l, true, w.attnRouter(), attRouting, T, attGroups);
         int rows = attGroups.rows();
-        attGroups.gather(ln.array(), d, in.array());
-        expertProducts(q, in, w.qProj(), attGroups);
+        inputProducts(q, w.qProj(), attGroups);
         for (int r = 0; r < rows; r++) {
             int t = attGroups.token(r);
             rowPos[r] = tokPos[t];
@@ -669,8 +671,7 @@ public final class Engine {
         // Mixture of MLP experts.
         RmsNorm.forward(x, w.postAttnNorm(), ln, null, T, eps);
         route(l, false, w.mlpRouter(), mlpRouting, T, mlpGroups);
-        mlpGroups.gather(ln.array(), d, in.array());
-        expertProducts(hidden, in, w.upProj(), mlpGroups);
+        inputProducts(hidden, w.upProj(), mlpGroups);
         Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
         Gating.scaleRows(hidden, mlpGroups, gates);
         outputProducts(hidden, w.downProj(), mlpGroups);
@@ -750,8 +751,11 @@ public final class Engine {
     /**
      * A mixture's output products {@code src[r] · W_{expert(r)}ᵀ} (inputs already gated) added
      * into their tokens' residual rows {@code x}, each token's in ascending expert order, one of
-     * three ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
+     * one of four ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
      * <ul>
+     * <li>with oneDNN ({@link Matmul#readsGrouped}), a prompt chunk (more than {@link #SMALL}
+     *     tokens): {@link #promptOutputProducts}, one product per (expert, entry) run added into
+     *     the residual rows as oneDNN writes them;
      * <li>an entry of at most {@link #FUSED} tokens (decode), in a layer with several experts:
      *     its tokens' products summed in one accumulator per output ({@link Matmul#pieceSums});
      * <li>a longer entry (a prompt chunk) whose tokens all chose the same experts (every token
@@ -764,8 +768,11 @@ public final class Engine {
      * </ul>
      */
     private void outputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
+        int prompt = markPrompts(w);
+        if (prompt > 0) promptOutputProducts(src, w, g);
+        if (prompt == stepTokens) return;
         // prompt chunks whose every expert run holds all their tokens (or none)
-        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > FUSED ? 1 : 0;
+        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > FUSED && tokPrompt[eRow[i]] == 0 ? 1 : 0;
         for (int e = 0; e < g.experts(); e++) {
             for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
                 r1 = runEnd(g, r, end);
@@ -775,7 +782,8 @@ public final class Engine {
         int slots = 0, n = 0, handled = 0;
         boolean mixture = g.experts() > 1;
         for (int i = 0; i < entries; i++) {
-            boolean fused = mixture && eLen[i] <= FUSED, skip = fused || eWhole[i] != 0;
+            boolean grouped = prompt > 0 && tokPrompt[eRow[i]] != 0;
+            boolean fused = !grouped && mixture && eLen[i] <= FUSED, skip = grouped || fused || eWhole[i] != 0;
             if (skip) handled += eLen[i];
             for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
                 tokSlot[t] = fused ? slots : -1;
@@ -804,6 +812,89 @@ public final class Engine {
                 if (eWhole[entry] != 0) mm.forward(x, eRow[entry], src, r, r1 - r, w.expert(e), true);
             }
         }
+    }
+
+    /**
+     * A mixture's input products {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ}. With oneDNN
+     * ({@link Matmul#readsGrouped}), the runs of prompt chunks (entries of more than {@link #SMALL}
+     * tokens) go through {@link #promptProducts}; the rest (and everything without oneDNN) is
+     * gathered into {@code in} and goes through {@link #expertProducts}. Which way a token goes
+     * depends on its own entry only, so batch invariance holds.
+     */
+    private void inputProducts(F32Tensor dst, TensorView w, ExpertGroups g) {
+        int prompt = markPrompts(w);
+        if (prompt > 0) promptProducts(dst, ln, w, g);
+        if (prompt < stepTokens) {
+            g.gather(ln.array(), d, in.array());
+            expertProducts(dst, in, w, g, prompt > 0 ? tokPrompt : null);
+        }
+    }
+
+    /** {@code tokPrompt[t] = 1} for the tokens of prompt chunks when oneDNN reads w (else 0); how many. */
+    private int markPrompts(TensorView w) {
+        boolean grouped = mm.readsGrouped(w);
+        int n = 0;
+        for (int i = 0; i < entries; i++) {
+            boolean p = grouped && eLen[i] > SMALL;
+            if (p) n += eLen[i];
+            for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) tokPrompt[t] = p ? 1 : 0;
+        }
+        return n;
+    }
+
+    /**
+     * The prompt chunks' runs ({@code tokPrompt}) through oneDNN's grouped products
+     * ({@link Matmul#groupedRuns}): {@code dst[r] = src[token(r)] · W_{expert(r)}ᵀ}, one product per
+     * (expert, entry) run read straight from the token rows (no gathered copy of the input): a run
+     * that holds all its entry's tokens reads them where they are, so every expert of a chunk
+     * shares one conversion of its rows; the other runs' rows are listed after them.
+     */
+    private void promptProducts(F32Tensor dst, F32Tensor src, TensorView w, ExpertGroups g) {
+        boolean whole = false;
+        for (int e = 0; e < g.experts() && !whole; e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end && !whole; r = r1) {
+                r1 = runEnd(g, r, end);
+                whole = tokPrompt[g.token(r)] != 0 && r1 - r == eLen[tokEntry[g.token(r)]];
+            }
+        }
+        int listed = 0, n = 0;
+        if (whole) for (int t = 0; t < stepTokens; t++) srcRows[listed++] = t;
+        for (int e = 0; e < g.experts(); e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
+                r1 = runEnd(g, r, end);
+                int entry = tokEntry[g.token(r)];
+                if (tokPrompt[g.token(r)] == 0) continue;
+                if (r1 - r == eLen[entry] && whole) {
+                    runIn[n] = eRow[entry];
+                } else {
+                    runIn[n] = listed;
+                    for (int i = r; i < r1; i++) srcRows[listed++] = g.token(i);
+                }
+                runStart[n] = r;
+                runCount[n] = r1 - r;
+                runExpert[n++] = e;
+            }
+        }
+        mm.groupedRuns(dst, src, w, n, runExpert, srcRows, listed, runIn, runCount, null, runStart, false, false);
+    }
+
+    /**
+     * The prompt chunks' output products ({@code tokPrompt}; inputs already gated) added into
+     * their tokens' residual rows by oneDNN's grouped products, one per (expert, entry) run, each
+     * token's terms in ascending expert order ({@link Matmul#groupedRuns} with shared outputs).
+     */
+    private void promptOutputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
+        int n = 0;
+        for (int e = 0; e < g.experts(); e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
+                r1 = runEnd(g, r, end);
+                if (tokPrompt[g.token(r)] == 0) continue;
+                runStart[n] = r;
+                runCount[n] = r1 - r;
+                runExpert[n++] = e;
+            }
+        }
+        mm.groupedRuns(x, src, w, n, runExpert, null, g.rows(), runStart, runCount, g.tokens(), runStart, true, true);
     }
 
     /** The end of the run of grouped rows from r (one expert's, {@code [r, end)}) that belong to r's entry. */

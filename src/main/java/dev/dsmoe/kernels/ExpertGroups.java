@@ -105,6 +105,9 @@ public final class ExpertGroups {
     /** Token of grouped row r. */
     public int token(int r) { return token[r]; }
 
+    /** The token of every grouped row, {@code tokens()[r] == token(r)} for {@code r < rows()} (the array itself: read only). */
+    public int[] tokens() { return token; }
+
     /** Slot index ({@code t*K + j}) of grouped row r. */
     public int slot(int r) { return slot[r]; }
 

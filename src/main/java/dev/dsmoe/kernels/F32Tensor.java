@@ -107,6 +107,11 @@ public final class F32Tensor extends TensorView {
         else MemorySegment.copy(segment, F32, byteOffset + 4L * r * ld, dst, dstOff, cols);
     }
 
+    /** Whether the values are a heap array (else native memory or a mapped file). */
+    boolean onHeap() {
+        return array != null;
+    }
+
     /** GEMM reads fp32 in place, a heap array or a segment: no scratch. */
     static long gemmScratchFloats(long rows, long cols) {
         return 0;

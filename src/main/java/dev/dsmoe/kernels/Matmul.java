@@ -217,6 +217,27 @@ public final class Matmul {
         toc(t0);
     }
 
+    /** Whether {@link #groupedRuns} can run products of this weight here (oneDNN loaded and reads its format). */
+    public boolean readsGrouped(TensorView w) {
+        return oneDnn != null && OneDnn.reads(w);
+    }
+
+    /**
+     * Grouped expert products with the gather and scatter folded in (oneDNN only:
+     * {@link #readsGrouped}): for group {@code p < n}, {@code i < count[p]},
+     * {@code out[outRow(outStart[p] + i)] (+)= in[inRow(inStart[p] + i)] · W_{expert[p]}ᵀ};
+     * {@code inRow(0 .. srcRows)} converted once, null row maps the identity. See
+     * {@link OneDnn#grouped} for the order of a shared output row's terms.
+     */
+    public void groupedRuns(TensorView out, TensorView in, TensorView w, int n, int[] expert, int[] inRow, int srcRows,
+                        int[] inStart, int[] count, int[] outRow, int[] outStart, boolean accumulate, boolean shared) {
+        if (oneDnn == null) throw new IllegalStateException("grouped products need oneDNN");
+        long t0 = tic();
+        oneDnn.grouped(w, n, expert, w.expert(0).rows(), w.expert(0).cols(), in.array(), in.off(), in.ld, inRow, srcRows, inStart,
+                count, out.array(), out.off(), out.ld, outRow, outStart, accumulate, shared);
+        toc(t0);
+    }
+
     /** {@link #forward} without the timing (also called on worker threads by {@link #runs}). */
     private void product(TensorView out, int outRow, TensorView in, int inRow, int rows, TensorView w, boolean accumulate) {
         if (rows == 0 || w.rows == 0) return;
@@ -278,7 +299,7 @@ public final class Matmul {
         }
     }
 
-    /** Backward of {@link #grouped}: each expert's weight gradient and its rows' input gradient (overwritten). */
+    /** Backward of {@link #grouped(ExpertGroups, TensorView, TensorView, TensorView)}: each expert's weight gradient and its rows' input gradient (overwritten). */
     public void groupedBackward(ExpertGroups groups, TensorView dIn, TensorView dW, TensorView dOut, TensorView in,
                                 TensorView w) {
         for (int x = 0; x < groups.experts(); x++) {

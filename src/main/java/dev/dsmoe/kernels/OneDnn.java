@@ -249,6 +249,78 @@ public final class OneDnn {
         });
     }
 
+    /**
+     * Grouped products, ScatterMoE's shape with the gather and scatter folded into oneDNN's input
+     * conversion and output copy (prefill's expert products, no row-per-expert copy of the input
+     * in between): for each group {@code p < groups}, in order, and {@code i < count[p]},
+     * <pre>  y[outRow(outStart[p] + i)] (+)= x[inRow(inStart[p] + i)] · W_{expert[p]}ᵀ</pre>
+     * where {@code inRow(j)} is {@code inRow[j]} ({@code j} itself when inRow is null), likewise
+     * outRow. {@code w} holds the experts ({@link TensorView#expert}: stacked along its rows or
+     * side by side along its columns), each {@code [n, k]}. The rows {@code inRow(0 .. srcRows)} are converted once, so groups may share input
+     * rows (every expert of a prompt chunk reading its tokens). With {@code shared}, groups add
+     * into the same output rows ({@code accumulate} then must be true): the threads split the
+     * output columns and each takes the groups in order, so an output row's terms add up in group
+     * order whatever the thread count; otherwise groups must write disjoint rows and the threads
+     * pull (group, column block) pairs. A row's result depends only on its own group's rows.
+     */
+    public void grouped(TensorView w, int groups, int[] expert, int n, int k, float[] x, int xOff, int ldx, int[] inRow,
+                        int srcRows, int[] inStart, int[] count, float[] y, int yOff, int ldy, int[] outRow, int[] outStart,
+                        boolean accumulate, boolean shared) {
+        if (groups <= 0 || n <= 0) return;
+        if (shared && !accumulate) throw new IllegalArgumentException("groups sharing output rows must accumulate");
+        if (w.expert(0).cols() != k || w.expert(0).rows() != n) {
+            throw new IllegalArgumentException("grouped products: the experts of " + w + " are not [" + n + " x " + k + "]");
+        }
+        boolean bf16 = !(w instanceof F32Tensor);
+        long elem = bf16 ? 2 : 4;
+        Context caller = context.get();
+        MemorySegment src = caller.src((long) (srcRows + ROW_STEP) * k * elem);
+        Parallel.forRange(srcRows, 16, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int row = inRow == null ? r : inRow[r];
+                if (bf16) toBf16(x, xOff + row * ldx, k, src, elem * r * k);
+                else MemorySegment.copy(x, xOff + row * ldx, src, ValueLayout.JAVA_FLOAT, elem * r * k, k);
+            }
+        });
+        int blocks = (n + CHUNK - 1) / CHUNK;
+        Parallel.forChunks(shared ? blocks : groups * blocks, 1, (u0, u1) -> {
+            Context t = context.get();
+            for (int u = u0; u < u1; u++) {
+                int pFirst = shared ? 0 : u / blocks, pEnd = shared ? groups : pFirst + 1, c = shared ? u : u % blocks;
+                int j0 = c * CHUNK, nc = Math.min(CHUNK, n - j0);
+                for (int p = pFirst; p < pEnd; p++) {
+                    int m = count[p];
+                    if (m == 0) continue;
+                    int mp = (m + ROW_STEP - 1) / ROW_STEP * ROW_STEP;
+                    MemorySegment weights;
+                    int wld;
+                    TensorView we = w.expert(expert[p]);
+                    if (we instanceof Q8Tensor q) {
+                        weights = t.weights((long) nc * k * 2);
+                        q.bf16Rows().write(j0, nc, weights);
+                        wld = k;
+                    } else {
+                        weights = we.segment().asSlice(we.byteOffset() + elem * j0 * we.ld());
+                        wld = we.ld();
+                    }
+                    Primitive prim = t.primitive(bf16, mp, nc, k, wld);
+                    MemorySegment dst = t.dst((long) mp * nc * 4);
+                    t.run(prim, src.asSlice(elem * inStart[p] * k), weights, dst);
+                    for (int i = 0; i < m; i++) {
+                        int o = outStart[p] + i, yRow = yOff + (outRow == null ? o : outRow[o]) * ldy + j0;
+                        if (accumulate) addInto(dst, 4L * i * nc, y, yRow, nc);
+                        else MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * i * nc, y, yRow, nc);
+                    }
+                }
+            }
+        });
+    }
+
+    /** Whether {@link #grouped} can read this weight (fp32 in native memory, bf16, Q8_0). */
+    public static boolean reads(TensorView w) {
+        return w instanceof Bf16Tensor || w instanceof Q8Tensor || (w instanceof F32Tensor f && f.segment().isNative() && !f.onHeap());
+    }
+
     private static final VectorSpecies<Float> FS = FloatVector.SPECIES_PREFERRED;
     private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(FS.vectorBitSize() / 2));
     private static final ValueLayout.OfShort BF16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);

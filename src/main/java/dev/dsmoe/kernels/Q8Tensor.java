@@ -197,6 +197,18 @@ public final class Q8Tensor extends TensorView {
         }
     }
 
+    /** Writes rows of this weight dequantized and rounded to bf16, oneDNN's input. */
+    OneDnn.Bf16Rows bf16Rows() {
+        MemorySegment w = segment;
+        long nb = blocks(cols), wOff = byteOffset, sOff = scaleOffset;
+        int cols = this.cols, ld = this.ld;
+        return (r0, n, dst) -> {
+            for (int i = 0; i < n; i++) {
+                dequantizeBf16(w, wOff + (long) (r0 + i) * ld, sOff + 4 * (r0 + i) * nb, cols, dst, 2L * i * cols);
+            }
+        };
+    }
+
     /** {@link #dequantize}'s values rounded to bf16 into a native segment at byte {@code dstOff} (oneDNN's input). */
     private static void dequantizeBf16(MemorySegment w, long off, long soff, int cols, MemorySegment dst, long dstOff) {
         int c0 = 0;
@@ -230,14 +242,7 @@ public final class Q8Tensor extends TensorView {
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         OneDnn dnn = mm.oneDnn();
         if (dnn != null) {
-            MemorySegment w = segment;
-            long nb = blocks(cols), wOff = byteOffset, sOff = scaleOffset;
-            int cols = this.cols, ld = this.ld;
-            dnn.bf16(x, xOff, ldx, m, (r0, n, dst) -> {
-                for (int i = 0; i < n; i++) {
-                    dequantizeBf16(w, wOff + (long) (r0 + i) * ld, sOff + 4 * (r0 + i) * nb, cols, dst, 2L * i * cols);
-                }
-            }, rows, cols, y, yOff, ldy, beta != 0);
+            dnn.bf16(x, xOff, ldx, m, bf16Rows(), rows, cols, y, yOff, ldy, beta != 0);
             return;
         }
         int block = Matmul.unpackRows(rows, cols);

@@ -69,6 +69,95 @@ class OneDnnTest {
         }
     }
 
+    /**
+     * {@link Matmul#groupedRuns}: rows gathered from the input by a row list (a shared identity part
+     * and listed rows), scattered to output rows or added into shared rows in group order, experts
+     * stacked along the rows and side by side along the columns, every format, against double sums.
+     */
+    @Test
+    void groupedProductsGatherAndScatterTheirRows() {
+        SplittableRandom rnd = new SplittableRandom(9);
+        int experts = 3, n = 300, k = 64, tokens = 20;
+        for (boolean columns : new boolean[] {false, true}) {
+            float[] w = TestArrays.uniform(rnd, experts * n * k, 1.0);
+            for (MatVec.DType dt : MatVec.DType.values()) {
+                if (columns && dt == MatVec.DType.Q8_0) continue; // Q8_0 views slice whole rows only
+                // stacked: [experts·n, k]; side by side: [n, experts·k], expert e its columns
+                int rows = columns ? n : experts * n, cols = columns ? experts * k : k;
+                MemorySegment seg = dt.write(Arena.ofAuto(), w, rows, cols);
+                TensorView all = dt.view(seg, 0, rows, cols);
+                TensorView view = columns ? all.expertColumns(experts) : all.stackedExperts(experts);
+                float[] wq = new float[w.length];
+                for (int r = 0; r < rows; r++) all.copyRow(r, wq, r * cols);
+                boolean bf16 = dt != MatVec.DType.F32;
+                if (bf16) for (int i = 0; i < wq.length; i++) wq[i] = Bf16.toFloat(Bf16.fromFloat(wq[i]));
+                String what = dt + (columns ? " experts side by side" : " stacked experts");
+                float[] x = TestArrays.uniform(rnd, tokens * k, 1.0);
+                // groups: expert 0 reads all tokens (the identity part), expert 2 a listed subset, expert 1 none, expert 2 again one row
+                int[] expert = {0, 1, 2, 2};
+                int[] srcRows = new int[tokens + 12];
+                for (int t = 0; t < tokens; t++) srcRows[t] = t;
+                int[] subset = {1, 4, 5, 6, 9, 11, 12, 13, 17, 19};
+                System.arraycopy(subset, 0, srcRows, tokens, subset.length);
+                srcRows[tokens + subset.length] = 7;
+                int listed = tokens + subset.length + 1;
+                int[] inStart = {0, 0, tokens, tokens + subset.length}, count = {tokens, 0, subset.length, 1};
+                // overwrite into grouped rows (row r of the output for the r-th product row)
+                int outRows = tokens + subset.length + 1;
+                int[] outStart = {0, 0, tokens, tokens + subset.length};
+                float[] y = TestArrays.uniform(rnd, outRows * n, 1.0);
+                Matmul.forInference().groupedRuns(F32Tensor.of(y, outRows, n), F32Tensor.of(x, tokens, k), view, 4, expert, srcRows,
+                        listed, inStart, count, null, outStart, false, false);
+                for (int p = 0; p < 4; p++) {
+                    for (int i = 0; i < count[p]; i++) {
+                        int src = srcRows[inStart[p] + i], out = outStart[p] + i;
+                        for (int j = 0; j < n; j++) {
+                            double[] e = dot(x, src, k, wq, expert[p], j, columns, n, cols, bf16);
+                            assertClose(what + " group " + p + " row " + i + " col " + j, e, y[out * n + j]);
+                        }
+                    }
+                }
+                // the same products added into token rows, groups sharing rows (expert order)
+                float[] acc = TestArrays.uniform(rnd, tokens * n, 1.0), before = acc.clone();
+                int[] outRow = srcRows.clone(); // product row i of a group goes back to its token
+                Matmul.forInference().groupedRuns(F32Tensor.of(acc, tokens, n), F32Tensor.of(x, tokens, k), view, 4, expert, srcRows,
+                        listed, inStart, count, outRow, inStart, true, true);
+                for (int t = 0; t < tokens; t++) {
+                    for (int j = 0; j < n; j++) {
+                        double sum = before[t * n + j], abs = Math.abs(sum);
+                        for (int p = 0; p < 4; p++) {
+                            for (int i = 0; i < count[p]; i++) {
+                                if (srcRows[inStart[p] + i] != t) continue;
+                                double[] e = dot(x, t, k, wq, expert[p], j, columns, n, cols, bf16);
+                                sum += e[0];
+                                abs += e[1];
+                            }
+                        }
+                        assertClose(what + " shared, token " + t + " col " + j, new double[] {sum, abs}, acc[t * n + j]);
+                    }
+                }
+            }
+        }
+    }
+
+    /** {sum, sum of magnitudes} of input row {@code t} times row j of expert e (inputs rounded to bf16 when {@code bf16}). */
+    private static double[] dot(float[] x, int t, int k, float[] wq, int e, int j, boolean columns, int n, int cols, boolean bf16) {
+        double sum = 0, abs = 0;
+        for (int c = 0; c < k; c++) {
+            float xv = x[t * k + c];
+            if (bf16) xv = Bf16.toFloat(Bf16.fromFloat(xv));
+            float wv = columns ? wq[j * cols + e * k + c] : wq[(e * n + j) * cols + c];
+            sum += (double) xv * wv;
+            abs += Math.abs((double) xv * wv);
+        }
+        return new double[] {sum, abs};
+    }
+
+    private static void assertClose(String what, double[] expected, float got) {
+        double tol = 1e-6 * expected[1] + 1e-6;
+        if (Math.abs(got - expected[0]) > tol) throw new AssertionError(what + ": " + got + ", expected " + expected[0] + " within " + tol);
+    }
+
     /** Through {@link Matmul#forward} of an inference instance: rows past the mat-vec limit go to oneDNN. */
     private static void check(String what, TensorView w, float[] wq, int m, int n, int k, boolean bf16, boolean accumulate,
                               SplittableRandom rnd) {
