@@ -7,7 +7,9 @@ import dev.dsmoe.kernels.Gating;
 import dev.dsmoe.kernels.Gelu;
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.kernels.Matmul;
+import dev.dsmoe.kernels.OneDnn;
 import dev.dsmoe.kernels.Parallel;
+import dev.dsmoe.kernels.PromptAttention;
 import dev.dsmoe.kernels.RmsNorm;
 import dev.dsmoe.kernels.Rope;
 import dev.dsmoe.kernels.Routing;
@@ -116,7 +118,7 @@ public final class Engine {
     private final Routing.Buffers attRouting, mlpRouting;
     private final float[] gates, seqGates;
     private final int[] tokenBuffer, chosen, seqChosen, rowPos, tokPos, tokEntry, segStart, segCount, segExpert, runStart, runCount, runExpert,
-            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot, tokSkip, tokPrompt, runIn, srcRows;
+            pieceRow, pieceExpert, pieceSlot, slotRow, tokSlot, tokSkip, tokPrompt, runIn, srcRows, attRows;
     /** Each grouped attention row's block table (its sequence's). */
     private final float[][][] rowTables;
     private final ExpertGroups attGroups, mlpGroups;
@@ -240,6 +242,7 @@ public final class Engine {
         runCount = a.ints(slots);
         runExpert = a.ints(slots);
         runIn = a.ints(slots);
+        attRows = a.ints(slots);
         srcRows = a.ints(maxTokens + slots);
         pieceRow = a.ints(slots);
         pieceExpert = a.ints(slots);
@@ -663,8 +666,7 @@ public final class Engine {
             rowTables[r] = eSeq[tokEntry[t]].table;
         }
         rope.forwardAt(q.array(), 0, headW, rows, nHead, rowPos, 0);
-        CachedAttention.forward(q.array(), 0, headW, rows, nHead, kvHeadOf, rowTables, kv.keyOffset(l), kv.valueOffset(l),
-                kv.blockSize(), kvW, dAtt, rowPos, 0, att.array(), 0, headW);
+        attention(l, rows);
         Gating.scaleRows(att, attGroups, gates);
         outputProducts(att, w.oProj(), attGroups);
 
@@ -676,6 +678,32 @@ public final class Engine {
         Gating.scaleRows(hidden, mlpGroups, gates);
         outputProducts(hidden, w.downProj(), mlpGroups);
         Arrays.fill(rowTables, 0, rows, null);
+    }
+
+    /**
+     * Attention of the step's grouped query rows over their sequences' caches: with oneDNN, a
+     * prompt chunk's rows by two matrix products per block of queries ({@link PromptAttention}),
+     * the others (and all without oneDNN) by {@link CachedAttention}, which leaves alone the rows
+     * whose table is null. Per entry, so a sequence's result does not depend on the rest of the step.
+     */
+    private void attention(int l, int rows) {
+        OneDnn dnn = mm.oneDnn();
+        if (dnn != null && PromptAttention.grouped(kvHeadOf, nHead)) {
+            for (int i = 0; i < entries; i++) {
+                if (eLen[i] <= SMALL) continue;
+                int n = 0;
+                for (int r = 0; r < rows; r++) {
+                    if (tokEntry[attGroups.token(r)] == i) {
+                        attRows[n++] = r;
+                        rowTables[r] = null;
+                    }
+                }
+                PromptAttention.forward(dnn, q.array(), 0, headW, attRows, n, nHead, kvHeadOf, eSeq[i].table, kv.keyOffset(l),
+                        kv.valueOffset(l), kv.blockSize(), kvW, dAtt, rowPos, att.array(), 0, headW);
+            }
+        }
+        CachedAttention.forward(q.array(), 0, headW, rows, nHead, kvHeadOf, rowTables, kv.keyOffset(l), kv.valueOffset(l),
+                kv.blockSize(), kvW, dAtt, rowPos, 0, att.array(), 0, headW);
     }
 
     /** The step's new keys and values into their sequences' blocks, layer l. */
@@ -751,7 +779,7 @@ public final class Engine {
     /**
      * A mixture's output products {@code src[r] · W_{expert(r)}ᵀ} (inputs already gated) added
      * into their tokens' residual rows {@code x}, each token's in ascending expert order, one of
-     * one of four ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
+     * four ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
      * <ul>
      * <li>with oneDNN ({@link Matmul#readsGrouped}), a prompt chunk (more than {@link #SMALL}
      *     tokens): {@link #promptOutputProducts}, one product per (expert, entry) run added into

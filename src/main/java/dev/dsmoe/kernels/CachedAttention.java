@@ -28,7 +28,9 @@ public final class CachedAttention {
     private CachedAttention() {}
 
     /**
-     * @param tables    each row's block table (row r: {@code tables[r]}); blocks hold keys and values
+     * @param tables    each row's block table (row r: {@code tables[r]}); blocks hold keys and values.
+     *                  A row whose table is null is left as it is (its attention is made elsewhere:
+     *                  {@link PromptAttention} for prompt chunks)
      * @param blockSize positions per block, a power of two
      */
     public static void forward(float[] q, int qOff, int qStride, int rows, int heads, int[] kvHeadOf,
@@ -49,7 +51,8 @@ public final class CachedAttention {
             if (p < 0) throw new IllegalArgumentException("negative position " + p + " for row " + r);
             maxPos = Math.max(maxPos, p);
             float[][] table = tables[r];
-            if (table == null || table.length <= p / blockSize) {
+            if (table == null) continue; // a row left to another kernel
+            if (table.length <= p / blockSize) {
                 throw new IllegalArgumentException("row " + r + ": no cache block for position " + p);
             }
             for (int b = 0; b <= p / blockSize; b++) {
@@ -71,6 +74,7 @@ public final class CachedAttention {
         Parallel.forRange(rows * perRow, grain, (u0, u1) -> {
             for (int u = u0; u < u1; u++) {
                 int r = u / perRow, h0 = u % perRow * S, h1 = Math.min(heads, h0 + S);
+                if (tables[r] == null) continue;
                 for (int a = h0; a < h1; ) { // runs of heads on the same KV head
                     int b = a + 1;
                     while (b < h1 && kvHeadOf[b] == kvHeadOf[a]) b++;

@@ -252,7 +252,7 @@ public final class Matmul {
     }
 
     /** oneDNN for this instance's GEMM products, or null (training; library absent or switched off). */
-    OneDnn oneDnn() {
+    public OneDnn oneDnn() {
         return oneDnn;
     }
 

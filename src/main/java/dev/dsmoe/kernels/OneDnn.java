@@ -321,6 +321,17 @@ public final class OneDnn {
         return w instanceof Bf16Tensor || w instanceof Q8Tensor || (w instanceof F32Tensor f && f.segment().isNative() && !f.onHeap());
     }
 
+    /**
+     * One fp32 product on the calling thread between native buffers, for kernels that keep their
+     * operands off the heap ({@link PromptAttention}): {@code dst[m, n] = src[m, k] · B} where B is
+     * {@code w} as {@code [k, n]} with row stride ld ({@code kMajor}) or its transpose stored
+     * {@code [n, k]}; src rows contiguous, dst rows contiguous. m is used as given (no rounding).
+     */
+    void nativeF32(MemorySegment src, int m, MemorySegment w, int ld, boolean kMajor, int n, int k, MemorySegment dst) {
+        Context t = context.get();
+        t.run(t.primitive(false, m, n, k, ld, kMajor), src, w, dst);
+    }
+
     private static final VectorSpecies<Float> FS = FloatVector.SPECIES_PREFERRED;
     private static final VectorSpecies<Short> SS = VectorSpecies.of(short.class, VectorShape.forBitSize(FS.vectorBitSize() / 2));
     private static final ValueLayout.OfShort BF16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -359,7 +370,7 @@ public final class OneDnn {
         for (; i < n; i++) y[yOff + i] += src.get(ValueLayout.JAVA_FLOAT, off + 4L * i);
     }
 
-    private record Key(boolean bf16, int m, int n, int k, int ld) {}
+    private record Key(boolean bf16, int m, int n, int k, int ld, boolean kMajor) {}
 
     /** A matmul primitive for one shape, with the memory objects its calls point at their buffers. */
     private static final class Primitive {
@@ -410,11 +421,16 @@ public final class OneDnn {
         }
 
         Primitive primitive(boolean bf16, int m, int n, int k, int ld) {
-            Key key = new Key(bf16, m, n, k, ld);
+            return primitive(bf16, m, n, k, ld, false);
+        }
+
+        /** kMajor: the weight stored {@code [k, n]} (row stride ld), else {@code [n, k]}. */
+        Primitive primitive(boolean bf16, int m, int n, int k, int ld, boolean kMajor) {
+            Key key = new Key(bf16, m, n, k, ld, kMajor);
             Primitive p = primitives.get(key);
             if (p == null) {
                 try {
-                    p = create(bf16, m, n, k, ld);
+                    p = create(bf16, m, n, k, ld, kMajor);
                 } catch (RuntimeException | Error e) {
                     throw e;
                 } catch (Throwable e) {
@@ -425,14 +441,15 @@ public final class OneDnn {
             return p;
         }
 
-        private Primitive create(boolean bf16, int m, int n, int k, int ld) throws Throwable {
+        private Primitive create(boolean bf16, int m, int n, int k, int ld, boolean kMajor) throws Throwable {
             int type = bf16 ? BF16 : F32;
             Primitive p = new Primitive();
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment dims = a.allocate(ValueLayout.JAVA_LONG, 12), strides = a.allocate(ValueLayout.JAVA_LONG, 12);
                 MemorySegment srcMd = a.allocate(MD_BYTES, 8), wMd = a.allocate(MD_BYTES, 8), dstMd = a.allocate(MD_BYTES, 8);
                 desc(srcMd, dims, strides, m, k, k, 1, type);
-                desc(wMd, dims, strides, k, n, 1, ld, type);      // W [n, k] read as its transpose [k, n]
+                if (kMajor) desc(wMd, dims, strides, k, n, ld, 1, type);
+                else desc(wMd, dims, strides, k, n, 1, ld, type);      // W [n, k] read as its transpose [k, n]
                 desc(dstMd, dims, strides, m, n, n, 1, F32);
                 MemorySegment op = a.allocate(MATMUL_DESC_BYTES, 8);
                 check((int) matmulInit.invokeExact(op, srcMd, wMd, MemorySegment.NULL, dstMd), "dnnl_matmul_desc_init");
