@@ -908,15 +908,20 @@ public final class Engine {
 
     /**
      * The prompt chunks' output products ({@code tokPrompt}; inputs already gated) added into
-     * their tokens' residual rows by oneDNN's grouped products, one per (expert, entry) run, each
+     * their tokens' residual rows by oneDNN's grouped products, one per (entry, expert) run, each
      * token's terms in ascending expert order ({@link Matmul#groupedRuns} with shared outputs).
      */
     private void promptOutputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
+        // entry by entry, each entry's runs in expert order: which consecutive runs share their
+        // rows (and so sum inside oneDNN) then depends on the entry alone, as batch invariance needs
         int n = 0;
-        for (int e = 0; e < g.experts(); e++) {
-            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
-                r1 = runEnd(g, r, end);
-                if (tokPrompt[g.token(r)] == 0) continue;
+        for (int i = 0; i < entries; i++) {
+            if (tokPrompt[eRow[i]] == 0) continue;
+            for (int e = 0; e < g.experts(); e++) {
+                int r = g.start(e), end = r + g.count(e);
+                while (r < end && tokEntry[g.token(r)] < i) r++; // an expert's rows are in token order
+                if (r == end || tokEntry[g.token(r)] != i) continue;
+                int r1 = runEnd(g, r, end);
                 runStart[n] = r;
                 runCount[n] = r1 - r;
                 runExpert[n++] = e;

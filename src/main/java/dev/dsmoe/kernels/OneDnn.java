@@ -60,6 +60,9 @@ public final class OneDnn {
     /** sizeof(dnnl_memory_desc_t) and sizeof(dnnl_matmul_desc_t) in oneDNN 2.x (checked against the version at load). */
     private static final long MD_BYTES = 696, MATMUL_DESC_BYTES = 2800;
 
+    /** In {@link #unavailableReason()} when the library is not installed (as opposed to failing to bind). */
+    public static final String NOT_INSTALLED = "not installed";
+
     private static final Object LOCK = new Object();
     private static volatile boolean tried;
     private static volatile OneDnn instance;
@@ -102,7 +105,8 @@ public final class OneDnn {
 
     private final MethodHandle mdInit, matmulInit, pdCreate, pdQueryMd, pdQuery, pdDestroy, mdSize, primCreate,
             memCreate, memSetHandle, execute, streamCreate, streamWait, ompSetThreads;
-    private final MemorySegment engine, attr;
+    /** Primitive attributes: user scratchpad; the same with a sum post-op ({@code dst += src · W}). */
+    private final MemorySegment engine, attr, attrSum;
     private final String version, f32Impl, bf16Impl;
     private final ThreadLocal<Context> context = ThreadLocal.withInitial(Context::new);
 
@@ -113,13 +117,13 @@ public final class OneDnn {
         try {
             lib = SymbolLookup.libraryLookup(name, Arena.global());
         } catch (IllegalArgumentException e) {
-            throw new UnsupportedOperationException(name + " not found (install Debian's libdnnl2)");
+            throw new UnsupportedOperationException(name + " " + NOT_INSTALLED + " (install Debian's libdnnl2)");
         }
         SymbolLookup gomp;
         try {
             gomp = SymbolLookup.libraryLookup("libgomp.so.1", Arena.global());
         } catch (IllegalArgumentException e) {
-            throw new UnsupportedOperationException("libgomp.so.1 not found beside " + name);
+            throw new UnsupportedOperationException("libgomp.so.1 " + NOT_INSTALLED + " beside " + name);
         }
         AddressLayout A = ValueLayout.ADDRESS;
         ValueLayout.OfInt I = ValueLayout.JAVA_INT;
@@ -146,6 +150,9 @@ public final class OneDnn {
         MethodHandle engineCreate = bind(linker, lib, "dnnl_engine_create", FunctionDescriptor.of(I, A, I, J));
         MethodHandle attrCreate = bind(linker, lib, "dnnl_primitive_attr_create", FunctionDescriptor.of(I, A));
         MethodHandle attrMode = bind(linker, lib, "dnnl_primitive_attr_set_scratchpad_mode", FunctionDescriptor.of(I, A, I));
+        MethodHandle postOpsCreate = bind(linker, lib, "dnnl_post_ops_create", FunctionDescriptor.of(I, A));
+        MethodHandle appendSum = bind(linker, lib, "dnnl_post_ops_append_sum", FunctionDescriptor.of(I, A, ValueLayout.JAVA_FLOAT));
+        MethodHandle setPostOps = bind(linker, lib, "dnnl_primitive_attr_set_post_ops", FunctionDescriptor.of(I, A, A));
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(A);
             check((int) engineCreate.invokeExact(out, CPU, 0L), "dnnl_engine_create");
@@ -153,6 +160,13 @@ public final class OneDnn {
             check((int) attrCreate.invokeExact(out), "dnnl_primitive_attr_create");
             attr = out.get(A, 0);
             check((int) attrMode.invokeExact(attr, SCRATCHPAD_USER), "dnnl_primitive_attr_set_scratchpad_mode");
+            check((int) attrCreate.invokeExact(out), "dnnl_primitive_attr_create");
+            attrSum = out.get(A, 0);
+            check((int) attrMode.invokeExact(attrSum, SCRATCHPAD_USER), "dnnl_primitive_attr_set_scratchpad_mode");
+            check((int) postOpsCreate.invokeExact(out), "dnnl_post_ops_create");
+            MemorySegment postOps = out.get(A, 0);
+            check((int) appendSum.invokeExact(postOps, 1f), "dnnl_post_ops_append_sum");
+            check((int) setPostOps.invokeExact(attrSum, postOps), "dnnl_primitive_attr_set_post_ops");
         }
         // Creating one of each says which kernels this CPU gets (and fails here, not mid-run, if none).
         Context c = context.get();
@@ -260,8 +274,9 @@ public final class OneDnn {
      * rows (every expert of a prompt chunk reading its tokens). With {@code shared}, groups add
      * into the same output rows ({@code accumulate} then must be true): the threads split the
      * output columns and each takes the groups in order, so an output row's terms add up in group
-     * order whatever the thread count; otherwise groups must write disjoint rows and the threads
-     * pull (group, column block) pairs. A row's result depends only on its own group's rows.
+     * order whatever the thread count (consecutive groups with the same output rows, as every
+     * expert of a prompt chunk, add into oneDNN's buffer through a sum post-op and reach y once);
+     * otherwise groups must write disjoint rows and the threads pull (group, column block) pairs. A row's result depends only on its own group's rows.
      */
     public void grouped(TensorView w, int groups, int[] expert, int n, int k, float[] x, int xOff, int ldx, int[] inRow,
                         int srcRows, int[] inStart, int[] count, float[] y, int yOff, int ldy, int[] outRow, int[] outStart,
@@ -288,10 +303,14 @@ public final class OneDnn {
             for (int u = u0; u < u1; u++) {
                 int pFirst = shared ? 0 : u / blocks, pEnd = shared ? groups : pFirst + 1, c = shared ? u : u % blocks;
                 int j0 = c * CHUNK, nc = Math.min(CHUNK, n - j0);
+                int pending = -1; // shared: the group whose result is in dst, not yet added into y
                 for (int p = pFirst; p < pEnd; p++) {
                     int m = count[p];
                     if (m == 0) continue;
                     int mp = (m + ROW_STEP - 1) / ROW_STEP * ROW_STEP;
+                    // a group with the same output rows as the pending one adds into oneDNN's buffer (a sum post-op)
+                    boolean sum = pending >= 0 && sameRows(outRow, outStart, count, pending, p);
+                    if (pending >= 0 && !sum) flush(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc);
                     MemorySegment weights;
                     int wld;
                     TensorView we = w.expert(expert[p]);
@@ -303,17 +322,41 @@ public final class OneDnn {
                         weights = we.segment().asSlice(we.byteOffset() + elem * j0 * we.ld());
                         wld = we.ld();
                     }
-                    Primitive prim = t.primitive(bf16, mp, nc, k, wld);
-                    MemorySegment dst = t.dst((long) mp * nc * 4);
+                    Primitive prim = t.primitive(bf16, mp, nc, k, wld, false, sum);
+                    MemorySegment dst = sum ? t.dst : t.dst((long) mp * nc * 4);
                     t.run(prim, src.asSlice(elem * inStart[p] * k), weights, dst);
+                    if (shared) {
+                        pending = p;
+                        continue;
+                    }
                     for (int i = 0; i < m; i++) {
                         int o = outStart[p] + i, yRow = yOff + (outRow == null ? o : outRow[o]) * ldy + j0;
                         if (accumulate) addInto(dst, 4L * i * nc, y, yRow, nc);
                         else MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * i * nc, y, yRow, nc);
                     }
                 }
+                if (pending >= 0) flush(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc);
             }
         });
+    }
+
+    /** Whether groups a and b write the same output rows, in the same order. */
+    private static boolean sameRows(int[] outRow, int[] outStart, int[] count, int a, int b) {
+        if (count[a] != count[b]) return false;
+        for (int i = 0; i < count[a]; i++) {
+            int ra = outStart[a] + i, rb = outStart[b] + i;
+            if ((outRow == null ? ra : outRow[ra]) != (outRow == null ? rb : outRow[rb])) return false;
+        }
+        return true;
+    }
+
+    /** Adds group p's block of results (in dst, {@code nc} columns from j0) into its output rows. */
+    private static void flush(MemorySegment dst, int p, int[] outRow, int[] outStart, int[] count, float[] y, int yOff, int ldy,
+                              int j0, int nc) {
+        for (int i = 0; i < count[p]; i++) {
+            int o = outStart[p] + i;
+            addInto(dst, 4L * i * nc, y, yOff + (outRow == null ? o : outRow[o]) * ldy + j0, nc);
+        }
     }
 
     /** Whether {@link #grouped} can read this weight (fp32 in native memory, bf16, Q8_0). */
@@ -329,7 +372,7 @@ public final class OneDnn {
      */
     void nativeF32(MemorySegment src, int m, MemorySegment w, int ld, boolean kMajor, int n, int k, MemorySegment dst) {
         Context t = context.get();
-        t.run(t.primitive(false, m, n, k, ld, kMajor), src, w, dst);
+        t.run(t.primitive(false, m, n, k, ld, kMajor, false), src, w, dst);
     }
 
     private static final VectorSpecies<Float> FS = FloatVector.SPECIES_PREFERRED;
@@ -370,7 +413,7 @@ public final class OneDnn {
         for (; i < n; i++) y[yOff + i] += src.get(ValueLayout.JAVA_FLOAT, off + 4L * i);
     }
 
-    private record Key(boolean bf16, int m, int n, int k, int ld, boolean kMajor) {}
+    private record Key(boolean bf16, int m, int n, int k, int ld, boolean kMajor, boolean sum) {}
 
     /** A matmul primitive for one shape, with the memory objects its calls point at their buffers. */
     private static final class Primitive {
@@ -421,16 +464,16 @@ public final class OneDnn {
         }
 
         Primitive primitive(boolean bf16, int m, int n, int k, int ld) {
-            return primitive(bf16, m, n, k, ld, false);
+            return primitive(bf16, m, n, k, ld, false, false);
         }
 
-        /** kMajor: the weight stored {@code [k, n]} (row stride ld), else {@code [n, k]}. */
-        Primitive primitive(boolean bf16, int m, int n, int k, int ld, boolean kMajor) {
-            Key key = new Key(bf16, m, n, k, ld, kMajor);
+        /** kMajor: the weight stored {@code [k, n]} (row stride ld), else {@code [n, k]}; sum: add into dst. */
+        Primitive primitive(boolean bf16, int m, int n, int k, int ld, boolean kMajor, boolean sum) {
+            Key key = new Key(bf16, m, n, k, ld, kMajor, sum);
             Primitive p = primitives.get(key);
             if (p == null) {
                 try {
-                    p = create(bf16, m, n, k, ld, kMajor);
+                    p = create(bf16, m, n, k, ld, kMajor, sum);
                 } catch (RuntimeException | Error e) {
                     throw e;
                 } catch (Throwable e) {
@@ -441,7 +484,7 @@ public final class OneDnn {
             return p;
         }
 
-        private Primitive create(boolean bf16, int m, int n, int k, int ld, boolean kMajor) throws Throwable {
+        private Primitive create(boolean bf16, int m, int n, int k, int ld, boolean kMajor, boolean sum) throws Throwable {
             int type = bf16 ? BF16 : F32;
             Primitive p = new Primitive();
             try (Arena a = Arena.ofConfined()) {
@@ -454,7 +497,8 @@ public final class OneDnn {
                 MemorySegment op = a.allocate(MATMUL_DESC_BYTES, 8);
                 check((int) matmulInit.invokeExact(op, srcMd, wMd, MemorySegment.NULL, dstMd), "dnnl_matmul_desc_init");
                 MemorySegment out = a.allocate(ValueLayout.ADDRESS);
-                check((int) pdCreate.invokeExact(out, op, attr, engine, MemorySegment.NULL), "dnnl_primitive_desc_create");
+                MemorySegment attributes = sum ? attrSum : attr; // a local: invokeExact takes a conditional as Object
+                check((int) pdCreate.invokeExact(out, op, attributes, engine, MemorySegment.NULL), "dnnl_primitive_desc_create");
                 MemorySegment pd = out.get(ValueLayout.ADDRESS, 0);
                 try {
                     check((int) pdQuery.invokeExact(pd, QUERY_IMPL_INFO_STR, 0, out), "dnnl_primitive_desc_query");

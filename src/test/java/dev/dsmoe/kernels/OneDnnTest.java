@@ -25,6 +25,11 @@ class OneDnnTest {
     static void library() {
         boolean ci = System.getenv("CI") != null;
         if (ci) assertNotNull(OneDnn.get(), "oneDNN must load in CI: " + OneDnn.unavailableReason());
+        // installed but not bound (or switched off) is a failure, not a skip
+        String why = OneDnn.unavailableReason();
+        if (why != null && !why.contains(OneDnn.NOT_INSTALLED) && !why.startsWith("switched off")) {
+            throw new AssertionError("oneDNN is installed but did not bind: " + why);
+        }
         assumeTrue(OneDnn.get() != null, "skipped: oneDNN unavailable (" + OneDnn.unavailableReason()
                 + "); apt-get install libdnnl2");
     }
@@ -134,6 +139,21 @@ class OneDnnTest {
                             }
                         }
                         assertClose(what + " shared, token " + t + " col " + j, new double[] {sum, abs}, acc[t * n + j]);
+                    }
+                }
+                // every expert over all the tokens (a prompt chunk's MoA): consecutive groups with the same rows sum in oneDNN
+                float[] all3 = TestArrays.uniform(rnd, tokens * n, 1.0), before3 = all3.clone();
+                Matmul.forInference().groupedRuns(F32Tensor.of(all3, tokens, n), F32Tensor.of(x, tokens, k), view, 3,
+                        new int[] {0, 1, 2}, null, tokens, new int[3], new int[] {tokens, tokens, tokens}, null, new int[3], true, true);
+                for (int t = 0; t < tokens; t++) {
+                    for (int j = 0; j < n; j++) {
+                        double sum = before3[t * n + j], abs = Math.abs(sum);
+                        for (int e = 0; e < 3; e++) {
+                            double[] d = dot(x, t, k, wq, e, j, columns, n, cols, bf16);
+                            sum += d[0];
+                            abs += d[1];
+                        }
+                        assertClose(what + " all experts, token " + t + " col " + j, new double[] {sum, abs}, all3[t * n + j]);
                     }
                 }
             }

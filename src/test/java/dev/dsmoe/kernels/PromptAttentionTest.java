@@ -20,6 +20,10 @@ class PromptAttentionTest {
     void matchesADoubleReferenceAndTheCachedKernel() {
         boolean ci = System.getenv("CI") != null;
         if (ci) assertTrue(OneDnn.get() != null, "oneDNN must load in CI: " + OneDnn.unavailableReason());
+        String why = OneDnn.unavailableReason();
+        if (why != null && !why.contains(OneDnn.NOT_INSTALLED) && !why.startsWith("switched off")) {
+            throw new AssertionError("oneDNN is installed but did not bind: " + why);
+        }
         assumeTrue(OneDnn.get() != null, "skipped: oneDNN unavailable (" + OneDnn.unavailableReason() + ")");
         SplittableRandom rnd = new SplittableRandom(3);
         int D = 16, heads = 6, hkv = 2, blockSize = 16, rows = 150, first = 50, positions = first + rows;
