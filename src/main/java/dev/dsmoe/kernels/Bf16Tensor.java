@@ -97,8 +97,8 @@ public final class Bf16Tensor extends TensorView {
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         OneDnn dnn = mm.oneDnn();
-        if (dnn != null && segment.isNative()) {
-            dnn.bf16(x, xOff, ldx, m, segment, byteOffset, ld, rows, cols, y, yOff, ldy, beta != 0);
+        if (dnn != null && OneDnn.reads(this)) {
+            dnn.product(this, x, xOff, ldx, m, y, yOff, ldy, beta != 0);
             return;
         }
         int block = Matmul.unpackRows(rows, cols);

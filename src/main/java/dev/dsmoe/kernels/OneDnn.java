@@ -195,72 +195,22 @@ public final class OneDnn {
 
     /** Writes weight rows {@code [r0, r0 + rows)} as bf16, {@code k} per row, contiguous from {@code dst}. */
     @FunctionalInterface
-    public interface Bf16Rows {
+    interface Bf16Rows {
         void write(int r0, int rows, MemorySegment dst);
     }
 
+    private static final int[] FIRST = {0};
+
     /**
-     * {@code y[i, j] (+)= Σ_c x[i, c] · W[j, c]} for {@code i < m, j < n, c < k}: W an fp32 weight
-     * {@code [n, k]} with row stride {@code ld} floats at byte {@code wOff} of native segment w.
+     * {@code y[i, j] (+)= Σ_c x[i, c] · W[j, c]} for {@code i < m}: W a weight {@link #reads} takes,
+     * {@code [n, k]}; for bf16 and Q8_0 weights the input rows are rounded to bf16. One group of
+     * {@link #grouped}: the input rows converted once, blocks of {@link #CHUNK} output columns.
      */
-    public void f32(float[] x, int xOff, int ldx, int m, MemorySegment w, long wOff, int ld, int n, int k,
-                    float[] y, int yOff, int ldy, boolean accumulate) {
-        product(false, x, xOff, ldx, m, w, wOff, ld, null, n, k, y, yOff, ldy, accumulate);
-    }
-
-    /** As {@link #f32} for a bf16 weight (row stride {@code ld} values), the input rows rounded to bf16. */
-    public void bf16(float[] x, int xOff, int ldx, int m, MemorySegment w, long wOff, int ld, int n, int k,
-                     float[] y, int yOff, int ldy, boolean accumulate) {
-        product(true, x, xOff, ldx, m, w, wOff, ld, null, n, k, y, yOff, ldy, accumulate);
-    }
-
-    /** As {@link #bf16} for a weight that writes its own rows as bf16 (Q8_0), a chunk at a time. */
-    public void bf16(float[] x, int xOff, int ldx, int m, Bf16Rows rows, int n, int k,
-                     float[] y, int yOff, int ldy, boolean accumulate) {
-        product(true, x, xOff, ldx, m, null, 0, k, rows, n, k, y, yOff, ldy, accumulate);
-    }
-
-    private void product(boolean bf16, float[] x, int xOff, int ldx, int m, MemorySegment w, long wOff, int ld,
-                         Bf16Rows unpack, int n, int k, float[] y, int yOff, int ldy, boolean accumulate) {
-        if (m <= 0 || n <= 0) return;
-        if (k <= 0) throw new IllegalArgumentException("oneDNN product with k = " + k);
-        if (w != null && !w.isNative()) throw new IllegalArgumentException("oneDNN reads weights from native memory only");
-        int mp = (m + ROW_STEP - 1) / ROW_STEP * ROW_STEP;
-        Context caller = context.get();
-        MemorySegment src = caller.src((long) mp * k * (bf16 ? 2 : 4));
-        if (bf16) {
-            Parallel.forRange(m, 16, (r0, r1) -> {
-                for (int r = r0; r < r1; r++) toBf16(x, xOff + r * ldx, k, src, 2L * r * k);
-            });
-        } else {
-            for (int r = 0; r < m; r++) MemorySegment.copy(x, xOff + r * ldx, src, ValueLayout.JAVA_FLOAT, 4L * r * k, k);
-        }
-        long elem = bf16 ? 2 : 4;
-        int chunks = (n + CHUNK - 1) / CHUNK;
-        Parallel.forChunks(chunks, 1, (c0, c1) -> {
-            Context t = context.get();
-            for (int c = c0; c < c1; c++) {
-                int j0 = c * CHUNK, nc = Math.min(CHUNK, n - j0);
-                MemorySegment weights;
-                int wld;
-                if (unpack != null) {
-                    weights = t.weights((long) nc * k * 2);
-                    unpack.write(j0, nc, weights);
-                    wld = k;
-                } else {
-                    weights = w.asSlice(wOff + elem * j0 * ld);
-                    wld = ld;
-                }
-                Primitive p = t.primitive(bf16, mp, nc, k, wld);
-                MemorySegment dst = t.dst((long) mp * nc * 4);
-                t.run(p, src, weights, dst);
-                for (int i = 0; i < m; i++) {
-                    int yRow = yOff + i * ldy + j0;
-                    if (accumulate) addInto(dst, 4L * i * nc, y, yRow, nc);
-                    else MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * i * nc, y, yRow, nc);
-                }
-            }
-        });
+    public void product(TensorView w, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, boolean accumulate) {
+        if (m <= 0) return;
+        int[] count = context.get().count;
+        count[0] = m;
+        grouped(w, 1, FIRST, w.rows(), w.cols(), x, xOff, ldx, null, m, FIRST, count, y, yOff, ldy, null, FIRST, accumulate, false);
     }
 
     /**
@@ -361,7 +311,8 @@ public final class OneDnn {
 
     /** Whether {@link #grouped} can read this weight (fp32 in native memory, bf16, Q8_0). */
     public static boolean reads(TensorView w) {
-        return w instanceof Bf16Tensor || w instanceof Q8Tensor || (w instanceof F32Tensor f && f.segment().isNative() && !f.onHeap());
+        return w instanceof Q8Tensor || (w instanceof Bf16Tensor && w.segment().isNative())
+                || (w instanceof F32Tensor f && !f.onHeap() && f.segment().isNative());
     }
 
     /**
@@ -428,6 +379,8 @@ public final class OneDnn {
         private final Arena arena = Arena.ofAuto();
         private final MemorySegment stream;
         private final Map<Key, Primitive> primitives = new HashMap<>();
+        /** {@link #product}'s one group's row count (read by the pool's threads during the call). */
+        final int[] count = new int[1];
         private MemorySegment src = MemorySegment.NULL, dst = MemorySegment.NULL, weights = MemorySegment.NULL,
                 scratch = MemorySegment.NULL;
 

@@ -105,8 +105,8 @@ public final class PromptAttention {
                 t.s = Scratch.grow(t.s, 4L * mp * lb);
                 t.o = Scratch.grow(t.o, 4L * mp * D);
                 if (t.scores.length < lb) t.scores = new float[lb];
-                for (int i = 0; i < m; i++) { // query i: row order[(i0+i)/perG], its (i0+i)%perG-th head on g
-                    int qi = i0 + i, row = order[qi / perG], h = firstHead(kvHeadOf, heads, g) + qi % perG;
+                for (int i = 0; i < m; i++) { // query i: row order[(i0+i)/perG], head g·perG + (i0+i)%perG (heads grouped)
+                    int qi = i0 + i, row = order[qi / perG], h = g * perG + qi % perG;
                     MemorySegment.copy(q, qOff + row * qStride + h * D, t.q, ValueLayout.JAVA_FLOAT, 4L * i * D, D);
                 }
                 long kvBase = 4L * g * lPad * D;
@@ -125,7 +125,7 @@ public final class PromptAttention {
                 }
                 dnn.nativeF32(t.s, mp, values.asSlice(kvBase), D, true, D, lb, t.o);
                 for (int i = 0; i < m; i++) {
-                    int qi = i0 + i, row = order[qi / perG], h = firstHead(kvHeadOf, heads, g) + qi % perG;
+                    int qi = i0 + i, row = order[qi / perG], h = g * perG + qi % perG;
                     MemorySegment.copy(t.o, ValueLayout.JAVA_FLOAT, 4L * i * D, out, outOff + row * outStride + h * D, D);
                 }
             }
@@ -139,10 +139,5 @@ public final class PromptAttention {
         if (kvHeads == 0 || heads % kvHeads != 0) return false;
         for (int h = 0; h < heads; h++) if (kvHeadOf[h] != h / (heads / kvHeads)) return false;
         return true;
-    }
-
-    private static int firstHead(int[] kvHeadOf, int heads, int g) {
-        for (int h = 0; h < heads; h++) if (kvHeadOf[h] == g) return h;
-        throw new IllegalArgumentException("no query head on KV head " + g);
     }
 }

@@ -23,15 +23,20 @@ class OneDnnTest {
 
     @BeforeAll
     static void library() {
-        boolean ci = System.getenv("CI") != null;
-        if (ci) assertNotNull(OneDnn.get(), "oneDNN must load in CI: " + OneDnn.unavailableReason());
-        // installed but not bound (or switched off) is a failure, not a skip
+        requireOrSkip();
+    }
+
+    /**
+     * Fails when oneDNN is installed but does not bind (or is missing in CI); skips the calling
+     * test where it is not installed. Shared by the tests of the kernels that need it.
+     */
+    static void requireOrSkip() {
+        if (System.getenv("CI") != null) assertNotNull(OneDnn.get(), "oneDNN must load in CI: " + OneDnn.unavailableReason());
         String why = OneDnn.unavailableReason();
         if (why != null && !why.contains(OneDnn.NOT_INSTALLED) && !why.startsWith("switched off")) {
             throw new AssertionError("oneDNN is installed but did not bind: " + why);
         }
-        assumeTrue(OneDnn.get() != null, "skipped: oneDNN unavailable (" + OneDnn.unavailableReason()
-                + "); apt-get install libdnnl2");
+        assumeTrue(OneDnn.get() != null, "skipped: oneDNN unavailable (" + why + "); apt-get install libdnnl2");
     }
 
     @Test

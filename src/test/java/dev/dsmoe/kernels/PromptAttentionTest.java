@@ -3,7 +3,6 @@ package dev.dsmoe.kernels;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -18,13 +17,7 @@ class PromptAttentionTest {
 
     @Test
     void matchesADoubleReferenceAndTheCachedKernel() {
-        boolean ci = System.getenv("CI") != null;
-        if (ci) assertTrue(OneDnn.get() != null, "oneDNN must load in CI: " + OneDnn.unavailableReason());
-        String why = OneDnn.unavailableReason();
-        if (why != null && !why.contains(OneDnn.NOT_INSTALLED) && !why.startsWith("switched off")) {
-            throw new AssertionError("oneDNN is installed but did not bind: " + why);
-        }
-        assumeTrue(OneDnn.get() != null, "skipped: oneDNN unavailable (" + OneDnn.unavailableReason() + ")");
+        OneDnnTest.requireOrSkip();
         SplittableRandom rnd = new SplittableRandom(3);
         int D = 16, heads = 6, hkv = 2, blockSize = 16, rows = 150, first = 50, positions = first + rows;
         int kvStride = hkv * D + 3, qStride = heads * D + 5;
