@@ -82,12 +82,16 @@ public final class InferenceBenchmarks {
         return profiles;
     }
 
-    /** A preset with random weights (Init, seed 1), in {@code dtype}. */
+    /**
+     * A preset with random weights (Init, seed 1), in {@code dtype}, every weight in native memory
+     * as a loaded checkpoint's are (fp32 ones copied there), so the benchmark runs the kernels a
+     * user's model runs.
+     */
     public static InferenceModel randomModel(String preset, MatVec.DType dtype) {
         ParamLayout layout = ParamLayout.of(ModelPresets.get(preset));
         float[] p = layout.newBuffer();
         Init.initialize(layout, p, 1);
-        return InferenceModel.fromParams(layout, p, dtype);
+        return InferenceModel.fromParams(layout, p, dtype, true);
     }
 
     public List<Row> run(String name, InferenceModel model, List<String> selections) {

@@ -78,6 +78,8 @@ final class MemoryCheck {
             long params = ParamLayout.of(c).totalSize();
             return Footprint.heap("parameters", Float.BYTES * params, params)
                     .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
+                    // the bench copies fp32 weights off the heap as well (InferenceBenchmarks.randomModel)
+                    .plus(Footprint.offHeap("fp32 weights copied off-heap", dtype == MatVec.DType.F32 ? Float.BYTES * params : 0))
                     .plus(engine(c, dtype, context, sequences));
         }, INFER_FIX);
     }

@@ -117,6 +117,16 @@ public final class InferenceModel implements AutoCloseable {
      * into off-heap memory.
      */
     public static InferenceModel fromParams(ParamLayout layout, float[] params, MatVec.DType dtype) {
+        return fromParams(layout, params, dtype, false);
+    }
+
+    /**
+     * {@link #fromParams(ParamLayout, float[], MatVec.DType)}, with {@code offHeap} copying fp32
+     * weights into native memory too, as a loaded checkpoint has them (mapped): a benchmark then
+     * takes the kernels a checkpoint takes (oneDNN reads native fp32 weights only), and params may
+     * be dropped once the model is made.
+     */
+    public static InferenceModel fromParams(ParamLayout layout, float[] params, MatVec.DType dtype, boolean offHeap) {
         ModelConfig config = layout.config();
         checkSupported(config);
         if (params.length != layout.totalSize()) {
@@ -129,7 +139,8 @@ public final class InferenceModel implements AutoCloseable {
             @Override
             public TensorView weight(ParamLayout.Tensor t) {
                 MemorySegment raw = all.asSlice(4L * t.offset(), 4L * t.numel());
-                MemorySegment seg = converts(SafeTensors.DType.F32, dtype) ? convert(arena, raw, SafeTensors.DType.F32, dtype, t) : raw;
+                MemorySegment seg = converts(SafeTensors.DType.F32, dtype) ? convert(arena, raw, SafeTensors.DType.F32, dtype, t)
+                        : offHeap ? arena.allocate(raw.byteSize(), 64).copyFrom(raw) : raw;
                 return view(seg, dtype, t);
             }
 
