@@ -354,20 +354,23 @@ public final class OneDnn {
         return species.equals(FS);
     }
 
-    /** Each thread's heap copy of one output block row ({@link #addInto}). */
-    private static final ThreadLocal<float[]> BLOCK_ROW = ThreadLocal.withInitial(() -> new float[CHUNK]);
+    private static final VectorSpecies<Integer> IS = VectorSpecies.of(int.class, FS.vectorShape());
 
     /**
-     * {@code y[yOff + i] += src[i]} for {@code i < n <= CHUNK}, src fp32 at byte {@code off} of a native segment.
-     * Copied to the heap first, never read by {@code FloatVector.fromMemorySegment}: that method's
-     * type profile is shared by the whole process, and a native segment seen here made C2 compile the
-     * decode kernels (which read weights through it) for two segment classes, a type switch on every
-     * weight load: batched q8_0 decode after a oneDNN prompt ran at 0.68x (BENCHMARKS, session 10).
+     * {@code y[yOff + i] += src[i]} for {@code i < n}, src fp32 at byte {@code off} of a native
+     * segment. Read as ints and reinterpreted, never by {@code FloatVector.fromMemorySegment}: that
+     * method's type profile is shared by the whole process, and a native segment seen there made
+     * C2 compile the decode kernels (which read weights through it) for two segment classes, a
+     * type switch on every weight load: batched q8_0 decode after a oneDNN prompt ran at 0.68x
+     * (BENCHMARKS, session 10).
      */
     private static void addInto(MemorySegment src, long off, float[] y, int yOff, int n) {
-        float[] row = BLOCK_ROW.get();
-        MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, off, row, 0, n);
-        for (int i = 0; i < n; i++) y[yOff + i] += row[i];
+        int i = 0;
+        for (int bound = FS.loopBound(n); i < bound; i += FS.length()) {
+            IntVector.fromMemorySegment(IS, src, off + 4L * i, ByteOrder.nativeOrder()).reinterpretAsFloats()
+                    .add(FloatVector.fromArray(FS, y, yOff + i)).intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) y[yOff + i] += src.get(ValueLayout.JAVA_FLOAT, off + 4L * i);
     }
 
     private record Key(boolean bf16, int m, int n, int k, int ld, boolean kMajor, boolean sum) {}
