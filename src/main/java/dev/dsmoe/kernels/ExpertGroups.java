@@ -47,21 +47,17 @@ public final class ExpertGroups {
     /** {@link #topK(float[], int, int, int, int[])} over scores from {@code sOff}, writing chosen from {@code cOff}. */
     public static void topK(float[] scores, int sOff, int n, int e, int k, int[] chosen, int cOff) {
         if (k < 1 || k > e) throw new IllegalArgumentException("top-k needs 1 <= k <= " + e + ", got " + k);
+        // one pass over the row, each score inserted into the k kept so far (sorted by score, then
+        // index): O(e·k) at worst, where picking the best k times cost O(k²·e) (a DS-MoE MoA
+        // ordering all 16 experts of every token of a prompt chunk, in every layer)
         for (int t = 0; t < n; t++) {
-            int row = sOff + t * e, c = cOff + t * k;
-            for (int j = 0; j < k; j++) {
-                int best = -1;
-                float bestScore = Float.NEGATIVE_INFINITY;
-                outer:
-                for (int i = 0; i < e; i++) {
-                    for (int p = 0; p < j; p++) if (chosen[c + p] == i) continue outer;
-                    float v = scores[row + i];
-                    if (best < 0 || v > bestScore) {
-                        best = i;
-                        bestScore = v;
-                    }
-                }
-                chosen[c + j] = best;
+            int row = sOff + t * e, c = cOff + t * k, kept = 0;
+            for (int i = 0; i < e; i++) {
+                float v = scores[row + i];
+                if (kept == k && !(v > scores[row + chosen[c + k - 1]])) continue;
+                int p = kept < k ? kept++ : k - 1;
+                for (; p > 0 && v > scores[row + chosen[c + p - 1]]; p--) chosen[c + p] = chosen[c + p - 1];
+                chosen[c + p] = i;
             }
         }
     }

@@ -19,6 +19,32 @@ class ExpertGroupsTest {
     }
 
     @Test
+    void topKMatchesPickingTheBestKTimes() {
+        SplittableRandom r = new SplittableRandom(3);
+        for (int e : new int[] {1, 2, 4, 16, 32}) {
+            for (int k = 1; k <= e; k++) {
+                int n = 20;
+                float[] s = new float[n * e];
+                // few distinct values, so ties are common; some -inf
+                for (int i = 0; i < s.length; i++) s[i] = r.nextInt(8) == 0 ? Float.NEGATIVE_INFINITY : r.nextInt(5) * 0.25f;
+                int[] chosen = new int[n * k];
+                ExpertGroups.topK(s, n, e, k, chosen);
+                for (int t = 0; t < n; t++) {
+                    boolean[] taken = new boolean[e];
+                    for (int j = 0; j < k; j++) { // the best untaken score, the lower index on ties
+                        int best = -1;
+                        for (int i = 0; i < e; i++) {
+                            if (!taken[i] && (best < 0 || s[t * e + i] > s[t * e + best])) best = i;
+                        }
+                        taken[best] = true;
+                        assertEquals(best, chosen[t * k + j], "e " + e + ", k " + k + ", token " + t + ", place " + j);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void groupingIsAStableCountingSortOfEverySelectedSlot() {
         int n = 50, k = 3, e = 7;
         SplittableRandom r = new SplittableRandom(9);
