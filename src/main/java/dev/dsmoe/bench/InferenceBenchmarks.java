@@ -109,22 +109,24 @@ public final class InferenceBenchmarks {
             ExpertSelection sel = ExpertSelection.parse(s, c);
             Engine e = new Engine(model, sel, prompt + decode, chunk);
             int[] step = {0};
-            int total = warmup + repeats;
             double prefillSec = Timing.medianSeconds(warmup, repeats, () -> {
-                progress.accept(name + " " + sel + ": prefill " + (++step[0]) + "/" + total);
+                progress.accept(name + " " + sel + ": prefill run " + (++step[0]) + " (warm-up, then " + repeats + " timed)");
                 e.prefill(promptTokens);
             });
             step[0] = 0;
             double[] decodeSec = new double[repeats];
             InferenceStats stats = null;
-            for (int i = 0; i < warmup + repeats; i++) {
-                progress.accept(name + " " + sel + ": decode " + (i + 1) + "/" + total);
+            Timing.WarmUp warm = new Timing.WarmUp(warmup);
+            boolean warming = true;
+            for (int i = 0, timed = 0; timed < repeats; i++) {
+                progress.accept(name + " " + sel + ": decode " + (warming ? "warm-up " + (i + 1) : (timed + 1) + "/" + repeats));
                 e.prefill(promptTokens);
                 e.resetStats();
                 long t0 = System.nanoTime();
                 for (int t = 0; t < decode; t++) e.decode(next[t]);
                 double sec = (System.nanoTime() - t0) / 1e9;
-                if (i >= warmup) decodeSec[i - warmup] = sec;
+                if (warming) warming = warm.another();
+                else decodeSec[timed++] = sec;
                 stats = e.stats();
             }
             if (profile) {
@@ -191,8 +193,10 @@ public final class InferenceBenchmarks {
                 double[] sec = new double[repeats];
                 Sequence[] seqs = new Sequence[b];
                 InferenceStats stats = null;
-                for (int rep = 0; rep < warmup + repeats; rep++) {
-                    progress.accept(name + " " + sel + " batch " + b + ": " + (rep + 1) + "/" + (warmup + repeats));
+                Timing.WarmUp warm = new Timing.WarmUp(warmup);
+                boolean warming = true;
+                for (int rep = 0, timed = 0; timed < repeats; rep++) {
+                    progress.accept(name + " " + sel + " batch " + b + ": " + (warming ? "warm-up " + (rep + 1) : (timed + 1) + "/" + repeats));
                     for (int i = 0; i < b; i++) {
                         seqs[i] = e.open(sel);
                         for (int at = 0; at < prompt; at += chunk) {
@@ -209,7 +213,8 @@ public final class InferenceBenchmarks {
                         e.run();
                     }
                     double dt = (System.nanoTime() - t0) / 1e9;
-                    if (rep >= warmup) sec[rep - warmup] = dt;
+                    if (warming) warming = warm.another();
+                    else sec[timed++] = dt;
                     stats = e.stats();
                     for (Sequence q : seqs) e.close(q);
                 }

@@ -55,7 +55,7 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--repeats", defaultValue = "3", description = "Timed repeats (median). Default: ${DEFAULT-VALUE}.")
     int repeats;
 
-    @Option(names = "--warmup", defaultValue = "3", description = "Untimed repeats first. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--warmup", defaultValue = "3", description = "Untimed repeats first, at least; the warm-up also lasts at least 1 s and until the JIT is quiet (at most 30 s). Default: ${DEFAULT-VALUE}.")
     int warmup;
 
     @Option(names = "--json", description = "One JSON object per row instead of the table.")

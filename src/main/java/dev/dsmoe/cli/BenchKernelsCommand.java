@@ -19,7 +19,7 @@ final class BenchKernelsCommand implements Callable<Integer> {
     @Option(names = "--repeats", defaultValue = "7", description = "Timed repeats per case (median reported). Default: ${DEFAULT-VALUE}.")
     int repeats;
 
-    @Option(names = "--warmup", defaultValue = "3", description = "Untimed warm-up runs per case. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--warmup", defaultValue = "3", description = "Untimed warm-up runs per case, at least; the warm-up also lasts at least 1 s and until the JIT is quiet (at most 30 s). Default: ${DEFAULT-VALUE}.")
     int warmup;
 
     @Option(names = "--quick", description = "Smaller shapes and buffers (a smoke run, not for the record).")
