@@ -26,7 +26,6 @@ public final class Timing {
     static final double QUIET_SHARE = 0.01;
     /** The warm-up ends here whatever the JIT does (a JVM whose compilers never rest). */
     static final double MAX_WARMUP_SECONDS = 30;
-    static final int MAX_WARMUP_RUNS = 1000;
 
     /** Compilation time so far in ms, or -1 where the JVM does not report it. */
     private static long compileMillis() {
@@ -36,18 +35,28 @@ public final class Timing {
 
     /**
      * When an untimed warm-up may end: after at least {@code runs} runs, {@link #MIN_WARMUP_SECONDS}
-     * and a quiet JIT window (or {@link #MAX_WARMUP_SECONDS} / {@link #MAX_WARMUP_RUNS}). Call
+     * and a quiet JIT window (or {@link #MAX_WARMUP_SECONDS}). Call
      * {@link #another} after each warm-up run.
      */
     public static final class WarmUp {
         private final int runs;
+        private final double minSeconds;
         private final long start = System.nanoTime();
         private long windowStart = start, windowCompile = compileMillis();
         private boolean quiet;
         private int done;
 
         public WarmUp(int runs) {
+            this(runs, MIN_WARMUP_SECONDS);
+        }
+
+        /**
+         * With {@code minSeconds} in place of {@link #MIN_WARMUP_SECONDS}; 0 asks for the runs
+         * alone (no wait for the JIT either: a caller that wants an exact count of runs).
+         */
+        public WarmUp(int runs, double minSeconds) {
             this.runs = runs;
+            this.minSeconds = minSeconds;
         }
 
         /** Counts the run just made; whether to make another. */
@@ -60,8 +69,8 @@ public final class Timing {
                 windowStart = now;
                 windowCompile = c;
             }
-            if (done >= MAX_WARMUP_RUNS || now - start >= MAX_WARMUP_SECONDS * 1e9) return false;
-            return done < runs || now - start < MIN_WARMUP_SECONDS * 1e9 || !quiet;
+            if (now - start >= MAX_WARMUP_SECONDS * 1e9) return false;
+            return done < runs || (minSeconds > 0 && (now - start < minSeconds * 1e9 || !quiet));
         }
     }
 

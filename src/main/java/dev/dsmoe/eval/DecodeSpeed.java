@@ -1,5 +1,6 @@
 package dev.dsmoe.eval;
 
+import dev.dsmoe.bench.Timing;
 import dev.dsmoe.data.TokenShard;
 import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
@@ -15,8 +16,8 @@ import java.util.Objects;
  * next token of the same text (teacher-forced, so every selection reads the same tokens), and
  * times the decode. The runs go round by round, each round one run of every selection, so a
  * machine that slows down mid-way slows all selections alike; untimed warm-up rounds come first
- * (at least one, and until {@code warmupSeconds} have passed: the JIT compiles the decode path
- * after its first calls). Each selection's figure is the median of {@code repeats} timed runs.
+ * (at least one, for at least {@code warmupSeconds}, and until the JIT is quiet, as
+ * {@link Timing.WarmUp} says: the JIT compiles the decode path after its first calls). Each selection's figure is the median of {@code repeats} timed runs.
  * Uses only the engine's single-sequence API ({@code setSelection}, {@code prefill},
  * {@code decode}); the engine's selection is put back afterwards and its statistics are reset.
  */
@@ -122,13 +123,14 @@ public final class DecodeSpeed {
         long start = System.nanoTime(), done = 0;
         try {
             int round = 0;
+            Timing.WarmUp warm = new Timing.WarmUp(1, warmupSeconds);
             do {
                 for (ExpertSelection s : selections) {
                     run(s);
                     progress.update(++done, (long) (round + 1 + repeats) * n, secondsSince(start));
                 }
                 round++;
-            } while (round < 1000 && secondsSince(start) < warmupSeconds);
+            } while (warm.another());
             long total = done + (long) repeats * n;
             for (int r = 0; r < repeats; r++) {
                 for (int i = 0; i < n; i++) {
