@@ -13,7 +13,6 @@ import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
@@ -108,27 +107,23 @@ public final class InferenceBenchmarks {
         for (String s : selections) {
             ExpertSelection sel = ExpertSelection.parse(s, c);
             Engine e = new Engine(model, sel, prompt + decode, chunk);
-            int[] step = {0};
-            double prefillSec = Timing.medianSeconds(warmup, repeats, () -> {
-                progress.accept(name + " " + sel + ": prefill run " + (++step[0]) + " (warm-up, then " + repeats + " timed)");
+            double prefillSec = Timing.median(Timing.samples(warmup, repeats, label -> {
+                progress.accept(name + " " + sel + ": prefill " + label);
+                long t0 = System.nanoTime();
                 e.prefill(promptTokens);
-            });
-            step[0] = 0;
-            double[] decodeSec = new double[repeats];
-            InferenceStats stats = null;
-            Timing.WarmUp warm = new Timing.WarmUp(warmup);
-            boolean warming = true;
-            for (int i = 0, timed = 0; timed < repeats; i++) {
-                progress.accept(name + " " + sel + ": decode " + (warming ? "warm-up " + (i + 1) : (timed + 1) + "/" + repeats));
+                return (System.nanoTime() - t0) / 1e9;
+            }));
+            InferenceStats[] stats = {null};
+            double[] decodeSec = Timing.samples(warmup, repeats, label -> {
+                progress.accept(name + " " + sel + ": decode " + label);
                 e.prefill(promptTokens);
                 e.resetStats();
                 long t0 = System.nanoTime();
                 for (int t = 0; t < decode; t++) e.decode(next[t]);
                 double sec = (System.nanoTime() - t0) / 1e9;
-                if (warming) warming = warm.another();
-                else decodeSec[timed++] = sec;
-                stats = e.stats();
-            }
+                stats[0] = e.stats();
+                return sec;
+            });
             if (profile) {
                 double[] all = new double[repeats], inProducts = new double[repeats];
                 double[] pre = new double[repeats], preProducts = new double[repeats];
@@ -145,16 +140,16 @@ public final class InferenceBenchmarks {
                     all[i] = (System.nanoTime() - t0) / 1e3 / decode;
                     inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
                 }
-                profiles.add(new Profile(name, sel.toString(), median(all), median(inProducts), median(pre),
-                        median(preProducts)));
+                profiles.add(new Profile(name, sel.toString(), Timing.median(all), Timing.median(inProducts), Timing.median(pre),
+                        Timing.median(preProducts)));
             }
-            double dSec = median(decodeSec);
+            double dSec = Timing.median(decodeSec);
             double decodeTps = decode / dSec;
-            double bytes = model.weightBytesPerToken(stats.meanActiveAttention(), stats.meanActiveMlp());
+            double bytes = model.weightBytesPerToken(stats[0].meanActiveAttention(), stats[0].meanActiveMlp());
             double first = rows.isEmpty() ? decodeTps : rows.get(0).decodeTokensPerSecond();
             rows.add(new Row(name, sel.toString(), model.dtype().name().toLowerCase(Locale.ROOT), prompt, decode,
-                    prompt / prefillSec, decodeTps, stats.meanActiveAttention(), stats.meanActiveMlp(),
-                    stats.activeHiddenPercent(), stats.activeParamsPerToken(), bytes, bytes * decodeTps / 1e9,
+                    prompt / prefillSec, decodeTps, stats[0].meanActiveAttention(), stats[0].meanActiveMlp(),
+                    stats[0].activeHiddenPercent(), stats[0].activeParamsPerToken(), bytes, bytes * decodeTps / 1e9,
                     decodeTps / first));
         }
         return rows;
@@ -190,13 +185,10 @@ public final class InferenceBenchmarks {
             double first = Double.NaN;
             for (String s : selections) {
                 ExpertSelection sel = ExpertSelection.parse(s, c);
-                double[] sec = new double[repeats];
                 Sequence[] seqs = new Sequence[b];
-                InferenceStats stats = null;
-                Timing.WarmUp warm = new Timing.WarmUp(warmup);
-                boolean warming = true;
-                for (int rep = 0, timed = 0; timed < repeats; rep++) {
-                    progress.accept(name + " " + sel + " batch " + b + ": " + (warming ? "warm-up " + (rep + 1) : (timed + 1) + "/" + repeats));
+                InferenceStats[] stats = {null};
+                double[] sec = Timing.samples(warmup, repeats, label -> {
+                    progress.accept(name + " " + sel + " batch " + b + ": " + label);
                     for (int i = 0; i < b; i++) {
                         seqs[i] = e.open(sel);
                         for (int at = 0; at < prompt; at += chunk) {
@@ -213,24 +205,17 @@ public final class InferenceBenchmarks {
                         e.run();
                     }
                     double dt = (System.nanoTime() - t0) / 1e9;
-                    if (warming) warming = warm.another();
-                    else sec[timed++] = dt;
-                    stats = e.stats();
+                    stats[0] = e.stats();
                     for (Sequence q : seqs) e.close(q);
-                }
-                double perSeq = decode / median(sec), aggregate = b * perSeq;
+                    return dt;
+                });
+                double perSeq = decode / Timing.median(sec), aggregate = b * perSeq;
                 if (rows.isEmpty() || rows.get(rows.size() - 1).batch() != b) first = aggregate;
                 rows.add(new BatchRow(name, sel.toString(), model.dtype().name().toLowerCase(Locale.ROOT), b, prompt, decode,
-                        aggregate, perSeq, stats.meanActiveAttention(), stats.meanActiveMlp(), stats.activeHiddenPercent(),
+                        aggregate, perSeq, stats[0].meanActiveAttention(), stats[0].meanActiveMlp(), stats[0].activeHiddenPercent(),
                         aggregate / first));
             }
         }
         return rows;
-    }
-
-    private static double median(double[] a) {
-        double[] t = a.clone();
-        Arrays.sort(t);
-        return t.length % 2 == 1 ? t[t.length / 2] : 0.5 * (t[t.length / 2 - 1] + t[t.length / 2]);
     }
 }

@@ -74,21 +74,37 @@ public final class Timing {
         }
     }
 
-    /**
-     * Runs {@code body} untimed as {@link WarmUp} says ({@code warmup} runs at least), then
-     * {@code repeats} times; returns the median seconds.
-     */
-    public static double medianSeconds(int warmup, int repeats, Runnable body) {
+    /** One run of a benchmark: its timed seconds (what it does untimed, such as a prefill before a timed decode, left out). */
+    @FunctionalInterface
+    public interface Run {
+        /** {@code label}: "warm-up N" or "i/repeats", for progress lines. */
+        double seconds(String label);
+    }
+
+    /** Runs {@code run} untimed as {@link WarmUp} says ({@code warmup} runs at least), then {@code repeats} times; their seconds. */
+    public static double[] samples(int warmup, int repeats, Run run) {
         WarmUp w = new WarmUp(warmup);
+        int n = 0;
         do {
-            body.run();
+            run.seconds("warm-up " + ++n);
         } while (w.another());
         double[] t = new double[Math.max(1, repeats)];
-        for (int i = 0; i < t.length; i++) {
+        for (int i = 0; i < t.length; i++) t[i] = run.seconds((i + 1) + "/" + t.length);
+        return t;
+    }
+
+    /** {@link #samples} of {@code body} timed whole; their median. */
+    public static double medianSeconds(int warmup, int repeats, Runnable body) {
+        return median(samples(warmup, repeats, label -> {
             long s = System.nanoTime();
             body.run();
-            t[i] = (System.nanoTime() - s) / 1e9;
-        }
+            return (System.nanoTime() - s) / 1e9;
+        }));
+    }
+
+    /** The median of {@code a} (the mean of the middle two for an even count). */
+    public static double median(double[] a) {
+        double[] t = a.clone();
         Arrays.sort(t);
         return t.length % 2 == 1 ? t[t.length / 2] : 0.5 * (t[t.length / 2 - 1] + t[t.length / 2]);
     }

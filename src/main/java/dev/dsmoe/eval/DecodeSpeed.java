@@ -144,7 +144,7 @@ public final class DecodeSpeed {
         }
         List<Result> out = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            out.add(new Result(selections.get(i).toString(), prompt.length, next.length, repeats, next.length / median(sec[i])));
+            out.add(new Result(selections.get(i).toString(), prompt.length, next.length, repeats, next.length / Timing.median(sec[i])));
         }
         return out;
     }
@@ -160,11 +160,5 @@ public final class DecodeSpeed {
 
     private static double secondsSince(long t0) {
         return (System.nanoTime() - t0) / 1e9;
-    }
-
-    private static double median(double[] a) {
-        double[] t = a.clone();
-        Arrays.sort(t);
-        return t.length % 2 == 1 ? t[t.length / 2] : 0.5 * (t[t.length / 2 - 1] + t[t.length / 2]);
     }
 }

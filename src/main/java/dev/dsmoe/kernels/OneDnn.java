@@ -260,7 +260,7 @@ public final class OneDnn {
                     int mp = (m + ROW_STEP - 1) / ROW_STEP * ROW_STEP;
                     // a group with the same output rows as the pending one adds into oneDNN's buffer (a sum post-op)
                     boolean sum = pending >= 0 && sameRows(outRow, outStart, count, pending, p);
-                    if (pending >= 0 && !sum) flush(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc);
+                    if (pending >= 0 && !sum) writeBack(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc, true);
                     MemorySegment weights;
                     int wld;
                     TensorView we = w.expert(expert[p]);
@@ -275,17 +275,10 @@ public final class OneDnn {
                     Primitive prim = t.primitive(bf16, mp, nc, k, wld, false, sum);
                     MemorySegment dst = sum ? t.dst : t.dst((long) mp * nc * 4);
                     t.run(prim, src.asSlice(elem * inStart[p] * k), weights, dst);
-                    if (shared) {
-                        pending = p;
-                        continue;
-                    }
-                    for (int i = 0; i < m; i++) {
-                        int o = outStart[p] + i, yRow = yOff + (outRow == null ? o : outRow[o]) * ldy + j0;
-                        if (accumulate) addInto(dst, 4L * i * nc, y, yRow, nc);
-                        else MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * i * nc, y, yRow, nc);
-                    }
+                    if (shared) pending = p;
+                    else writeBack(dst, p, outRow, outStart, count, y, yOff, ldy, j0, nc, accumulate);
                 }
-                if (pending >= 0) flush(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc);
+                if (pending >= 0) writeBack(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc, true);
             }
         });
     }
@@ -300,12 +293,13 @@ public final class OneDnn {
         return true;
     }
 
-    /** Adds group p's block of results (in dst, {@code nc} columns from j0) into its output rows. */
-    private static void flush(MemorySegment dst, int p, int[] outRow, int[] outStart, int[] count, float[] y, int yOff, int ldy,
-                              int j0, int nc) {
+    /** Adds ({@code accumulate}) or copies group p's block of results (in dst, {@code nc} columns from j0) into its output rows. */
+    private static void writeBack(MemorySegment dst, int p, int[] outRow, int[] outStart, int[] count, float[] y, int yOff,
+                                  int ldy, int j0, int nc, boolean accumulate) {
         for (int i = 0; i < count[p]; i++) {
-            int o = outStart[p] + i;
-            addInto(dst, 4L * i * nc, y, yOff + (outRow == null ? o : outRow[o]) * ldy + j0, nc);
+            int o = outStart[p] + i, yRow = yOff + (outRow == null ? o : outRow[o]) * ldy + j0;
+            if (accumulate) addInto(dst, 4L * i * nc, y, yRow, nc);
+            else MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * i * nc, y, yRow, nc);
         }
     }
 
