@@ -13,8 +13,10 @@ import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
 
@@ -47,10 +49,13 @@ public final class InferenceBenchmarks {
     /**
      * Where a selection's time goes, medians over the repeats: µs per decoded token (step) and per
      * prompt token (prefill), each split into weight products (every {@link Matmul} call: projections,
-     * experts, routers, head) and the rest (attention over the cache, norms, routing, grouping).
+     * experts, routers, head) and the rest (attention over the cache, norms, routing, grouping), and
+     * by the layer's {@link Engine.Phase}s (keys: the phases' names in lower case, in layer order;
+     * what the phases leave out, embedding lookup and bookkeeping, is {@code stepMicros} less their sum).
      */
     public record Profile(String model, String selection, double stepMicros, double productMicros,
-                          double prefillMicros, double prefillProductMicros) {}
+                          double prefillMicros, double prefillProductMicros, Map<String, Double> stepPhaseMicros,
+                          Map<String, Double> prefillPhaseMicros) {}
 
     public InferenceBenchmarks(int prompt, int decode, int warmup, int repeats, Consumer<String> progress) {
         if (prompt < 1 || decode < 1 || warmup < 0 || repeats < 1) {
@@ -127,21 +132,30 @@ public final class InferenceBenchmarks {
             if (profile) {
                 double[] all = new double[repeats], inProducts = new double[repeats];
                 double[] pre = new double[repeats], preProducts = new double[repeats];
+                int phases = Engine.Phase.values().length;
+                double[][] stepPhases = new double[phases][repeats], prePhases = new double[phases][repeats];
                 for (int i = 0; i < repeats; i++) {
                     progress.accept(name + " " + sel + ": profiled prefill and decode " + (i + 1) + "/" + repeats);
                     Matmul.startTiming();
+                    e.timePhases(true);
                     long t0 = System.nanoTime();
                     e.prefill(promptTokens);
                     pre[i] = (System.nanoTime() - t0) / 1e3 / prompt;
                     preProducts[i] = Matmul.stopTiming() / 1e3 / prompt;
+                    long[] p = e.phaseNanos();
+                    for (int k = 0; k < phases; k++) prePhases[k][i] = p[k] / 1e3 / prompt;
                     Matmul.startTiming();
+                    e.timePhases(true);
                     t0 = System.nanoTime();
                     for (int t = 0; t < decode; t++) e.decode(next[t]);
                     all[i] = (System.nanoTime() - t0) / 1e3 / decode;
                     inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
+                    p = e.phaseNanos();
+                    for (int k = 0; k < phases; k++) stepPhases[k][i] = p[k] / 1e3 / decode;
+                    e.timePhases(false);
                 }
                 profiles.add(new Profile(name, sel.toString(), Timing.median(all), Timing.median(inProducts), Timing.median(pre),
-                        Timing.median(preProducts)));
+                        Timing.median(preProducts), phaseMedians(stepPhases), phaseMedians(prePhases)));
             }
             double dSec = Timing.median(decodeSec);
             double decodeTps = decode / dSec;
@@ -153,6 +167,13 @@ public final class InferenceBenchmarks {
                     decodeTps / first));
         }
         return rows;
+    }
+
+    /** Per phase (by ordinal), the median over the repeats, keyed by the phase's name in lower case. */
+    private static Map<String, Double> phaseMedians(double[][] byPhase) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        for (Engine.Phase p : Engine.Phase.values()) m.put(p.name().toLowerCase(Locale.ROOT), Timing.median(byPhase[p.ordinal()]));
+        return m;
     }
 
     /** One (model, selection, batch size) measurement of batched decode. */

@@ -43,7 +43,8 @@ final class BenchInferCommand implements Callable<Integer> {
     int prompt;
 
     @Option(names = "--profile", description = {"Also time --repeats extra prefill and decode passes per selection with the weight products timed (medians):",
-            "microseconds a decoded and a prompt token spend in them and outside them (attention, norms, routing, bookkeeping)."})
+            "microseconds a decoded and a prompt token spend in them and outside them (attention, norms, routing, bookkeeping),",
+            "and by layer phase (K/V, routers, query products, attention, output products, MLP products, activation, head)."})
     boolean profile;
 
     @Option(names = "--chunk", defaultValue = "" + Engine.DEFAULT_CHUNK, description = "Prompt tokens per prefill step (the engine's and the server's default). Default: ${DEFAULT-VALUE}.")
@@ -114,6 +115,7 @@ final class BenchInferCommand implements Callable<Integer> {
                     InferenceBenchmarks.Profile::productMicros);
             profileTable(b.profiles(), "µs per prompt token (prefill)", InferenceBenchmarks.Profile::prefillMicros,
                     InferenceBenchmarks.Profile::prefillProductMicros);
+            phaseTable(b.profiles());
         }
         return 0;
     }
@@ -130,6 +132,33 @@ final class BenchInferCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.0f | %.0f | %.0f%% |%n", p.model(), p.selection(), step,
                     products, outside, 100 * outside / step);
         }
+    }
+
+    /**
+     * The profile by layer phase: per selection, a row per {@link Engine.Phase} (summed over the
+     * layers) with µs per decoded token and per prompt token and each one's share, then what the
+     * phases leave out (embedding lookup, bookkeeping).
+     */
+    private static void phaseTable(List<InferenceBenchmarks.Profile> profiles) {
+        System.out.println();
+        System.out.println("| model | selection | phase | decode µs / token | share | prefill µs / prompt token | share |");
+        System.out.println("|---|---|---|---:|---:|---:|---:|");
+        for (InferenceBenchmarks.Profile p : profiles) {
+            double stepLeft = p.stepMicros(), preLeft = p.prefillMicros();
+            for (Engine.Phase ph : Engine.Phase.values()) {
+                String key = ph.name().toLowerCase(Locale.ROOT);
+                double st = p.stepPhaseMicros().get(key), pr = p.prefillPhaseMicros().get(key);
+                stepLeft -= st;
+                preLeft -= pr;
+                phaseRow(p, ph.label(), st, pr);
+            }
+            phaseRow(p, "other (embedding, bookkeeping)", stepLeft, preLeft);
+        }
+    }
+
+    private static void phaseRow(InferenceBenchmarks.Profile p, String phase, double step, double prefill) {
+        System.out.printf(Locale.ROOT, "| %s | %s | %s | %.1f | %.1f%% | %.1f | %.1f%% |%n", p.model(), p.selection(), phase, step,
+                100 * step / p.stepMicros(), prefill, 100 * prefill / p.prefillMicros());
     }
 
     @picocli.CommandLine.Spec

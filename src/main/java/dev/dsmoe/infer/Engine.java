@@ -148,6 +148,9 @@ public final class Engine {
     // Statistics since the last reset.
     private final long[] attActive, mlpActive;
     private long routedTokens, prefillTokens, prefillNanos, decodeTokens, decodeNanos;
+    /** Per-{@link Phase} time while {@link #timePhases} is on, else null; the current phase's start. */
+    private long[] phaseNanos;
+    private long phaseStart;
 
     /** An engine with the model's default selection, the full context and the default chunk. */
     public Engine(InferenceModel model) {
@@ -478,7 +481,9 @@ public final class Engine {
             eSeq[i].routedTokens += eLen[i];
         }
         routedTokens += T;
+        if (phaseNanos != null) phaseStart = System.nanoTime();
         finalLogits(T);
+        phaseEnd(Phase.HEAD);
     }
 
     /** The last run's logits: entry i's rows start at {@link #logitsRow}{@code (i) · V}. Valid until the next run. */
@@ -648,6 +653,7 @@ public final class Engine {
 
     private void layer(int l, int T) {
         ParamLayout.Layer<TensorView> w = model.layer(l);
+        if (phaseNanos != null) phaseStart = System.nanoTime();
 
         // Shared K/V heads into each sequence's cache blocks.
         RmsNorm.forward(x, w.inputNorm(), ln, null, T, eps);
@@ -655,9 +661,11 @@ public final class Engine {
         shared(vNew, ln, w.vProj());
         rope.forwardAt(kNew.array(), 0, kvW, T, nKv, tokPos, 0);
         storeKv(l, T);
+        phaseEnd(Phase.KEYS_VALUES);
 
         // Mixture of attention heads over them.
         route(l, true, w.attnRouter(), attRouting, T, attGroups);
+        phaseEnd(Phase.ATTENTION_ROUTER);
         int rows = attGroups.rows();
         inputProducts(q, w.qProj(), attGroups);
         for (int r = 0; r < rows; r++) {
@@ -666,18 +674,84 @@ public final class Engine {
             rowTables[r] = eSeq[tokEntry[t]].table;
         }
         rope.forwardAt(q.array(), 0, headW, rows, nHead, rowPos, 0);
+        phaseEnd(Phase.QUERIES);
         attention(l, rows);
+        phaseEnd(Phase.ATTENTION);
         Gating.scaleRows(att, attGroups, gates);
         outputProducts(att, w.oProj(), attGroups);
+        phaseEnd(Phase.ATTENTION_OUTPUT);
 
         // Mixture of MLP experts.
         RmsNorm.forward(x, w.postAttnNorm(), ln, null, T, eps);
         route(l, false, w.mlpRouter(), mlpRouting, T, mlpGroups);
+        phaseEnd(Phase.MLP_ROUTER);
         inputProducts(hidden, w.upProj(), mlpGroups);
+        phaseEnd(Phase.MLP_INPUT);
         Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
         Gating.scaleRows(hidden, mlpGroups, gates);
+        phaseEnd(Phase.ACTIVATION);
         outputProducts(hidden, w.downProj(), mlpGroups);
+        phaseEnd(Phase.MLP_OUTPUT);
         Arrays.fill(rowTables, 0, rows, null);
+    }
+
+    /**
+     * The parts of a step that {@link #timePhases} splits its time into, in the order a layer runs
+     * them (each summed over the layers), then the head. Products, the work around them and the
+     * threads' dispatch all count in the phase that makes them.
+     */
+    public enum Phase {
+        /** Input norm, the shared K and V products, their RoPE and the cache store. */
+        KEYS_VALUES("K/V: norm, products, RoPE, cache store"),
+        /** The attention router (its products, softmax, selection) and the grouping by expert. */
+        ATTENTION_ROUTER("attention router and grouping"),
+        /** The MoA experts' query products and their RoPE. */
+        QUERIES("query products, RoPE"),
+        /** Attention over the cache (scores, softmax, weighted values). */
+        ATTENTION("attention over the cache"),
+        /** Gating and the MoA experts' output products into the residual. */
+        ATTENTION_OUTPUT("attention output products"),
+        /** Post-attention norm, the MLP router and the grouping. */
+        MLP_ROUTER("MLP norm, router and grouping"),
+        /** The MLP experts' input products. */
+        MLP_INPUT("MLP input products"),
+        /** GELU and gating of the MLP experts' hidden rows. */
+        ACTIVATION("GELU and gating"),
+        /** The MLP experts' output products into the residual. */
+        MLP_OUTPUT("MLP output products"),
+        /** Final norm and output head (the rows asked for). */
+        HEAD("final norm, output head");
+
+        private final String label;
+
+        Phase(String label) {
+            this.label = label;
+        }
+
+        /** A short description for tables. */
+        public String label() {
+            return label;
+        }
+    }
+
+    /**
+     * Starts timing the steps by {@link Phase} from zero ({@code true}; about twenty clock reads a
+     * layer) or stops it ({@code false}, the default: then the step reads no clock for it).
+     */
+    public void timePhases(boolean on) {
+        phaseNanos = on ? new long[Phase.values().length] : null;
+    }
+
+    /** Nanoseconds spent in each {@link Phase} (by ordinal) since {@link #timePhases}{@code (true)}; null when not timing. */
+    public long[] phaseNanos() {
+        return phaseNanos == null ? null : phaseNanos.clone();
+    }
+
+    private void phaseEnd(Phase p) {
+        if (phaseNanos == null) return;
+        long now = System.nanoTime();
+        phaseNanos[p.ordinal()] += now - phaseStart;
+        phaseStart = now;
     }
 
     /**

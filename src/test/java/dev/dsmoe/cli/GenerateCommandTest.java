@@ -77,7 +77,8 @@ class GenerateCommandTest {
     /**
      * {@code bench infer --profile}: a row per selection splitting a decoded token's microseconds,
      * and another a prompt token's, into weight products and the rest (the two add up to the step,
-     * each positive); {@code --chunk} is taken and shown in the header.
+     * each positive), and a table by layer phase whose rows (with "other") add up to the same
+     * step; {@code --chunk} is taken and shown in the header.
      */
     @Test
     void benchInferProfileSplitsTheStepIntoProductsAndTheRest() {
@@ -93,6 +94,26 @@ class GenerateCommandTest {
             assertTrue(products > 0 && products <= step + 1, row);
             assertEquals(step, products + outside, 1.5, row);
         }
+        // by phase: every phase of both selections, each non-negative, the phases and "other" adding up to the step
+        java.util.Map<String, double[]> totals = new java.util.LinkedHashMap<>();
+        List<String> phases = r.out().lines().filter(l -> l.matches("\\| \\S+ \\| \\S+ \\| [^|]+ \\| -?[\\d.]+ \\| -?[\\d.]+% \\| -?[\\d.]+ \\| -?[\\d.]+% \\|"))
+                .toList();
+        assertEquals(2 * (dev.dsmoe.infer.Engine.Phase.values().length + 1), phases.size(), r.out());
+        for (String row : phases) {
+            String[] f = row.split("\\|");
+            double step = Double.parseDouble(f[4].trim()), prefill = Double.parseDouble(f[6].trim());
+            double[] t = totals.computeIfAbsent(f[2].trim(), k -> new double[2]);
+            t[0] += step;
+            t[1] += prefill;
+            if (!f[3].trim().startsWith("other")) assertTrue(step >= 0 && prefill >= 0, row);
+        }
+        assertEquals(2, totals.size(), r.out());
+        for (int i = 0; i < rows.size(); i++) { // the decode table's rows, then the prefill table's
+            String[] f = rows.get(i).split("\\|");
+            double[] t = totals.get(f[2].trim());
+            assertEquals(Double.parseDouble(f[3].trim()), t[i < 2 ? 0 : 1], 1.5, rows.get(i));
+        }
+        assertTrue(r.out().contains("attention over the cache") && r.out().contains("MLP output products"), r.out());
         TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--chunk", "0"),
                 "--chunk must be >= 1");
     }
