@@ -34,23 +34,32 @@ import jdk.incubator.vector.VectorSpecies;
  * accumulation. BENCHMARKS.md gives the perplexity this costs. Training never comes here: its
  * bits depend on the GEMM backend it records ({@link Kernels}).
  *
- * <p>Each call is cut into chunks of {@link #CHUNK} output columns (weight rows) that the
- * {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
+ * <p>Each call is cut into chunks of {@link #CHUNK} output columns (weight rows; {@link #WIDE_CHUNK}
+ * when its groups are short) that the {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
  * threads are set to 1 on every calling thread: the engine's pool splits the work, as it does for
  * OpenBLAS) into a per-thread native buffer, then copied or added into {@code y} while in cache.
  * The input rows are converted once per call into the calling thread's native buffer (the heap
  * arrays cannot be handed to a library that keeps their address between calls). A chunk's result
- * depends only on its own rows and the product's row count, never on the thread that ran it.
+ * depends only on its own rows and the product's row count, never on the thread that ran it (nor
+ * on the chunk width: oneDNN's sum over k for an output is the same whatever the columns around it).
  *
  * <p>Off when the library does not load (one reason in {@link #unavailableReason()}), and by
  * {@code -Ddsmoe.onednn=off} or {@code DSMOE_ONEDNN=off}: then the format's unpack-and-sgemm path.
  * Native scratch is per thread and not in {@code Engine.footprint}: for a call of m rows,
- * {@code m·k} input values plus {@code m·CHUNK} floats and {@code CHUNK·k} bf16 weights.
+ * {@code m·k} input values plus {@code m·c} floats and {@code c·k} bf16 weights, c the chunk width.
  */
 public final class OneDnn {
 
     /** Output columns per oneDNN call: a [256 x 256] fp32 result stays in L2, and AMX runs them at full speed. */
     public static final int CHUNK = 256;
+    /**
+     * Output columns per call when the call's groups average at most {@link #WIDE_ROWS} rows
+     * (prefill's expert runs: dsmoe-1b's MLP experts get about 72 rows of a 256-token chunk) of at
+     * most {@link #WIDE_K} columns: four times fewer calls, each result and weight block still in L2. dsmoe-1b bf16 prefill's MLP output products took
+     * 10 % less time (BENCHMARKS, session 11); wide chunks of 256 rows (the MoA's output products)
+     * were 12 % slower.
+     */
+    static final int WIDE_CHUNK = 1024, WIDE_ROWS = 128, WIDE_K = 512;
     /** Row counts are rounded up to a multiple of this for the primitive (fewer distinct primitives to create). */
     static final int ROW_STEP = 8;
 
@@ -204,7 +213,7 @@ public final class OneDnn {
     /**
      * {@code y[i, j] (+)= Σ_c x[i, c] · W[j, c]} for {@code i < m}: W a weight {@link #reads} takes,
      * {@code [n, k]}; for bf16 and Q8_0 weights the input rows are rounded to bf16. One group of
-     * {@link #grouped}: the input rows converted once, blocks of {@link #CHUNK} output columns.
+     * {@link #grouped}: the input rows converted once, blocks of output columns.
      */
     public void product(TensorView w, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, boolean accumulate) {
         if (m <= 0) return;
@@ -247,12 +256,15 @@ public final class OneDnn {
                 else MemorySegment.copy(x, xOff + row * ldx, src, ValueLayout.JAVA_FLOAT, elem * r * k, k);
             }
         });
-        int blocks = (n + CHUNK - 1) / CHUNK;
+        long rows = 0;
+        for (int p = 0; p < groups; p++) rows += count[p];
+        int chunk = rows <= (long) WIDE_ROWS * groups && k <= WIDE_K ? WIDE_CHUNK : CHUNK;
+        int blocks = (n + chunk - 1) / chunk;
         Parallel.forChunks(shared ? blocks : groups * blocks, 1, (u0, u1) -> {
             Context t = context.get();
             for (int u = u0; u < u1; u++) {
                 int pFirst = shared ? 0 : u / blocks, pEnd = shared ? groups : pFirst + 1, c = shared ? u : u % blocks;
-                int j0 = c * CHUNK, nc = Math.min(CHUNK, n - j0);
+                int j0 = c * chunk, nc = Math.min(chunk, n - j0);
                 int pending = -1; // shared: the group whose result is in dst, not yet added into y
                 for (int p = pFirst; p < pEnd; p++) {
                     int m = count[p];

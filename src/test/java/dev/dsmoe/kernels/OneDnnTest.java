@@ -87,7 +87,10 @@ class OneDnnTest {
     @Test
     void groupedProductsGatherAndScatterTheirRows() {
         SplittableRandom rnd = new SplittableRandom(9);
-        int experts = 3, n = 300, k = 64, tokens = 20;
+        int experts = 3, k = 64;
+        // {n, tokens}: one block; short groups in wide blocks (1024 and a partial one); long groups in CHUNK blocks
+        for (int[] shape : new int[][] {{300, 20}, {OneDnn.WIDE_CHUNK + 276, 20}, {2 * OneDnn.CHUNK + 88, 600}}) {
+        int n = shape[0], tokens = shape[1];
         for (boolean columns : new boolean[] {false, true}) {
             float[] w = TestArrays.uniform(rnd, experts * n * k, 1.0);
             for (MatVec.DType dt : MatVec.DType.values()) {
@@ -101,7 +104,7 @@ class OneDnnTest {
                 for (int r = 0; r < rows; r++) all.copyRow(r, wq, r * cols);
                 boolean bf16 = dt != MatVec.DType.F32;
                 if (bf16) for (int i = 0; i < wq.length; i++) wq[i] = Bf16.toFloat(Bf16.fromFloat(wq[i]));
-                String what = dt + (columns ? " experts side by side" : " stacked experts");
+                String what = dt + (columns ? " experts side by side" : " stacked experts") + ", n " + n + ", " + tokens + " tokens";
                 float[] x = TestArrays.uniform(rnd, tokens * k, 1.0);
                 // groups: expert 0 reads all tokens (the identity part), expert 2 a listed subset, expert 1 none, expert 2 again one row
                 int[] expert = {0, 1, 2, 2};
@@ -162,6 +165,7 @@ class OneDnnTest {
                     }
                 }
             }
+        }
         }
     }
 
