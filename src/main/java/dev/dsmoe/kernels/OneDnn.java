@@ -35,7 +35,7 @@ import jdk.incubator.vector.VectorSpecies;
  * bits depend on the GEMM backend it records ({@link Kernels}).
  *
  * <p>Each call is cut into chunks of {@link #CHUNK} output columns (weight rows; {@link #WIDE_CHUNK}
- * when its groups are short) that the {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
+ * when its groups are short, down to {@link #MIN_CHUNK} when there would be fewer chunks than threads) that the {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
  * threads are set to 1 on every calling thread: the engine's pool splits the work, as it does for
  * OpenBLAS) into a per-thread native buffer, then copied or added into {@code y} while in cache.
  * The input rows are converted once per call into the calling thread's native buffer (the heap
@@ -60,6 +60,12 @@ public final class OneDnn {
      * were 12 % slower.
      */
     static final int WIDE_CHUNK = 1024, WIDE_ROWS = 128, WIDE_K = 512;
+    /** The narrowest block a call is cut into so that every thread gets one (AMX tiles are 16 columns wide). */
+    static final int MIN_CHUNK = 64;
+
+    private static int roundUp(int v, int step) {
+        return (v + step - 1) / step * step;
+    }
     /** Row counts are rounded up to a multiple of this for the primitive (fewer distinct primitives to create). */
     static final int ROW_STEP = 8;
 
@@ -258,8 +264,7 @@ public final class OneDnn {
         });
         long rows = 0;
         for (int p = 0; p < groups; p++) rows += count[p];
-        int chunk = rows <= (long) WIDE_ROWS * groups && k <= WIDE_K ? WIDE_CHUNK : CHUNK;
-        int blocks = (n + chunk - 1) / chunk;
+        int chunk = chunkWidth(n, k, groups, rows, shared ? 1 : groups), blocks = (n + chunk - 1) / chunk;
         Parallel.forChunks(shared ? blocks : groups * blocks, 1, (u0, u1) -> {
             Context t = context.get();
             for (int u = u0; u < u1; u++) {
@@ -293,6 +298,19 @@ public final class OneDnn {
                 if (pending >= 0) writeBack(t.dst, pending, outRow, outStart, count, y, yOff, ldy, j0, nc, true);
             }
         });
+    }
+
+    /**
+     * Output columns per oneDNN call: {@link #WIDE_CHUNK} for short groups (on average at most
+     * {@link #WIDE_ROWS} rows, k at most {@link #WIDE_K}), else {@link #CHUNK}; narrower, down to
+     * {@link #MIN_CHUNK}, when the {@code units} independent column ranges would give fewer blocks
+     * than threads (a prompt's K and V products, 128 columns, had run on one thread). The width
+     * changes no bits: oneDNN's sum over k for an output does not depend on the columns beside it.
+     */
+    static int chunkWidth(int n, int k, int groups, long rows, int units) {
+        int chunk = rows <= (long) WIDE_ROWS * groups && k <= WIDE_K ? WIDE_CHUNK : CHUNK, threads = Parallel.threads();
+        if ((long) units * ((n + chunk - 1) / chunk) < threads) chunk = Math.max(MIN_CHUNK, roundUp((n + threads - 1) / threads, MIN_CHUNK));
+        return chunk;
     }
 
     /** Whether groups a and b write the same output rows, in the same order. */
