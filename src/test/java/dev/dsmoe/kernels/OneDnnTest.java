@@ -169,6 +169,34 @@ class OneDnnTest {
         }
     }
 
+    /**
+     * The width of the column blocks a call is cut into changes no output bit (what lets it depend
+     * on the rows and the thread count): the first 256 columns of a 1300-column product (blocks of
+     * {@link OneDnn#WIDE_CHUNK} for 20 rows, {@link OneDnn#CHUNK} for 200) equal those of the same
+     * 256 weight rows alone (cut narrower so that both threads get a block), in every format.
+     */
+    @Test
+    void blockWidthChangesNoBits() {
+        SplittableRandom rnd = new SplittableRandom(11);
+        int n = 1300, part = 256, k = 200;
+        float[] w = TestArrays.uniform(rnd, n * k, 1.0);
+        for (MatVec.DType dt : MatVec.DType.values()) {
+            TensorView whole = dt.view(dt.write(Arena.ofAuto(), w, n, k), 0, n, k);
+            TensorView first = dt.view(dt.write(Arena.ofAuto(), java.util.Arrays.copyOf(w, part * k), part, k), 0, part, k);
+            for (int m : new int[] {20, 200}) {
+                float[] x = TestArrays.uniform(rnd, m * k, 1.0), yWhole = new float[m * n], yFirst = new float[m * part];
+                Matmul.forInference().forward(F32Tensor.of(yWhole, m, n), F32Tensor.of(x, m, k), m, whole, false);
+                Matmul.forInference().forward(F32Tensor.of(yFirst, m, part), F32Tensor.of(x, m, k), m, first, false);
+                for (int i = 0; i < m; i++) {
+                    for (int j = 0; j < part; j++) {
+                        assertEquals(Float.floatToRawIntBits(yWhole[i * n + j]), Float.floatToRawIntBits(yFirst[i * part + j]),
+                                dt + ", " + m + " rows: row " + i + " column " + j);
+                    }
+                }
+            }
+        }
+    }
+
     /** {sum, sum of magnitudes} of input row {@code t} times row j of expert e (inputs rounded to bf16 when {@code bf16}). */
     private static double[] dot(float[] x, int t, int k, float[] wq, int e, int j, boolean columns, int n, int cols, boolean bf16) {
         double sum = 0, abs = 0;
