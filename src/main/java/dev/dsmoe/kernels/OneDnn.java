@@ -34,8 +34,8 @@ import jdk.incubator.vector.VectorSpecies;
  * accumulation. BENCHMARKS.md gives the perplexity this costs. Training never comes here: its
  * bits depend on the GEMM backend it records ({@link Kernels}).
  *
- * <p>Each call is cut into chunks of {@link #CHUNK} output columns (weight rows; {@link #WIDE_CHUNK}
- * when its groups are short, down to {@link #MIN_CHUNK} when there would be fewer chunks than threads) that the {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
+ * <p>Each call is cut into chunks of output columns (weight rows; {@link #chunkWidth}) that the
+ * {@link Parallel} threads pull, each chunk one single-threaded oneDNN call (oneDNN's OpenMP
  * threads are set to 1 on every calling thread: the engine's pool splits the work, as it does for
  * OpenBLAS) into a per-thread native buffer, then copied or added into {@code y} while in cache.
  * The input rows are converted once per call into the calling thread's native buffer (the heap
@@ -55,17 +55,13 @@ public final class OneDnn {
     /**
      * Output columns per call when the call's groups average at most {@link #WIDE_ROWS} rows
      * (prefill's expert runs: dsmoe-1b's MLP experts get about 72 rows of a 256-token chunk) of at
-     * most {@link #WIDE_K} columns: four times fewer calls, each result and weight block still in L2. dsmoe-1b bf16 prefill's MLP output products took
-     * 10 % less time (BENCHMARKS, session 11); wide chunks of 256 rows (the MoA's output products)
-     * were 12 % slower.
+     * most {@link #WIDE_K} columns: four times fewer calls, each result and weight block still in
+     * L2. dsmoe-1b bf16 prefill's MLP output products took 14 % less time (BENCHMARKS, session 11);
+     * wide chunks of 256-row groups (the MoA's output products) were 12 % slower.
      */
     static final int WIDE_CHUNK = 1024, WIDE_ROWS = 128, WIDE_K = 512;
     /** The narrowest block a call is cut into so that every thread gets one (AMX tiles are 16 columns wide). */
     static final int MIN_CHUNK = 64;
-
-    private static int roundUp(int v, int step) {
-        return (v + step - 1) / step * step;
-    }
     /** Row counts are rounded up to a multiple of this for the primitive (fewer distinct primitives to create). */
     static final int ROW_STEP = 8;
 
@@ -309,7 +305,10 @@ public final class OneDnn {
      */
     static int chunkWidth(int n, int k, int groups, long rows, int units) {
         int chunk = rows <= (long) WIDE_ROWS * groups && k <= WIDE_K ? WIDE_CHUNK : CHUNK, threads = Parallel.threads();
-        if ((long) units * ((n + chunk - 1) / chunk) < threads) chunk = Math.max(MIN_CHUNK, roundUp((n + threads - 1) / threads, MIN_CHUNK));
+        if ((long) units * ((n + chunk - 1) / chunk) < threads) {
+            int perThread = (n + threads - 1) / threads;
+            chunk = Math.max(MIN_CHUNK, (perThread + MIN_CHUNK - 1) / MIN_CHUNK * MIN_CHUNK);
+        }
         return chunk;
     }
 
