@@ -50,7 +50,7 @@ public final class InferenceBenchmarks {
      * Where a selection's time goes, medians over the repeats: µs per decoded token (step) and per
      * prompt token (prefill), each split into weight products (every {@link Matmul} call: projections,
      * experts, routers, head) and the rest (attention over the cache, norms, routing, grouping), and
-     * by the layer's {@link Engine.Phase}s (keys: the phases' names in lower case, in layer order;
+     * by the layer's {@link Engine.Phase}s (keys: {@link Engine.Phase#key}, in layer order;
      * what the phases leave out, embedding lookup and bookkeeping, is {@code stepMicros} less their sum).
      */
     public record Profile(String model, String selection, double stepMicros, double productMicros,
@@ -142,16 +142,14 @@ public final class InferenceBenchmarks {
                     e.prefill(promptTokens);
                     pre[i] = (System.nanoTime() - t0) / 1e3 / prompt;
                     preProducts[i] = Matmul.stopTiming() / 1e3 / prompt;
-                    long[] p = e.phaseNanos();
-                    for (int k = 0; k < phases; k++) prePhases[k][i] = p[k] / 1e3 / prompt;
+                    perToken(e.phaseNanos(), prompt, prePhases, i);
                     Matmul.startTiming();
                     e.timePhases(true);
                     t0 = System.nanoTime();
                     for (int t = 0; t < decode; t++) e.decode(next[t]);
                     all[i] = (System.nanoTime() - t0) / 1e3 / decode;
                     inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
-                    p = e.phaseNanos();
-                    for (int k = 0; k < phases; k++) stepPhases[k][i] = p[k] / 1e3 / decode;
+                    perToken(e.phaseNanos(), decode, stepPhases, i);
                     e.timePhases(false);
                 }
                 profiles.add(new Profile(name, sel.toString(), Timing.median(all), Timing.median(inProducts), Timing.median(pre),
@@ -169,10 +167,15 @@ public final class InferenceBenchmarks {
         return rows;
     }
 
-    /** Per phase (by ordinal), the median over the repeats, keyed by the phase's name in lower case. */
+    /** Repeat i's µs per token of each phase ({@code nanos} by ordinal) into {@code byPhase[phase][i]}. */
+    private static void perToken(long[] nanos, int tokens, double[][] byPhase, int i) {
+        for (int k = 0; k < nanos.length; k++) byPhase[k][i] = nanos[k] / 1e3 / tokens;
+    }
+
+    /** Per phase (by ordinal), the median over the repeats, keyed by {@link Engine.Phase#key}. */
     private static Map<String, Double> phaseMedians(double[][] byPhase) {
         Map<String, Double> m = new LinkedHashMap<>();
-        for (Engine.Phase p : Engine.Phase.values()) m.put(p.name().toLowerCase(Locale.ROOT), Timing.median(byPhase[p.ordinal()]));
+        for (Engine.Phase p : Engine.Phase.values()) m.put(p.key(), Timing.median(byPhase[p.ordinal()]));
         return m;
     }
 

@@ -146,8 +146,7 @@ final class BenchInferCommand implements Callable<Integer> {
         for (InferenceBenchmarks.Profile p : profiles) {
             double stepLeft = p.stepMicros(), preLeft = p.prefillMicros();
             for (Engine.Phase ph : Engine.Phase.values()) {
-                String key = ph.name().toLowerCase(Locale.ROOT);
-                double st = p.stepPhaseMicros().get(key), pr = p.prefillPhaseMicros().get(key);
+                double st = p.stepPhaseMicros().get(ph.key()), pr = p.prefillPhaseMicros().get(ph.key());
                 stepLeft -= st;
                 preLeft -= pr;
                 phaseRow(p, ph.label(), st, pr);

@@ -481,7 +481,7 @@ public final class Engine {
             eSeq[i].routedTokens += eLen[i];
         }
         routedTokens += T;
-        if (phaseNanos != null) phaseStart = System.nanoTime();
+        phaseBegin();
         finalLogits(T);
         phaseEnd(Phase.HEAD);
     }
@@ -653,7 +653,7 @@ public final class Engine {
 
     private void layer(int l, int T) {
         ParamLayout.Layer<TensorView> w = model.layer(l);
-        if (phaseNanos != null) phaseStart = System.nanoTime();
+        phaseBegin();
 
         // Shared K/V heads into each sequence's cache blocks.
         RmsNorm.forward(x, w.inputNorm(), ln, null, T, eps);
@@ -732,6 +732,11 @@ public final class Engine {
         public String label() {
             return label;
         }
+
+        /** The name in lower case: the key of a phase in reports ({@code bench infer --json}). */
+        public String key() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
     }
 
     /**
@@ -745,6 +750,10 @@ public final class Engine {
     /** Nanoseconds spent in each {@link Phase} (by ordinal) since {@link #timePhases}{@code (true)}; null when not timing. */
     public long[] phaseNanos() {
         return phaseNanos == null ? null : phaseNanos.clone();
+    }
+
+    private void phaseBegin() {
+        if (phaseNanos != null) phaseStart = System.nanoTime();
     }
 
     private void phaseEnd(Phase p) {
