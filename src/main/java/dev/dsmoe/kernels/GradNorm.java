@@ -3,7 +3,7 @@ package dev.dsmoe.kernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -17,10 +17,18 @@ import jdk.incubator.vector.VectorSpecies;
 public final class GradNorm {
 
     static final int PARTS = 64;
-    /** Doubles per vector, and a float species with as many lanes (half the bit size). */
+    /**
+     * Doubles per vector, and floats of the same shape (twice the lanes: each float vector widens
+     * to two double vectors). Only the preferred float shape is used: a second one (a half-width
+     * species, as this class once had) puts a second vector class into the JIT's type profiles
+     * inside the Vector API's shared methods, and inference kernels compiled after a training run
+     * then lost their intrinsics (the quickstart's MoE decode ran at 0.1-0.5x its speed).
+     */
     private static final VectorSpecies<Double> DS = DoubleVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Float> FS =
-            VectorSpecies.of(float.class, VectorShape.forBitSize(DS.vectorBitSize() / 2));
+    private static final VectorSpecies<Float> FS = FloatVector.SPECIES_PREFERRED;
+    private static final int HALF = DS.length();
+    /** The first {@link #HALF} float lanes: the last half vector of a part. */
+    private static final VectorMask<Float> FIRST_HALF = FS.indexInRange(0, HALF);
     private static final ThreadLocal<double[]> PARTIALS = ThreadLocal.withInitial(() -> new double[PARTS]);
 
     private GradNorm() {}
@@ -74,13 +82,22 @@ public final class GradNorm {
     private static double sumSquaresDouble(float[] g, int off, int n) {
         int i = 0;
         double total = 0;
-        int bound = FS.loopBound(n);
+        // Lane j sums elements j, j + HALF, j + 2 HALF, ... in that order, then the lanes are added.
+        int bound = n - n % HALF;
         if (bound > 0) {
             DoubleVector acc = DoubleVector.zero(DS);
-            for (; i < bound; i += FS.length()) {
-                DoubleVector x = (DoubleVector) FloatVector.fromArray(FS, g, off + i)
+            for (; i + FS.length() <= bound; i += FS.length()) {
+                FloatVector f = FloatVector.fromArray(FS, g, off + i);
+                DoubleVector lo = (DoubleVector) f.convertShape(VectorOperators.F2D, DS, 0);
+                DoubleVector hi = (DoubleVector) f.convertShape(VectorOperators.F2D, DS, 1);
+                acc = lo.fma(lo, acc);
+                acc = hi.fma(hi, acc);
+            }
+            if (i < bound) {
+                DoubleVector lo = (DoubleVector) FloatVector.fromArray(FS, g, off + i, FIRST_HALF)
                         .convertShape(VectorOperators.F2D, DS, 0);
-                acc = x.fma(x, acc);
+                acc = lo.fma(lo, acc);
+                i += HALF;
             }
             // Lanes summed in index order: reduceLanes' order differs between compiled and interpreted code.
             for (double lane : acc.toArray()) total += lane;

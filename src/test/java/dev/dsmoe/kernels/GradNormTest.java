@@ -68,4 +68,38 @@ class GradNormTest {
         assertArrayEquals(a, b);
         assertEquals(0.3f * g[12345], a[12345]);
     }
+
+    /**
+     * The sum's rounding is pinned: part by part as {@code sumOfSquares} cuts the buffer, lane j
+     * of a double vector sums the squares of elements j, j + L, j + 2L, ... (L the doubles per
+     * vector) with one rounding each (fma), the lanes are added in index order and the tail
+     * element by element. Training's clipping (and so bit-exact resume across versions) depends
+     * on this order; the test fails if a change of the vector loop reorders it.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {7, 8, 9, 16, 23, 24, 40, 1_000_003, 4_194_311})
+    void sumFollowsTheLaneOrder(int n) {
+        SplittableRandom rnd = new SplittableRandom(31L * n);
+        float[] g = uniform(rnd, n + 3, 1.0);
+        int lanes = jdk.incubator.vector.DoubleVector.SPECIES_PREFERRED.length();
+        int parts = n < Simd.MIN_CHUNK ? 1 : GradNorm.PARTS;
+        double expected = 0;
+        for (int part = 0; part < parts; part++) {
+            int s = (int) ((long) n * part / parts), e = (int) ((long) n * (part + 1) / parts), len = e - s;
+            double[] acc = new double[lanes];
+            int vec = len - len % lanes;
+            for (int i = 0; i < vec; i++) {
+                double x = g[3 + s + i];
+                acc[i % lanes] = Math.fma(x, x, acc[i % lanes]);
+            }
+            double total = 0;
+            if (vec > 0) for (double a : acc) total += a;
+            for (int i = vec; i < len; i++) {
+                double x = g[3 + s + i];
+                total += x * x;
+            }
+            expected += total;
+        }
+        assertEquals(expected, GradNorm.sumOfSquares(g, 3, n), 0.0);
+    }
 }
