@@ -2,6 +2,7 @@ package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.InferenceBenchmarks;
+import dev.dsmoe.data.TokenDataset;
 import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import dev.dsmoe.infer.InferenceModel;
@@ -30,6 +31,12 @@ final class BenchInferCommand implements Callable<Integer> {
 
     @Option(names = "--model", description = "A model directory (config.json + model.safetensors; quantized or not) instead of presets.")
     Path model;
+
+    @Option(names = "--data", paramLabel = "DIR",
+            description = {"With --model: prompt and decoded tokens from the start of DIR's val.bin (teacher-forced) instead of random ids,",
+                    "so a threshold selection keeps as many experts as real text makes it.",
+                    "Default: the data directory the model's trainer_state.json names, when it has a val.bin; else random ids."})
+    Path data;
 
     @Option(names = "--strategies", split = ";", defaultValue = "default;top-k:4;top-k:att=2,mlp=4",
             description = {"Semicolon-separated expert selections; the first is the speed-up reference.",
@@ -75,12 +82,15 @@ final class BenchInferCommand implements Callable<Integer> {
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
                 json ? s -> { } : s -> Terminal.status("inference " + s)).chunk(chunk).profile(profile);
         if (plot != null && batch == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--plot needs --batch");
+        if (data != null && model == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--data needs --model");
         if (batch != null) return batched(b);
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
         MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
+        String tokens = "random ids";
         if (model != null) {
             MemoryCheck.model(model, weights, prompt + decode);
             try (InferenceModel m = InferenceModel.load(model, weights)) {
+                tokens = useText(b, m.config().vocabSize(), prompt + decode);
                 rows.addAll(b.run(model.getFileName().toString(), m, strategies));
             }
         } else {
@@ -98,8 +108,8 @@ final class BenchInferCommand implements Callable<Integer> {
             for (InferenceBenchmarks.Profile p : b.profiles()) System.out.println(om.writeValueAsString(p));
             return 0;
         }
-        System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens, %s weights, %d threads, kernels %s%n", prompt, chunk,
-                decode, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+        System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens (%s), %s weights, %d threads, kernels %s%n", prompt,
+                chunk, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("inference GEMM products: " + dev.dsmoe.kernels.OneDnn.describe());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
@@ -163,6 +173,27 @@ final class BenchInferCommand implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
+    /**
+     * Gives {@code b} the text of --data (or of the data the model was trained on, when its
+     * directory has a val.bin), its first {@code tokens} tokens; says which tokens the runs read.
+     */
+    private String useText(InferenceBenchmarks b, int vocab, int tokens) throws java.io.IOException {
+        Path dir = data != null ? data : dev.dsmoe.train.TrainData.dataDirOf(model);
+        if (dir == null || (data == null && !java.nio.file.Files.isRegularFile(dir.resolve(TokenDataset.VAL)))) return "random ids";
+        if (!java.nio.file.Files.isDirectory(dir)) throw new Errors.UserError("--data " + dir + ": no such directory");
+        if (!java.nio.file.Files.isRegularFile(dir.resolve(TokenDataset.VAL))) {
+            throw new Errors.UserError("--data " + dir + ": no " + TokenDataset.VAL + " (run 'dsmoe prepare' to make one)");
+        }
+        try (TokenDataset ds = TokenDataset.open(dir)) {
+            if (ds.vocabSize() != vocab) {
+                throw new Errors.UserError((data != null ? "--data " : "the model's data ") + dir + " was tokenized with "
+                        + ds.vocabSize() + " ids but the model's vocab_size is " + vocab + "; pass the data the model was trained on");
+            }
+            b.text(ds.val().head(tokens));
+        }
+        return dir.resolve(TokenDataset.VAL) + ", teacher-forced";
+    }
+
     private int batched(InferenceBenchmarks b) throws Exception {
         int most = batch.stream().mapToInt(Integer::intValue).max().orElse(1);
         if (batch.stream().anyMatch(x -> x < 1)) {
@@ -170,9 +201,11 @@ final class BenchInferCommand implements Callable<Integer> {
         }
         List<InferenceBenchmarks.BatchRow> rows = new ArrayList<>();
         MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
+        String tokens = "random ids";
         if (model != null) {
             MemoryCheck.model(model, weights, prompt + decode, most);
             try (InferenceModel m = InferenceModel.load(model, weights)) {
+                tokens = useText(b, m.config().vocabSize(), (prompt + decode) * most);
                 rows.addAll(b.runBatched(model.getFileName().toString(), m, strategies, batch));
             }
         } else {
@@ -197,8 +230,8 @@ final class BenchInferCommand implements Callable<Integer> {
             for (InferenceBenchmarks.BatchRow r : rows) System.out.println(om.writeValueAsString(r));
             return 0;
         }
-        System.out.printf(Locale.ROOT, "batched decode: prompt %d, decode %d tokens per sequence, %s weights, %d threads, kernels %s%n",
-                prompt, decode, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+        System.out.printf(Locale.ROOT, "batched decode: prompt %d, decode %d tokens per sequence (%s), %s weights, %d threads, kernels %s%n",
+                prompt, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("| model | selection | B | aggregate tok/s | per-sequence tok/s | vs first selection | MoA active "
                 + "| MLP active | active hidden % |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");

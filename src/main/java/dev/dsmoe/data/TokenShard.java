@@ -83,6 +83,20 @@ public final class TokenShard implements AutoCloseable {
         return dtype == TokenDtype.UINT16 ? Short.toUnsignedInt(seg.get(U16, i * 2)) : seg.get(U32, i * 4);
     }
 
+    /**
+     * The first {@code n} tokens, the shard repeated from its start when it holds fewer (a fixed
+     * text of real tokens for timing runs).
+     */
+    public int[] head(int n) {
+        if (size < 1) throw new IllegalArgumentException(file + ": no tokens");
+        if (n < 0) throw new IllegalArgumentException("tokens must be >= 0, got " + n);
+        int[] text = new int[n];
+        int have = (int) Math.min(n, size);
+        read(0, text, 0, have);
+        for (int i = have; i < n; i++) text[i] = text[i % have];
+        return text;
+    }
+
     /** Copies tokens {@code [start, start+len)} into {@code dst[off, off+len)}. */
     public void read(long start, int[] dst, int off, int len) {
         if (start < 0 || len < 0 || start + len > size) {

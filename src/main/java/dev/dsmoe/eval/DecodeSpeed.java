@@ -83,13 +83,8 @@ public final class DecodeSpeed {
      */
     public static DecodeSpeed fromShard(Engine engine, TokenShard shard, int promptTokens, int decodeTokens, int repeats,
                                         double warmupSeconds) {
-        if (shard.size() < 1) throw new IllegalArgumentException(shard.file() + ": no tokens to decode");
         if (promptTokens < 1 || decodeTokens < 1) throw new IllegalArgumentException("prompt and decoded tokens must be >= 1");
-        int[] text = new int[promptTokens + decodeTokens];
-        int have = (int) Math.min(text.length, shard.size());
-        shard.read(0, text, 0, have);
-        for (int i = have; i < text.length; i++) text[i] = text[i % have];
-        return new DecodeSpeed(engine, text, promptTokens, decodeTokens, repeats, warmupSeconds);
+        return new DecodeSpeed(engine, shard.head(promptTokens + decodeTokens), promptTokens, decodeTokens, repeats, warmupSeconds);
     }
 
     /** {@link #DEFAULT_DECODE}, or half the context when that is less (at least 1). */

@@ -118,6 +118,23 @@ class GenerateCommandTest {
                 "--chunk must be >= 1");
     }
 
+    /**
+     * {@code bench infer --model} reads the model's own validation text (the data its
+     * trainer_state.json names) and says so; {@code --data} without a val.bin, or without
+     * {@code --model}, is one line.
+     */
+    @Test
+    void benchInferReadsTheModelsValidationText() throws IOException {
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--strategies", "dense",
+                "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().contains("val.bin, teacher-forced)"), r.out());
+        Path empty = Files.createDirectories(dir.resolve("no-val"));
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--data",
+                empty.toString()), "no val.bin");
+        TrainCommandTest.assertOneLineError(PrepareCommandTest.run("bench", "infer", "--data", empty.toString()), "--data needs --model");
+    }
+
     /** {@code bench serve --llama-server}: a missing binary or a lone flag is one line before anything runs. */
     @Test
     void benchServeLlamaPeerFlagsAreCheckedFirst() {

@@ -56,6 +56,19 @@ class TokenShardTest {
         assertEquals(0xfffe, b.getShort(2) & 0xffff);
     }
 
+    /** head(n): the first n tokens, the shard repeated from its start when it is shorter. */
+    @Test
+    void headRepeatsAShortShard(@TempDir Path dir) throws IOException {
+        Path f = dir.resolve("v.bin");
+        try (ShardWriter w = new ShardWriter(f, TokenDtype.UINT16)) {
+            w.write(new int[] {5, 6, 7}, 0, 3);
+        }
+        try (TokenShard s = TokenShard.open(f, TokenDtype.UINT16, 3)) {
+            assertArrayEquals(new int[] {5, 6}, s.head(2));
+            assertArrayEquals(new int[] {5, 6, 7, 5, 6, 7, 5}, s.head(7));
+        }
+    }
+
     @Test
     void dtypeFollowsTheVocabularySize() {
         assertEquals(TokenDtype.UINT16, TokenDtype.forVocab(8192));
