@@ -33,8 +33,8 @@ final class BenchInferCommand implements Callable<Integer> {
     Path model;
 
     @Option(names = "--data", paramLabel = "DIR",
-            description = {"With --model: prompt and decoded tokens from the start of DIR's val.bin (teacher-forced) instead of random ids,",
-                    "so a threshold selection keeps as many experts as real text makes it.",
+            description = {"With --model: prompt and decoded tokens from the start of DIR's val.bin (teacher-forced) instead of random ids, "
+                    + "so a threshold selection keeps as many experts as real text makes it.",
                     "Default: the data directory the model's trainer_state.json names, when it has a val.bin; else random ids."})
     Path data;
 
@@ -188,6 +188,10 @@ final class BenchInferCommand implements Callable<Integer> {
             if (ds.vocabSize() != vocab) {
                 throw new Errors.UserError((data != null ? "--data " : "the model's data ") + dir + " was tokenized with "
                         + ds.vocabSize() + " ids but the model's vocab_size is " + vocab + "; pass the data the model was trained on");
+            }
+            if (ds.val().size() == 0) {
+                if (data == null) return "random ids";
+                throw new Errors.UserError("--data " + dir + ": its " + TokenDataset.VAL + " holds no tokens (prepare it with a larger --val-fraction)");
             }
             b.text(ds.val().head(tokens));
         }
