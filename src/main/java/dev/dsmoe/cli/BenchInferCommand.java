@@ -86,7 +86,7 @@ final class BenchInferCommand implements Callable<Integer> {
         if (batch != null) return batched(b);
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
         MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
-        String tokens = "random ids";
+        String tokens = RANDOM_IDS;
         if (model != null) {
             MemoryCheck.model(model, weights, prompt + decode);
             try (InferenceModel m = InferenceModel.load(model, weights)) {
@@ -173,24 +173,24 @@ final class BenchInferCommand implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
+    /** The header's word for runs without a text (presets, or a model without validation data). */
+    private static final String RANDOM_IDS = "random ids";
+
     /**
      * Gives {@code b} the text of --data (or of the data the model was trained on, when its
      * directory has a val.bin), its first {@code tokens} tokens; says which tokens the runs read.
      */
     private String useText(InferenceBenchmarks b, int vocab, int tokens) throws java.io.IOException {
         Path dir = data != null ? data : dev.dsmoe.train.TrainData.dataDirOf(model);
-        if (dir == null || (data == null && !java.nio.file.Files.isRegularFile(dir.resolve(TokenDataset.VAL)))) return "random ids";
-        if (!java.nio.file.Files.isDirectory(dir)) throw new Errors.UserError("--data " + dir + ": no such directory");
-        if (!java.nio.file.Files.isRegularFile(dir.resolve(TokenDataset.VAL))) {
-            throw new Errors.UserError("--data " + dir + ": no " + TokenDataset.VAL + " (run 'dsmoe prepare' to make one)");
-        }
+        if (data == null && (dir == null || !java.nio.file.Files.isRegularFile(dir.resolve(TokenDataset.VAL)))) return RANDOM_IDS;
+        ValidationData.require(dir);
         try (TokenDataset ds = TokenDataset.open(dir)) {
             if (ds.vocabSize() != vocab) {
                 throw new Errors.UserError((data != null ? "--data " : "the model's data ") + dir + " was tokenized with "
                         + ds.vocabSize() + " ids but the model's vocab_size is " + vocab + "; pass the data the model was trained on");
             }
             if (ds.val().size() == 0) {
-                if (data == null) return "random ids";
+                if (data == null) return RANDOM_IDS;
                 throw new Errors.UserError("--data " + dir + ": its " + TokenDataset.VAL + " holds no tokens (prepare it with a larger --val-fraction)");
             }
             b.text(ds.val().head(tokens));
@@ -205,7 +205,7 @@ final class BenchInferCommand implements Callable<Integer> {
         }
         List<InferenceBenchmarks.BatchRow> rows = new ArrayList<>();
         MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
-        String tokens = "random ids";
+        String tokens = RANDOM_IDS;
         if (model != null) {
             MemoryCheck.model(model, weights, prompt + decode, most);
             try (InferenceModel m = InferenceModel.load(model, weights)) {

@@ -189,12 +189,7 @@ final class EvalCommand implements Callable<Integer> {
                         + ", which does not exist; pass --data DIR");
             }
         }
-        if (dataDir != null) {
-            if (!Files.isDirectory(dataDir)) throw new Errors.UserError("--data " + dataDir + ": no such directory");
-            if (!Files.isRegularFile(dataDir.resolve(TokenDataset.VAL))) {
-                throw new Errors.UserError("--data " + dataDir + ": no " + TokenDataset.VAL + " (run 'dsmoe prepare' to make one)");
-            }
-        }
+        if (dataDir != null) ValidationData.require(dataDir);
         try (TokenDataset ds = dataDir == null ? null : TokenDataset.open(dataDir)) {
             return evaluate(config, window, selections, epsValues, codeOptions, ds);
         } finally {

@@ -57,25 +57,15 @@ class VectorShapesTest {
         assertTrue(problems.isEmpty(), String.join("\n", problems));
     }
 
-    /** Every class compiled from src/main (target/classes, or the jar the tests run against). */
+    /** Every class compiled from src/main (Maven runs the tests against target/classes). */
     private static List<Class<?>> mainClasses() throws IOException, URISyntaxException, ClassNotFoundException {
         Path root = Path.of(GradNorm.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        assertTrue(Files.isDirectory(root), "the main classes are not a directory: " + root);
         List<Class<?>> out = new ArrayList<>();
-        ClassLoader loader = GradNorm.class.getClassLoader();
-        if (Files.isDirectory(root)) {
-            try (Stream<Path> s = Files.walk(root)) {
-                for (Path p : s.filter(x -> x.toString().endsWith(".class")).toList()) {
-                    String name = root.relativize(p).toString().replace(java.io.File.separatorChar, '.');
-                    out.add(Class.forName(name.substring(0, name.length() - ".class".length()), false, loader));
-                }
-            }
-        } else {
-            try (var jar = new java.util.jar.JarFile(root.toFile())) {
-                for (var e : java.util.Collections.list(jar.entries())) {
-                    String n = e.getName();
-                    if (!n.endsWith(".class") || n.startsWith("META-INF")) continue;
-                    out.add(Class.forName(n.substring(0, n.length() - 6).replace('/', '.'), false, loader));
-                }
+        try (Stream<Path> s = Files.walk(root)) {
+            for (Path p : s.filter(x -> x.toString().endsWith(".class")).toList()) {
+                String name = root.relativize(p).toString().replace(java.io.File.separatorChar, '.');
+                out.add(Class.forName(name.substring(0, name.length() - ".class".length()), false, GradNorm.class.getClassLoader()));
             }
         }
         assertFalse(out.isEmpty(), "no classes under " + root);
