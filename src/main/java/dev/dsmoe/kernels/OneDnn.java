@@ -10,7 +10,6 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.nio.ByteOrder;
 import java.util.HashMap;
-import java.util.Locale;
 import java.util.Map;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -111,13 +110,14 @@ public final class OneDnn {
     public static String describe() {
         OneDnn d = get();
         return d == null ? "unpack + sgemm (oneDNN: " + unavailable + ")"
-                : "oneDNN " + d.version + " (fp32: " + d.f32Impl + ", bf16: " + d.bf16Impl + ")";
+                : "oneDNN " + d.version + " (fp32: " + d.f32Impl + ", bf16: " + d.bf16Name() + ")";
     }
 
     private final MethodHandle mdInit, matmulInit, pdCreate, pdQueryMd, pdQuery, pdDestroy, mdSize, primCreate,
             memCreate, memSetHandle, execute, streamCreate, streamWait, ompSetThreads;
     /** Primitive attributes: user scratchpad; the same with a sum post-op ({@code dst += src · W}). */
     private final MemorySegment engine, attr, attrSum;
+    /** bf16Impl: null when this CPU has no bf16 matmul in oneDNN (no AVX-512): bf16 and Q8_0 weights then unpack to fp32 for OpenBLAS. */
     private final String version, f32Impl, bf16Impl;
     private final ThreadLocal<Context> context = ThreadLocal.withInitial(Context::new);
 
@@ -180,9 +180,16 @@ public final class OneDnn {
             check((int) setPostOps.invokeExact(attrSum, postOps), "dnnl_primitive_attr_set_post_ops");
         }
         // Creating one of each says which kernels this CPU gets (and fails here, not mid-run, if none).
+        // oneDNN 2.x has no bf16 matmul below AVX-512 (an AVX2 CPU, e.g. AMD Zen 3): fp32 only then.
         Context c = context.get();
         f32Impl = c.primitive(false, ROW_STEP, 64, 64, 64).impl;
-        bf16Impl = c.primitive(true, ROW_STEP, 64, 64, 64).impl;
+        String bf16;
+        try {
+            bf16 = c.primitive(true, ROW_STEP, 64, 64, 64).impl;
+        } catch (Unimplemented e) {
+            bf16 = null;
+        }
+        bf16Impl = bf16;
     }
 
     private static MethodHandle bind(Linker linker, SymbolLookup lib, String name, FunctionDescriptor d) {
@@ -191,17 +198,31 @@ public final class OneDnn {
     }
 
     private static void check(int status, String what) {
+        if (status == UNIMPLEMENTED) throw new Unimplemented(what + " failed: oneDNN has no kernel for it on this CPU (status 3)");
         if (status != 0) throw new IllegalStateException(what + " failed with oneDNN status " + status);
+    }
+
+    /** oneDNN's dnnl_unimplemented: no implementation of a primitive for this CPU. */
+    private static final int UNIMPLEMENTED = 3;
+
+    private static final class Unimplemented extends IllegalStateException {
+        Unimplemented(String message) {
+            super(message);
+        }
     }
 
     /** The kernels oneDNN picked here, fp32 and bf16 (what its results' bits depend on). */
     public String kernelNames() {
-        return f32Impl + ", " + bf16Impl;
+        return f32Impl + ", " + bf16Name();
     }
 
-    /** True when bf16 products run on AMX tiles (else AVX-512 bf16 or a slower emulation). */
-    public boolean amx() {
-        return bf16Impl.toLowerCase(Locale.ROOT).contains("amx");
+    private String bf16Name() {
+        return bf16Impl == null ? "none on this CPU" : bf16Impl;
+    }
+
+    /** Whether this CPU has oneDNN's bf16 products (AVX-512 at least), which bf16 and Q8_0 weights need here. */
+    public boolean bf16() {
+        return bf16Impl != null;
     }
 
     /** Writes weight rows {@code [r0, r0 + rows)} as bf16, {@code k} per row, contiguous from {@code dst}. */
@@ -332,10 +353,16 @@ public final class OneDnn {
         }
     }
 
-    /** Whether {@link #grouped} can read this weight (fp32 in native memory, bf16, Q8_0). */
-    public static boolean reads(TensorView w) {
-        return w instanceof Q8Tensor || (w instanceof Bf16Tensor && w.segment().isNative())
-                || (w instanceof F32Tensor f && !f.onHeap() && f.segment().isNative());
+    /** Whether {@link #grouped} can read this weight here (fp32 in native memory; bf16 and Q8_0 where the CPU has {@link #bf16}). */
+    public boolean reads(TensorView w) {
+        if (w instanceof F32Tensor f) return !f.onHeap() && f.segment().isNative();
+        return bf16Impl != null && (w instanceof Q8Tensor || (w instanceof Bf16Tensor && w.segment().isNative()));
+    }
+
+    /** Whether the loaded library takes bf16 and Q8_0 products, so that their unpack scratch is not needed. */
+    static boolean takesBf16() {
+        OneDnn d = get();
+        return d != null && d.bf16();
     }
 
     /**

@@ -208,7 +208,10 @@ class EngineTest {
              InferenceModel inMemory = InferenceModel.fromParams(layout, rounded, MatVec.DType.F32);
              InferenceModel asBf16 = InferenceModel.load(d, MatVec.DType.BF16)) {
             float[] ref = new Engine(inMemory, ExpertSelection.dense()).forwardAll(tokens);
-            assertLogitsClose("bf16 file as f32", ref, new Engine(fromFile, ExpertSelection.dense()).forwardAll(tokens), 1e-6);
+            // the file's weights are native, the params' on the heap: with oneDNN their prompt products
+            // run in two libraries (oneDNN, OpenBLAS), which sum in different orders
+            double f32Tol = dev.dsmoe.kernels.OneDnn.get() == null ? 1e-6 : 1e-5;
+            assertLogitsClose("bf16 file as f32", ref, new Engine(fromFile, ExpertSelection.dense()).forwardAll(tokens), f32Tol);
             float[] got = new Engine(asBf16, ExpertSelection.dense()).forwardAll(tokens);
             if (dev.dsmoe.kernels.OneDnn.get() == null) {
                 assertLogitsClose("bf16 file as bf16", ref, got, 1e-5);
