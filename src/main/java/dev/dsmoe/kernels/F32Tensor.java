@@ -120,7 +120,7 @@ public final class F32Tensor extends TensorView {
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         OneDnn dnn = mm.oneDnn();
-        if (dnn != null && dnn.reads(this)) {
+        if (dnn != null && OneDnn.reads(this)) {
             dnn.product(this, x, xOff, ldx, m, y, yOff, ldy, beta != 0);
         } else if (array != null) {
             Kernels.gemm().sgemm(false, true, m, rows, cols, 1f, x, xOff, ldx, array, off, ld, beta, y, yOff, ldy);

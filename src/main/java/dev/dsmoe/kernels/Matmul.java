@@ -219,7 +219,7 @@ public final class Matmul {
 
     /** Whether {@link #groupedRuns} can run products of this weight here (oneDNN loaded and reads its format). */
     public boolean readsGrouped(TensorView w) {
-        return oneDnn != null && oneDnn.reads(w);
+        return oneDnn != null && OneDnn.reads(w);
     }
 
     /**

@@ -28,9 +28,11 @@ import jdk.incubator.vector.VectorSpecies;
  * brgemm kernels for fp32 (about 190 GFLOP/s a core).
  *
  * <p>Precision. fp32 weights: fp32 products, as OpenBLAS (another summation order). bf16 and Q8_0
- * weights: the input rows are rounded to bf16 (as llama.cpp's bf16 path rounds them) and a Q8_0
- * weight's values {@code scale · q} are rounded to bf16, then multiplied in bf16 with fp32
- * accumulation. BENCHMARKS.md gives the perplexity this costs. Training never comes here: its
+ * weights on a CPU with oneDNN's bf16 products (AVX-512): the input rows are rounded to bf16 (as
+ * llama.cpp's bf16 path rounds them) and a Q8_0 weight's values {@code scale · q} are rounded to
+ * bf16, then multiplied in bf16 with fp32 accumulation; BENCHMARKS.md gives the perplexity this
+ * costs. Without them (AVX2, e.g. AMD Zen 3) each column block of the weight is unpacked to fp32
+ * (the values the mat-vec multiplies) and multiplied in fp32. Training never comes here: its
  * bits depend on the GEMM backend it records ({@link Kernels}).
  *
  * <p>Each call is cut into chunks of output columns (weight rows; {@link #chunkWidth}) that the
@@ -45,7 +47,7 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Off when the library does not load (one reason in {@link #unavailableReason()}), and by
  * {@code -Ddsmoe.onednn=off} or {@code DSMOE_ONEDNN=off}: then the format's unpack-and-sgemm path.
  * Native scratch is per thread and not in {@code Engine.footprint}: for a call of m rows,
- * {@code m·k} input values plus {@code m·c} floats and {@code c·k} bf16 weights, c the chunk width.
+ * {@code m·k} input values plus {@code m·c} floats and {@code c·k} bf16 (or unpacked fp32) weights, c the chunk width.
  */
 public final class OneDnn {
 
@@ -117,7 +119,7 @@ public final class OneDnn {
             memCreate, memSetHandle, execute, streamCreate, streamWait, ompSetThreads;
     /** Primitive attributes: user scratchpad; the same with a sum post-op ({@code dst += src · W}). */
     private final MemorySegment engine, attr, attrSum;
-    /** bf16Impl: null when this CPU has no bf16 matmul in oneDNN (no AVX-512): bf16 and Q8_0 weights then unpack to fp32 for OpenBLAS. */
+    /** bf16Impl: null when this CPU has no bf16 matmul in oneDNN (no AVX-512): bf16 and Q8_0 weights then unpack to fp32 here. */
     private final String version, f32Impl, bf16Impl;
     private final ThreadLocal<Context> context = ThreadLocal.withInitial(Context::new);
 
@@ -180,7 +182,8 @@ public final class OneDnn {
             check((int) setPostOps.invokeExact(attrSum, postOps), "dnnl_primitive_attr_set_post_ops");
         }
         // Creating one of each says which kernels this CPU gets (and fails here, not mid-run, if none).
-        // oneDNN 2.x has no bf16 matmul below AVX-512 (an AVX2 CPU, e.g. AMD Zen 3): fp32 only then.
+        // oneDNN 2.x has no bf16 matmul below AVX-512 (an AVX2 CPU, e.g. AMD Zen 3): fp32 products
+        // only then, bf16 and Q8_0 weights unpacked to fp32 a column block at a time.
         Context c = context.get();
         f32Impl = c.primitive(false, ROW_STEP, 64, 64, 64).impl;
         String bf16;
@@ -220,7 +223,10 @@ public final class OneDnn {
         return bf16Impl == null ? "none on this CPU" : bf16Impl;
     }
 
-    /** Whether this CPU has oneDNN's bf16 products (AVX-512 at least), which bf16 and Q8_0 weights need here. */
+    /**
+     * Whether this CPU has oneDNN's bf16 products (AVX-512 at least): bf16 and Q8_0 weights are then
+     * multiplied in bf16 (inputs rounded to bf16), else unpacked to fp32 and multiplied in fp32.
+     */
     public boolean bf16() {
         return bf16Impl != null;
     }
@@ -268,7 +274,8 @@ public final class OneDnn {
         if (w.expert(0).cols() != k || w.expert(0).rows() != n) {
             throw new IllegalArgumentException("grouped products: the experts of " + w + " are not [" + n + " x " + k + "]");
         }
-        boolean bf16 = !(w instanceof F32Tensor);
+        // bf16 products for bf16 and Q8_0 weights where the CPU has them; else their blocks unpacked to fp32
+        boolean bf16 = !(w instanceof F32Tensor) && bf16Impl != null, unpack = !(w instanceof F32Tensor) && !bf16;
         long elem = bf16 ? 2 : 4;
         Context caller = context.get();
         MemorySegment src = caller.src((long) (srcRows + ROW_STEP) * k * elem);
@@ -298,7 +305,11 @@ public final class OneDnn {
                     MemorySegment weights;
                     int wld;
                     TensorView we = w.expert(expert[p]);
-                    if (we instanceof Q8Tensor q) {
+                    if (unpack) {
+                        weights = t.weights((long) nc * k * 4);
+                        t.f32Rows(we, j0, nc, k, weights);
+                        wld = k;
+                    } else if (we instanceof Q8Tensor q) {
                         weights = t.weights((long) nc * k * 2);
                         q.bf16Rows().write(j0, nc, weights);
                         wld = k;
@@ -353,16 +364,10 @@ public final class OneDnn {
         }
     }
 
-    /** Whether {@link #grouped} can read this weight here (fp32 in native memory; bf16 and Q8_0 where the CPU has {@link #bf16}). */
-    public boolean reads(TensorView w) {
-        if (w instanceof F32Tensor f) return !f.onHeap() && f.segment().isNative();
-        return bf16Impl != null && (w instanceof Q8Tensor || (w instanceof Bf16Tensor && w.segment().isNative()));
-    }
-
-    /** Whether the loaded library takes bf16 and Q8_0 products, so that their unpack scratch is not needed. */
-    static boolean takesBf16() {
-        OneDnn d = get();
-        return d != null && d.bf16();
+    /** Whether {@link #grouped} can read this weight (fp32 in native memory, bf16, Q8_0). */
+    public static boolean reads(TensorView w) {
+        return w instanceof Q8Tensor || (w instanceof Bf16Tensor && w.segment().isNative())
+                || (w instanceof F32Tensor f && !f.onHeap() && f.segment().isNative());
     }
 
     /**
@@ -442,6 +447,8 @@ public final class OneDnn {
         final int[] count = new int[1];
         private MemorySegment src = MemorySegment.NULL, dst = MemorySegment.NULL, weights = MemorySegment.NULL,
                 scratch = MemorySegment.NULL;
+        /** One weight row unpacked to fp32 ({@link #f32Rows}). */
+        private float[] row = new float[0];
 
         Context() {
             try {
@@ -464,6 +471,15 @@ public final class OneDnn {
         MemorySegment dst(long bytes) {
             if (dst.byteSize() < bytes) dst = Arena.ofAuto().allocate(grow(dst.byteSize(), bytes), 64);
             return dst;
+        }
+
+        /** Rows {@code [r0, r0 + rows)} of w ({@code k} values each) as fp32, contiguous from {@code dst}. */
+        void f32Rows(TensorView w, int r0, int rows, int k, MemorySegment dst) {
+            if (row.length < k) row = new float[k];
+            for (int i = 0; i < rows; i++) {
+                w.copyRow(r0 + i, row, 0);
+                MemorySegment.copy(row, 0, dst, ValueLayout.JAVA_FLOAT, 4L * i * k, k);
+            }
         }
 
         MemorySegment weights(long bytes) {

@@ -230,7 +230,7 @@ public final class Q8Tensor extends TensorView {
 
     /** The scratch {@link #gemm} dequantizes a {@code [rows, cols]} weight into. */
     static long gemmScratchFloats(long rows, long cols) {
-        return OneDnn.takesBf16() ? 0 : Matmul.scratchFloats(rows, cols); // oneDNN's scratch is native, per thread
+        return OneDnn.get() != null ? 0 : Matmul.scratchFloats(rows, cols); // oneDNN's scratch is native, per thread
     }
 
     /**
@@ -241,7 +241,7 @@ public final class Q8Tensor extends TensorView {
     @Override
     void gemm(Matmul mm, float[] x, int xOff, int ldx, int m, float[] y, int yOff, int ldy, float beta) {
         OneDnn dnn = mm.oneDnn();
-        if (dnn != null && dnn.reads(this)) {
+        if (dnn != null && OneDnn.reads(this)) {
             dnn.product(this, x, xOff, ldx, m, y, yOff, ldy, beta != 0);
             return;
         }
