@@ -119,7 +119,7 @@ public final class OneDnn {
             memCreate, memSetHandle, execute, streamCreate, streamWait, ompSetThreads;
     /** Primitive attributes: user scratchpad; the same with a sum post-op ({@code dst += src · W}). */
     private final MemorySegment engine, attr, attrSum;
-    /** bf16Impl: null when this CPU has no bf16 matmul in oneDNN (no AVX-512): bf16 and Q8_0 weights then unpack to fp32 here. */
+    /** bf16Impl: null where the CPU has no bf16 products ({@link #bf16}). */
     private final String version, f32Impl, bf16Impl;
     private final ThreadLocal<Context> context = ThreadLocal.withInitial(Context::new);
 
@@ -275,7 +275,7 @@ public final class OneDnn {
             throw new IllegalArgumentException("grouped products: the experts of " + w + " are not [" + n + " x " + k + "]");
         }
         // bf16 products for bf16 and Q8_0 weights where the CPU has them; else their blocks unpacked to fp32
-        boolean bf16 = !(w instanceof F32Tensor) && bf16Impl != null, unpack = !(w instanceof F32Tensor) && !bf16;
+        boolean quantized = !(w instanceof F32Tensor), bf16 = quantized && bf16(), unpack = quantized && !bf16;
         long elem = bf16 ? 2 : 4;
         Context caller = context.get();
         MemorySegment src = caller.src((long) (srcRows + ROW_STEP) * k * elem);

@@ -71,8 +71,7 @@ class OneDnnTest {
                 TensorView view = dt.view(seg, 0, n, k);
                 float[] wq = new float[n * k];
                 for (int r = 0; r < n; r++) view.copyRow(r, wq, r * k);
-                // without oneDNN's bf16 products (an AVX2 CPU) bf16 and Q8_0 weights are unpacked to fp32
-                boolean bf16 = dt != MatVec.DType.F32 && OneDnn.get().bf16();
+                boolean bf16 = roundsToBf16(dt);
                 if (bf16) for (int i = 0; i < wq.length; i++) wq[i] = Bf16.toFloat(Bf16.fromFloat(wq[i]));
                 for (boolean accumulate : new boolean[] {false, true}) {
                     check(dt + " [" + m + " x " + k + "] x [" + n + " x " + k + "]ᵀ" + (accumulate ? " +=" : ""),
@@ -105,7 +104,7 @@ class OneDnnTest {
                 TensorView view = columns ? all.expertColumns(experts) : all.stackedExperts(experts);
                 float[] wq = new float[w.length];
                 for (int r = 0; r < rows; r++) all.copyRow(r, wq, r * cols);
-                boolean bf16 = dt != MatVec.DType.F32 && OneDnn.get().bf16(); // else unpacked to fp32
+                boolean bf16 = roundsToBf16(dt);
                 if (bf16) for (int i = 0; i < wq.length; i++) wq[i] = Bf16.toFloat(Bf16.fromFloat(wq[i]));
                 String what = dt + (columns ? " experts side by side" : " stacked experts") + ", n " + n + ", " + tokens + " tokens";
                 float[] x = TestArrays.uniform(rnd, tokens * k, 1.0);
@@ -216,6 +215,11 @@ class OneDnnTest {
         for (MatVec.DType dt : MatVec.DType.values()) {
             assertTrue(OneDnn.reads(dt.view(dt.write(Arena.ofAuto(), w, 64, 64), 0, 64, 64)), dt + " in native memory");
         }
+    }
+
+    /** Whether oneDNN multiplies weights of this type in bf16: bf16 and Q8_0 where the CPU has bf16 products, else unpacked to fp32. */
+    private static boolean roundsToBf16(MatVec.DType dt) {
+        return dt != MatVec.DType.F32 && OneDnn.get().bf16();
     }
 
     /** {sum, sum of magnitudes} of input row {@code t} times row j of expert e (inputs rounded to bf16 when {@code bf16}). */
