@@ -421,7 +421,7 @@ public final class MatVec {
      * four sequential streams of 64 rows, one expert after the other; tiles of adjacent rows
      * across the whole range (one stream per expert, all experts at once) read at half the speed,
      * and blocks of 64 rows were slower on dsmoe-1b's shapes (bench/PieceSumsProbe.java, session 8).
-     * The accumulators take {@code slots · PIECE_BLOCK/4 · PIECE_FLOATS} floats of scratch.
+     * The accumulators take {@code slots · 2 · PIECE_BLOCK/4 · PIECE_FLOATS} floats of scratch (two halves a slot).
      */
     static final int PIECE_BLOCK = 256;
 
@@ -451,19 +451,59 @@ public final class MatVec {
     }
 
     /**
-     * A tile's end: each slot's 4 lane accumulators for it (slot s's at {@code first + s·slotStride})
-     * summed ({@link #tileLaneSums4}: addLanes's bits), its tail sums added, and the total added to
-     * the slot's output row: {@code y[yOff + outRow[s]·ldy + r + j·step] += sum} for the tile's {@code nr} rows.
+     * A tile's end: each slot's two halves' 4 lane accumulators for it (slot s's first half at
+     * {@code first + s·slotStride}, its second {@code halfStride} further) added, summed
+     * ({@link #tileLaneSums4}: addLanes's bits), the two halves' tail sums added, and the total
+     * added to the slot's output row: {@code y[yOff + outRow[s]·ldy + r + j·step] += sum} for the tile's {@code nr} rows.
      */
-    static void addPieceSums(float[] acc, int first, int slotStride, int slots, float[] y, int yOff, int ldy, int[] outRow, int r, int nr, int step) {
+    static void addPieceSums(float[] acc, int first, int slotStride, int halfStride, int slots, float[] y, int yOff, int ldy,
+                             int[] outRow, int r, int nr, int step) {
         float[] sums = tileSums();
         for (int s = 0; s < slots; s++) {
-            int a = first + s * slotStride;
-            System.arraycopy(acc, a, sums, 0, 4 * L);
+            int a = first + s * slotStride, b = a + halfStride;
+            for (int i = 0; i < 4 * L; i += L) {
+                FloatVector.fromArray(F, acc, a + i).add(FloatVector.fromArray(F, acc, b + i)).intoArray(sums, i);
+            }
             tileLaneSums4(sums);
             int yo = yOff + outRow[s] * ldy + r;
-            for (int j = 0; j < nr; j++) y[yo + j * step] += tileSum4(sums, j) + acc[a + 4 * L + j];
+            for (int j = 0; j < nr; j++) y[yo + j * step] += tileSum4(sums, j) + (acc[a + 4 * L + j] + acc[b + 4 * L + j]);
         }
+    }
+
+    /** Slots up to which {@code TensorView.pieceSumRows} splits the work by (half, range of rows) rather than by blocks of rows. */
+    static final int PIECE_HALVES_SLOTS = 2;
+
+    private static final ThreadLocal<Grown> SHARED_PIECES = ThreadLocal.withInitial(Grown::new);
+
+    /** The calling thread's accumulators for {@code tiles} tiles that a parallel region's tasks fill (not zeroed). */
+    static float[] sharedPieceAccumulators(int tiles) {
+        return SHARED_PIECES.get().atLeast(tiles * PIECE_FLOATS);
+    }
+
+    private static final ThreadLocal<int[][]> HALVES = ThreadLocal.withInitial(() -> new int[][] {new int[0], new int[0]});
+
+    /**
+     * Which half of its slot's pieces each piece is in (the calling thread's array, valid until its
+     * next call): 0 for a slot's first ⌈k/2⌉ pieces in list order, 1 for the rest.
+     */
+    static int[] pieceHalves(int[] slot, int n, int slots) {
+        int[][] h = HALVES.get();
+        if (h[0].length < n) h[0] = new int[n];
+        if (h[1].length < 2 * slots) h[1] = new int[2 * slots];
+        int[] half = h[0], count = h[1];
+        java.util.Arrays.fill(count, 0, 2 * slots, 0);
+        for (int p = 0; p < n; p++) count[slot[p]]++;
+        for (int p = 0; p < n; p++) {
+            int s = slot[p];
+            half[p] = count[slots + s] < (count[s] + 1) / 2 ? 0 : 1;
+            count[slots + s]++;
+        }
+        return half;
+    }
+
+    /** Range j's first row of {@code rows} split into {@code ranges} (j = ranges: rows), a multiple of the tile below the end. */
+    static int rangeStart(int rows, int ranges, int j) {
+        return j >= ranges ? rows : (int) ((long) rows * j / ranges) / TILE_ROWS * TILE_ROWS;
     }
 
     /**

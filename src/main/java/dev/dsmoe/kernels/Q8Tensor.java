@@ -336,40 +336,16 @@ public final class Q8Tensor extends TensorView {
     }
 
     @Override
-    void pieceSumRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert, int[] slot,
-                      int slots, int[] outRow, int rows, long stride) {
-        MemorySegment w = segment;
-        long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);
-        int cols = this.cols;
-        Parallel.forChunks(rows, Math.min(MatVec.PIECE_BLOCK, MatVec.chunkRows(rows)), (r0, r1) -> {
-            int block = MatVec.PIECE_BLOCK, stride4 = block / 4 * MatVec.PIECE_FLOATS; // slot s's tiles from s·stride4
-            float[] acc = MatVec.pieceAccumulators(slots * block / 4);
-            for (int b0 = r0; b0 < r1; b0 += block) { // MatVec.PIECE_BLOCK says why blocks, and spaced tiles in them
-                int b1 = Math.min(r1, b0 + block), tiles = MatVec.tiles(b0, b1);
-                MatVec.clearPieces(acc, slots * block / 4);
-                for (int p = 0; p < n; ) {
-                    int q = MatVec.pieceGroupEnd(expert, p, n);
-                    for (int k = 0; k < tiles; k++) {
-                        int r = MatVec.tileStart(b0, b1, k), nr = MatVec.tileSize(b0, b1, k), step = MatVec.tileStep(b0, b1, k),
-                                at = k * MatVec.PIECE_FLOATS;
-                        long g = (long) expert[p] * rows + r; // the tile's first row in the whole stacked view
-                        long off = wOff + g * cols, soff = sOff + g * sRow;
-                        if (q - p == 4) {
-                            piece4(w, off, soff, sRow, nr, step, cols, x, xOff + inRow[p] * cols, xOff + inRow[p + 1] * cols,
-                                    xOff + inRow[p + 2] * cols, xOff + inRow[p + 3] * cols, acc, slot[p] * stride4 + at,
-                                    slot[p + 1] * stride4 + at, slot[p + 2] * stride4 + at, slot[p + 3] * stride4 + at);
-                        } else {
-                            for (int i = p; i < q; i++) piece1(w, off, soff, sRow, nr, step, cols, x, xOff + inRow[i] * cols, acc, slot[i] * stride4 + at);
-                        }
-                    }
-                    p = q;
-                }
-                for (int k = 0; k < tiles; k++) {
-                    MatVec.addPieceSums(acc, k * MatVec.PIECE_FLOATS, stride4, slots, y, yOff, ldy, outRow, MatVec.tileStart(b0, b1, k),
-                            MatVec.tileSize(b0, b1, k), MatVec.tileStep(b0, b1, k));
-                }
-            }
-        });
+    void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao) {
+        long g = (long) e * rows + r, sRow = 4L * blocks(cols); // the tile's first row in the whole stacked view
+        piece1(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, nr, step, cols, x, xo, acc, ao);
+    }
+
+    @Override
+    void pieceTile4(int e, int rows, long stride, int r, int nr, int step, float[] x, int x0, int x1, int x2, int x3,
+                    float[] acc, int a0, int a1, int a2, int a3) {
+        long g = (long) e * rows + r, sRow = 4L * blocks(cols);
+        piece4(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, nr, step, cols, x, x0, x1, x2, x3, acc, a0, a1, a2, a3);
     }
 
     // A piece's tile of 4 weight rows into its slot's accumulators for the tile (loaded from and stored to the scratch at ao).

@@ -200,9 +200,11 @@ public abstract class TensorView {
      * {@code y[yOff + outRow[s]·ldy + r]} for {@code r < R} (R the rows of one expert).
      *
      * <p>The pieces must come in ascending expert order (as {@link ExpertGroups} groups rows) and
-     * a slot may take an expert once. A slot's sum for output r is one lane accumulator over its
-     * pieces in that order and their column blocks in order, the lane sum of {@link Simd#addLanes},
-     * then the pieces' scalar column tails in order: its bits depend on its own pieces only, not
+     * a slot may take an expert once. A slot's pieces go in two halves (its first ⌈k/2⌉ of k, then
+     * the rest); a slot's sum for output r is, for each half, one lane accumulator over the half's
+     * pieces in order and their column blocks in order, the two accumulators added, their lane sum
+     * ({@link Simd#addLanes}'s bits), then the two halves' scalar column tail sums (each over its
+     * pieces in order) added to it: its bits depend on its own pieces only, not
      * on the other slots nor on the thread split, so a token gets the same sum alone and in a batch.
      * Pieces of one expert share each weight tile (four slots at a time), so a batch reads each
      * selected expert's weights once.
@@ -300,12 +302,116 @@ public abstract class TensorView {
                               int[] expert, int rows, long stride, long work, int rowCost, int chunks);
 
     /**
-     * {@link #matVecPieceSums}'s pass, arguments checked and {@code n > 0}: the R output rows
-     * split over the threads, each thread's rows in blocks of {@link MatVec#PIECE_BLOCK} in spaced tiles of 4;
-     * expert e's weights {@code e · stride} bytes past the view's start.
+     * {@link #matVecPieceSums}'s pass, arguments checked and {@code n > 0}; expert e's weights
+     * {@code e · stride} bytes past the view's start. Each slot's pieces go in two halves (its first
+     * ⌈k/2⌉ pieces, then the rest), each summed in its own lane accumulators; a slot's sum for an
+     * output is the lane sum of the two accumulators added, plus its two tail sums added. Two ways
+     * to the same bits, by the number of slots:
+     * <ul>
+     * <li>at most {@link MatVec#PIECE_HALVES_SLOTS} slots (decode of one or two sequences): the
+     *     work is (half, range of output rows), one task a thread (on 2 threads: each thread one
+     *     half over all rows), so each task reads its experts' rows of its range as four long
+     *     streams, one expert after the other, into accumulators for all rows; then a second pass
+     *     adds the halves into the outputs. Blocks of 256 rows (all pieces for a block, then the
+     *     next) read dsmoe-1b's f32 MoA output at about half the speed of a plain mat-vec on the AMD
+     *     EPYC (short streams restarting every 32 KiB), two ranges of rows a half at 0.8x;
+     * <li>more slots (batched decode): the rows split over the threads in blocks of
+     *     {@link MatVec#PIECE_BLOCK}, all pieces for a block in the thread's scratch, then the next,
+     *     so the accumulators stay in cache whatever the batch.
+     * </ul>
      */
-    abstract void pieceSumRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
-                               int[] slot, int slots, int[] outRow, int rows, long stride);
+    final void pieceSumRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
+                            int[] slot, int slots, int[] outRow, int rows, long stride) {
+        int[] half = MatVec.pieceHalves(slot, n, slots);
+        if (slots <= MatVec.PIECE_HALVES_SLOTS) {
+            pieceSumsByHalves(x, xOff, y, yOff, ldy, n, inRow, expert, slot, slots, outRow, rows, stride, half);
+        } else {
+            pieceSumsByBlocks(x, xOff, y, yOff, ldy, n, inRow, expert, slot, slots, outRow, rows, stride, half);
+        }
+    }
+
+    private void pieceSumsByHalves(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
+                                   int[] slot, int slots, int[] outRow, int rows, long stride, int[] half) {
+        // two tasks a range (its halves), as many tasks as threads: on 2 cores each thread reads its
+        // experts' whole rows; more ranges (shorter streams, two threads on one expert) read slower
+        int ranges = Math.max(1, Math.min(Parallel.threads() / 2, rows / MatVec.ROW_GRAIN));
+        int tiles = (rows + MatVec.TILE_ROWS - 1) / MatVec.TILE_ROWS, halfStride = tiles * MatVec.PIECE_FLOATS;
+        float[] acc = MatVec.sharedPieceAccumulators(slots * 2 * tiles); // the caller's; tasks write disjoint tiles
+        Parallel.forChunks(2 * ranges, 1, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                int h = i / ranges, j = i % ranges, r0 = MatVec.rangeStart(rows, ranges, j), r1 = MatVec.rangeStart(rows, ranges, j + 1);
+                int first = r0 / MatVec.TILE_ROWS, count = MatVec.tiles(r0, r1);
+                for (int s = 0; s < slots; s++) {
+                    int a = (2 * s + h) * halfStride + first * MatVec.PIECE_FLOATS;
+                    java.util.Arrays.fill(acc, a, a + count * MatVec.PIECE_FLOATS, 0f);
+                }
+                for (int p = 0; p < n; p++) {
+                    if (half[p] != h) continue;
+                    int xo = xOff + inRow[p] * cols, base = (2 * slot[p] + h) * halfStride;
+                    for (int k = 0; k < count; k++) {
+                        pieceTile1(expert[p], rows, stride, MatVec.tileStart(r0, r1, k), MatVec.tileSize(r0, r1, k),
+                                MatVec.tileStep(r0, r1, k), x, xo, acc, base + (first + k) * MatVec.PIECE_FLOATS);
+                    }
+                }
+            }
+        });
+        // the halves added, tiles split over the threads (tile t: tile t - first of its range)
+        Parallel.forChunks(tiles, Math.max(MatVec.ROW_GRAIN / MatVec.TILE_ROWS, (tiles + Parallel.threads() - 1) / Parallel.threads()), (t0, t1) -> {
+            for (int t = t0; t < t1; t++) {
+                int j = 0;
+                while (MatVec.rangeStart(rows, ranges, j + 1) / MatVec.TILE_ROWS <= t && j + 1 < ranges) j++;
+                int r0 = MatVec.rangeStart(rows, ranges, j), r1 = MatVec.rangeStart(rows, ranges, j + 1), k = t - r0 / MatVec.TILE_ROWS;
+                MatVec.addPieceSums(acc, t * MatVec.PIECE_FLOATS, 2 * halfStride, halfStride, slots, y, yOff, ldy, outRow,
+                        MatVec.tileStart(r0, r1, k), MatVec.tileSize(r0, r1, k), MatVec.tileStep(r0, r1, k));
+            }
+        });
+    }
+
+    private void pieceSumsByBlocks(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
+                                   int[] slot, int slots, int[] outRow, int rows, long stride, int[] half) {
+        Parallel.forChunks(rows, Math.min(MatVec.PIECE_BLOCK, MatVec.chunkRows(rows)), (r0, r1) -> {
+            int block = MatVec.PIECE_BLOCK, halfStride = block / 4 * MatVec.PIECE_FLOATS, slotStride = 2 * halfStride;
+            float[] acc = MatVec.pieceAccumulators(slots * 2 * block / 4);
+            for (int b0 = r0; b0 < r1; b0 += block) { // MatVec.PIECE_BLOCK says why blocks, and spaced tiles in them
+                int b1 = Math.min(r1, b0 + block), tiles = MatVec.tiles(b0, b1);
+                MatVec.clearPieces(acc, slots * 2 * block / 4);
+                for (int p = 0; p < n; ) {
+                    int q = MatVec.pieceGroupEnd(expert, p, n);
+                    for (int k = 0; k < tiles; k++) {
+                        int r = MatVec.tileStart(b0, b1, k), nr = MatVec.tileSize(b0, b1, k), step = MatVec.tileStep(b0, b1, k),
+                                at = k * MatVec.PIECE_FLOATS;
+                        if (q - p == 4) {
+                            pieceTile4(expert[p], rows, stride, r, nr, step, x, xOff + inRow[p] * cols, xOff + inRow[p + 1] * cols,
+                                    xOff + inRow[p + 2] * cols, xOff + inRow[p + 3] * cols, acc,
+                                    slot[p] * slotStride + half[p] * halfStride + at, slot[p + 1] * slotStride + half[p + 1] * halfStride + at,
+                                    slot[p + 2] * slotStride + half[p + 2] * halfStride + at, slot[p + 3] * slotStride + half[p + 3] * halfStride + at);
+                        } else {
+                            for (int i = p; i < q; i++) {
+                                pieceTile1(expert[i], rows, stride, r, nr, step, x, xOff + inRow[i] * cols, acc,
+                                        slot[i] * slotStride + half[i] * halfStride + at);
+                            }
+                        }
+                    }
+                    p = q;
+                }
+                for (int k = 0; k < tiles; k++) {
+                    MatVec.addPieceSums(acc, k * MatVec.PIECE_FLOATS, slotStride, halfStride, slots, y, yOff, ldy, outRow,
+                            MatVec.tileStart(b0, b1, k), MatVec.tileSize(b0, b1, k), MatVec.tileStep(b0, b1, k));
+                }
+            }
+        });
+    }
+
+    /**
+     * The format's piece kernel: piece row {@code x[xo..]} against the tile of {@code nr} weight
+     * rows from row r of expert e ({@code step} rows apart) into its 4 lane accumulators and 4 tail
+     * sums at {@code acc[ao..]} (loaded, added to in column order, stored).
+     */
+    abstract void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao);
+
+    /** {@link #pieceTile1} for four pieces of expert e (four slots) at once: each weight vector loaded once for the four. */
+    abstract void pieceTile4(int e, int rows, long stride, int r, int nr, int step, float[] x, int x0, int x1, int x2, int x3,
+                             float[] acc, int a0, int a1, int a2, int a3);
 
     /**
      * {@code y[m, rows] = x[m, cols] · Wᵀ + beta · y} through the GEMM backend, the format's way

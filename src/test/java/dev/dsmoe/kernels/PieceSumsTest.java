@@ -67,6 +67,26 @@ class PieceSumsTest {
         float[] y = y0.clone();
         Matmul mm = Matmul.forInference();
         mm.pieceSums(F32Tensor.of(y, tokens, ldy), F32Tensor.of(x, pieces, cols), weights, n, inRow, expert, slot, tokens, outRow);
+        // the same bits on 1 and 4 threads (4: the one- and two-token ways split the rows in ranges)
+        int threads = Parallel.threads();
+        try {
+            for (int th : new int[] {1, 4}) {
+                Parallel.setThreads(th);
+                float[] yt = y0.clone();
+                mm.pieceSums(F32Tensor.of(yt, tokens, ldy), F32Tensor.of(x, pieces, cols), weights, n, inRow, expert, slot, tokens, outRow);
+                assertArrayEquals(y, yt, what + ": " + th + " threads differ");
+                for (int t = 0; t < tokens; t++) {
+                    float[] alone = y0.clone(), again = y0.clone();
+                    pieceSumsOf(mm, t, alone, x, weights, n, inRow, expert, slot, pieces, cols, tokens, ldy, outRow);
+                    Parallel.setThreads(threads);
+                    pieceSumsOf(mm, t, again, x, weights, n, inRow, expert, slot, pieces, cols, tokens, ldy, outRow);
+                    Parallel.setThreads(th);
+                    assertArrayEquals(again, alone, what + ": token " + t + " alone on " + th + " threads differs");
+                }
+            }
+        } finally {
+            Parallel.setThreads(threads);
+        }
 
         double[] ref = new double[tokens * ldy];
         for (int i = 0; i < ref.length; i++) ref[i] = y0[i];
@@ -81,21 +101,26 @@ class PieceSumsTest {
 
         // each token alone: the same bits
         for (int t = 0; t < tokens; t++) {
-            int m = 0;
-            int[] inT = new int[pieces], eT = new int[pieces], sT = new int[pieces];
-            for (int p = 0; p < n; p++) {
-                if (slot[p] != t) continue;
-                inT[m] = inRow[p];
-                eT[m] = expert[p];
-                sT[m++] = 0;
-            }
             float[] yt = y0.clone();
-            mm.pieceSums(F32Tensor.of(yt, tokens, ldy), F32Tensor.of(x, pieces, cols), weights, m, inT, eT, sT, 1,
-                    new int[] {outRow[t]});
+            pieceSumsOf(mm, t, yt, x, weights, n, inRow, expert, slot, pieces, cols, tokens, ldy, outRow);
             int o = outRow[t] * ldy;
             assertArrayEquals(java.util.Arrays.copyOfRange(y, o, o + ldy), java.util.Arrays.copyOfRange(yt, o, o + ldy),
                     what + ": token " + t + " alone differs from its sums among the others");
         }
+    }
+
+    // Token t's pieces alone (one slot) into y.
+    private static void pieceSumsOf(Matmul mm, int t, float[] y, float[] x, TensorView weights, int n, int[] inRow, int[] expert,
+                                    int[] slot, int pieces, int cols, int tokens, int ldy, int[] outRow) {
+        int m = 0;
+        int[] inT = new int[pieces], eT = new int[pieces], sT = new int[pieces];
+        for (int p = 0; p < n; p++) {
+            if (slot[p] != t) continue;
+            inT[m] = inRow[p];
+            eT[m] = expert[p];
+            sT[m++] = 0;
+        }
+        mm.pieceSums(F32Tensor.of(y, tokens, ldy), F32Tensor.of(x, pieces, cols), weights, m, inT, eT, sT, 1, new int[] {outRow[t]});
     }
 
     @Test
