@@ -473,6 +473,9 @@ public final class MatVec {
     /** Slots up to which {@code TensorView.pieceSumRows} splits the work by (half, range of rows) rather than by blocks of rows. */
     static final int PIECE_HALVES_SLOTS = 2;
 
+    /** Tiles times slots from which the halves of {@code TensorView.pieceSumRows} are added in a parallel region. */
+    static final int PARALLEL_COMBINE_TILES = 256;
+
     private static final ThreadLocal<Grown> SHARED_PIECES = ThreadLocal.withInitial(Grown::new);
 
     /** The calling thread's accumulators for {@code tiles} tiles that a parallel region's tasks fill (not zeroed). */

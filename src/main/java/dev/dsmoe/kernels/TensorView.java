@@ -355,8 +355,9 @@ public abstract class TensorView {
                 }
             }
         });
-        // the halves added, tiles split over the threads (tile t: tile t - first of its range)
-        Parallel.forChunks(tiles, Math.max(MatVec.ROW_GRAIN / MatVec.TILE_ROWS, (tiles + Parallel.threads() - 1) / Parallel.threads()), (t0, t1) -> {
+        // the halves added (tile t: tile t - first of its range), split over the threads where
+        // that pays for a second parallel region (a small model's 64 tiles take a few µs)
+        Parallel.RangeBody combine = (t0, t1) -> {
             for (int t = t0; t < t1; t++) {
                 int j = 0;
                 while (MatVec.rangeStart(rows, ranges, j + 1) / MatVec.TILE_ROWS <= t && j + 1 < ranges) j++;
@@ -364,7 +365,12 @@ public abstract class TensorView {
                 MatVec.addPieceSums(acc, t * MatVec.PIECE_FLOATS, 2 * halfStride, halfStride, slots, y, yOff, ldy, outRow,
                         MatVec.tileStart(r0, r1, k), MatVec.tileSize(r0, r1, k), MatVec.tileStep(r0, r1, k));
             }
-        });
+        };
+        if ((long) tiles * slots < MatVec.PARALLEL_COMBINE_TILES) {
+            combine.run(0, tiles);
+        } else {
+            Parallel.forChunks(tiles, (tiles + Parallel.threads() - 1) / Parallel.threads(), combine);
+        }
     }
 
     private void pieceSumsByBlocks(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
