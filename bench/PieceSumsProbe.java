@@ -9,7 +9,9 @@ import java.util.*;
  * lane sum and store), then the scatter-add; new: one accumulator per output over all experts.
  * Weights of 24 layers (so they stream from memory), both ways alternating in one process, 10
  * rounds, GB/s of weights read. dsmoe-1b's shapes: MoA output {@code 16 128 16}, MLP down
- * {@code 32 256 9}; {@code 1 2048 1} is one plain matrix.
+ * {@code 32 256 9}; {@code 1 2048 1} is one plain matrix. {@code -Dlayers=N} (24), {@code -Drows=R}
+ * (2048, an expert's output rows) and {@code -Drounds=K} (12; the first two are not printed) change
+ * the sizes: {@code -Dlayers=1 -Drows=32} keeps the weights in L2.
  *
  * <pre>
  *   ./mvnw -q package -DskipTests
@@ -20,8 +22,8 @@ import java.util.*;
 public class PieceSumsProbe {
     public static void main(String[] a) {
         MatVec.DType dt = MatVec.DType.parse(a[0]);
-        int experts = Integer.parseInt(a[1]), rows = 2048, cols = Integer.parseInt(a[2]), sel = Integer.parseInt(a[3]);
-        int layers = 24;
+        int experts = Integer.parseInt(a[1]), rows = Integer.getInteger("rows", 2048), cols = Integer.parseInt(a[2]), sel = Integer.parseInt(a[3]);
+        int layers = Integer.getInteger("layers", 24);
         Arena arena = Arena.ofShared();
         TensorView[] w = new TensorView[layers];
         SplittableRandom rnd = new SplittableRandom(1);
@@ -39,7 +41,7 @@ public class PieceSumsProbe {
         Matmul mm = Matmul.matVecOnly();
         F32Tensor in = F32Tensor.of(x, sel, cols), o = F32Tensor.of(out, sel, rows), yv = F32Tensor.of(y, 1, rows);
         double bytes = (double) layers * sel * rows * cols * dt.bytesPerWeight;
-        for (int round = 0; round < 12; round++) {
+        for (int round = 0; round < Integer.getInteger("rounds", 12); round++) {
             long t0 = System.nanoTime();
             for (int l = 0; l < layers; l++) {
                 mm.segments(o, in, w[l], sel, start, count, ex);
