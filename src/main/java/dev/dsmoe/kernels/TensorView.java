@@ -306,16 +306,18 @@ public abstract class TensorView {
      * {@code e · stride} bytes past the view's start. Each slot's pieces go in two halves (its first
      * ⌈k/2⌉ pieces, then the rest), each summed in its own lane accumulators; a slot's sum for an
      * output is the lane sum of the two accumulators added, plus its two tail sums added. Two ways
-     * to the same bits, by the number of slots:
+     * to the same bits, by the number of slots and pieces:
      * <ul>
-     * <li>at most {@link MatVec#PIECE_HALVES_SLOTS} slots (decode of one or two sequences): the
-     *     work is (half, range of output rows), one task a thread (on 2 threads: each thread one
-     *     half over all rows; two ranges where the halves are unequal), so each task reads its experts' rows of its range as four long
+     * <li>at most {@link MatVec#PIECE_HALVES_SLOTS} slots (decode of one or two sequences) whose
+     *     halves hold as many pieces in all (an even number of experts: MoA's 16): the work is
+     *     (half, range of output rows), one task a thread (on 2 threads: each thread one half over
+     *     all rows), so each task reads its experts' rows of its range as four long
      *     streams, one expert after the other, into accumulators for all rows; then a second pass
      *     adds the halves into the outputs. Blocks of 256 rows (all pieces for a block, then the
      *     next) read dsmoe-1b's f32 MoA output at about half the speed of a plain mat-vec on the AMD
      *     EPYC (short streams restarting every 32 KiB), two ranges of rows a half at 0.8x;
-     * <li>more slots (batched decode): the rows split over the threads in blocks of
+     * <li>otherwise (batched decode; unequal halves, as 9 experts give, where the halves' tasks
+     *     would be unequal and two ranges a half measured no faster): the rows split over the threads in blocks of
      *     {@link MatVec#PIECE_BLOCK}, all pieces for a block in the thread's scratch, then the next,
      *     so the accumulators stay in cache whatever the batch.
      * </ul>
@@ -323,7 +325,9 @@ public abstract class TensorView {
     final void pieceSumRows(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
                             int[] slot, int slots, int[] outRow, int rows, long stride) {
         int[] half = MatVec.pieceHalves(slot, n, slots);
-        if (slots <= MatVec.PIECE_HALVES_SLOTS) {
+        int inFirst = 0;
+        for (int p = 0; p < n; p++) inFirst += 1 - half[p];
+        if (slots <= MatVec.PIECE_HALVES_SLOTS && inFirst == n - inFirst) {
             pieceSumsByHalves(x, xOff, y, yOff, ldy, n, inRow, expert, slot, slots, outRow, rows, stride, half);
         } else {
             pieceSumsByBlocks(x, xOff, y, yOff, ldy, n, inRow, expert, slot, slots, outRow, rows, stride, half);
@@ -332,14 +336,9 @@ public abstract class TensorView {
 
     private void pieceSumsByHalves(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
                                    int[] slot, int slots, int[] outRow, int rows, long stride, int[] half) {
-        // two tasks a range (its halves), as many tasks as threads where the halves hold as many
-        // pieces: on 2 cores each thread reads its experts' whole rows (more ranges, shorter streams
-        // and two threads on one expert, read slower); twice the ranges where they do not (an odd
-        // number of experts), so the threads take equal work
-        int inFirst = 0;
-        for (int p = 0; p < n; p++) inFirst += 1 - half[p];
-        int perHalf = inFirst == n - inFirst ? Math.max(1, Parallel.threads() / 2) : Parallel.threads();
-        int ranges = Math.max(1, Math.min(perHalf, rows / MatVec.ROW_GRAIN));
+        // two tasks a range (its halves), as many tasks as threads: on 2 cores each thread reads its
+        // experts' whole rows (more ranges, shorter streams and two threads on one expert, read slower)
+        int ranges = Math.max(1, Math.min(Parallel.threads() / 2, rows / MatVec.ROW_GRAIN));
         int tiles = (rows + MatVec.TILE_ROWS - 1) / MatVec.TILE_ROWS, halfStride = tiles * MatVec.PIECE_FLOATS;
         float[] acc = MatVec.sharedPieceAccumulators(slots * 2 * tiles); // the caller's; tasks write disjoint tiles
         Parallel.forChunks(2 * ranges, 1, (i0, i1) -> {
