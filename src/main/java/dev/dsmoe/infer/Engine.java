@@ -113,6 +113,8 @@ public final class Engine {
     // queries and attention outputs [T·N_att, N_head·D_att]; MLP hidden rows [T·N_ffd, D_ffd];
     // logits [1 or T, V]; next-token logits [1, V] for the single-sequence API.
     private final F32Tensor x, ln, kNew, vNew, in, q, att, out, hidden, lastLogits;
+    /** {@code out}'s memory as rows of all experts' outputs side by side ({@link #stackedProducts}); null where it does not fit. */
+    private final F32Tensor stackedQueries, stackedHidden;
     private F32Tensor logits;
     /** The routers' hidden layer, logits and probabilities, at the attention and the MLP router's width (one memory). */
     private final Routing.Buffers attRouting, mlpRouting;
@@ -262,6 +264,8 @@ public final class Engine {
         att = a.matrix((long) maxTokens * nAtt, headW);
         out = a.matrix(slots, d);
         hidden = a.matrix((long) maxTokens * nFfd, dFfd);
+        stackedQueries = a.allocates() ? stacked(out, maxTokens, nAtt * headW) : null;
+        stackedHidden = a.allocates() ? stacked(out, maxTokens, nFfd * dFfd) : null;
         lastLogits = a.matrix(1, vocab);
         logits = lastLogits;
         rowTables = new float[a.allocates() ? maxTokens * nAtt : 0][][];
@@ -278,6 +282,11 @@ public final class Engine {
         eWhole = a.ints(maxTokens);
         attActive = a.longs(numLayers);
         mlpActive = a.longs(numLayers);
+    }
+
+    /** {@code rows x cols} over the memory of {@code buffer}, or null where it does not fit. */
+    private static F32Tensor stacked(F32Tensor buffer, int rows, int cols) {
+        return (long) rows * cols <= buffer.array().length - buffer.off() ? F32Tensor.of(buffer.array(), buffer.off(), rows, cols) : null;
     }
 
     /** One router's buffers at its width {@code n}, over memory both routers share; the hidden layer's GELU runs in place. */
@@ -667,7 +676,7 @@ public final class Engine {
         route(l, true, w.attnRouter(), attRouting, T, attGroups);
         phaseEnd(Phase.ATTENTION_ROUTER);
         int rows = attGroups.rows();
-        inputProducts(q, w.qProj(), attGroups);
+        inputProducts(q, w.qProj(), attGroups, stackedQueries);
         for (int r = 0; r < rows; r++) {
             int t = attGroups.token(r);
             rowPos[r] = tokPos[t];
@@ -685,7 +694,7 @@ public final class Engine {
         RmsNorm.forward(x, w.postAttnNorm(), ln, null, T, eps);
         route(l, false, w.mlpRouter(), mlpRouting, T, mlpGroups);
         phaseEnd(Phase.MLP_ROUTER);
-        inputProducts(hidden, w.upProj(), mlpGroups);
+        inputProducts(hidden, w.upProj(), mlpGroups, stackedHidden);
         phaseEnd(Phase.MLP_INPUT);
         Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
         Gating.scaleRows(hidden, mlpGroups, gates);
@@ -928,17 +937,71 @@ public final class Engine {
     /**
      * A mixture's input products {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ}. With oneDNN
      * ({@link Matmul#readsGrouped}), the runs of prompt chunks (entries of more than {@link #SMALL}
-     * tokens) go through {@link #promptProducts}; the rest (and everything without oneDNN) is
-     * gathered into {@code in} and goes through {@link #expertProducts}. Which way a token goes
-     * depends on its own entry only, so batch invariance holds.
+     * tokens) go through {@link #promptProducts}; without oneDNN, prompt chunks whose every token
+     * chose every expert go through {@link #stackedProducts}; the rest is gathered into {@code in}
+     * and goes through {@link #expertProducts}. Which way a token goes depends on its own entry
+     * only, so batch invariance holds.
      */
-    private void inputProducts(F32Tensor dst, TensorView w, ExpertGroups g) {
+    private void inputProducts(F32Tensor dst, TensorView w, ExpertGroups g, F32Tensor stacked) {
         int prompt = markPrompts(w);
         if (prompt > 0) promptProducts(dst, ln, w, g);
-        if (prompt < stepTokens) {
+        if (prompt == stepTokens) return;
+        int done = prompt + stackedProducts(dst, w, g, stacked);
+        if (done < stepTokens) {
             g.gather(ln.array(), d, in.array());
-            expertProducts(dst, in, w, g, prompt > 0 ? tokPrompt : null);
+            expertProducts(dst, in, w, g, done > 0 ? tokSkip : null);
         }
+    }
+
+    /**
+     * The input products of the step's prompt chunks (more than {@link #EXPERT_SMALL} tokens, not
+     * oneDNN's) whose every token chose every expert, as DS-MoE's MoA does when only the MLP is
+     * sparse and as a one-expert layer does: one GEMM over the stacked experts {@code W = [E·R, d]}
+     * read straight from the chunk's rows of {@code ln}, with no gathered copy (32 MiB a layer for
+     * dsmoe-1b's MoA and a chunk of 256), then each expert's R columns copied to its rows of
+     * {@code dst} (a one-expert layer's GEMM writes its rows directly): sixteen products of 128
+     * weight rows took about 1.3 times as long as one of 2048 (BENCHMARKS.md, session 17). Sets
+     * {@code tokSkip[t]} for every token (1: done here or by oneDNN); returns the tokens done here.
+     */
+    private int stackedProducts(F32Tensor dst, TensorView w, ExpertGroups g, F32Tensor stacked) {
+        int experts = g.experts(), wide = experts * w.expert(0).rows(), done = 0;
+        // eWhole[i]: the experts whose run holds all of entry i's tokens in order; -1 once one does not
+        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > EXPERT_SMALL && tokPrompt[eRow[i]] == 0 ? 0 : -1;
+        for (int e = 0; e < experts; e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
+                r1 = runEnd(g, r, end);
+                int entry = tokEntry[g.token(r)];
+                if (eWhole[entry] < 0) continue;
+                eWhole[entry] = r1 - r == eLen[entry] && g.token(r) == eRow[entry] ? eWhole[entry] + 1 : -1;
+            }
+        }
+        for (int i = 0; i < entries; i++) {
+            boolean whole = eWhole[i] == experts && (experts == 1 || (stacked != null && eLen[i] <= stacked.rows() && stacked.cols() == wide));
+            for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) tokSkip[t] = whole || tokPrompt[t] != 0 ? 1 : 0;
+            if (!whole) continue;
+            done += eLen[i];
+            if (experts == 1) {
+                mm.forward(dst, runRow(g, 0, i), ln, eRow[i], eLen[i], w, false);
+                continue;
+            }
+            mm.forward(stacked, 0, ln, eRow[i], eLen[i], w, false);
+            float[] src = stacked.array(), out = dst.array();
+            int rows = w.expert(0).rows();
+            for (int e = 0; e < experts; e++) {
+                int r0 = runRow(g, e, i);
+                for (int k = 0; k < eLen[i]; k++) {
+                    System.arraycopy(src, stacked.rowOff(k) + e * rows, out, dst.rowOff(r0 + k), rows);
+                }
+            }
+        }
+        return done;
+    }
+
+    /** The first grouped row of expert e that belongs to entry i (the entry has a run there). */
+    private int runRow(ExpertGroups g, int e, int i) {
+        int r = g.start(e), end = r + g.count(e);
+        while (r < end && tokEntry[g.token(r)] != i) r = runEnd(g, r, end);
+        return r;
     }
 
     /** {@code tokPrompt[t] = 1} for the tokens of prompt chunks when oneDNN reads w (else 0); how many. */
