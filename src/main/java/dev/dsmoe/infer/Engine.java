@@ -284,9 +284,10 @@ public final class Engine {
         mlpActive = a.longs(numLayers);
     }
 
-    /** {@code rows x cols} over the memory of {@code buffer}, or null where it does not fit. */
+    /** {@code rows x cols} over the memory of {@code buffer} (a contiguous matrix), or null where it does not fit in it. */
     private static F32Tensor stacked(F32Tensor buffer, int rows, int cols) {
-        return (long) rows * cols <= buffer.array().length - buffer.off() ? F32Tensor.of(buffer.array(), buffer.off(), rows, cols) : null;
+        boolean fits = buffer.ld() == buffer.cols() && (long) rows * cols <= (long) buffer.rows() * buffer.cols();
+        return fits ? F32Tensor.of(buffer.array(), buffer.off(), rows, cols) : null;
     }
 
     /** One router's buffers at its width {@code n}, over memory both routers share; the hidden layer's GELU runs in place. */
