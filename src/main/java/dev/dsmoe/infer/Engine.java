@@ -130,7 +130,7 @@ public final class Engine {
     private final Sequence[] eSeq;
     private final int[][] eTokens;
     private final int[] eOff, eLen, eRow, eLogitsRow;
-    /** Per entry, in {@link #outputProducts}: 1 for a prompt chunk whose tokens all chose the same experts. */
+    /** Per entry, from {@link #markWholeEntries}: how many experts took all of a prompt chunk's tokens (-1: not such a chunk). */
     private final int[] eWhole;
     private final Logits[] eLogits;
     private int entries, stepTokens, logitRows;
@@ -892,19 +892,12 @@ public final class Engine {
         int prompt = markPrompts(w);
         if (prompt > 0) promptOutputProducts(src, w, g);
         if (prompt == stepTokens) return;
-        // prompt chunks whose every expert run holds all their tokens (or none)
-        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > FUSED && tokPrompt[eRow[i]] == 0 ? 1 : 0;
-        for (int e = 0; e < g.experts(); e++) {
-            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
-                r1 = runEnd(g, r, end);
-                if (r1 - r != eLen[tokEntry[g.token(r)]]) eWhole[tokEntry[g.token(r)]] = 0;
-            }
-        }
+        markWholeEntries(g, FUSED); // eWhole > 0: prompt chunks whose tokens all chose the same experts
         int slots = 0, n = 0, handled = 0;
         boolean mixture = g.experts() > 1;
         for (int i = 0; i < entries; i++) {
             boolean grouped = prompt > 0 && tokPrompt[eRow[i]] != 0;
-            boolean fused = !grouped && mixture && eLen[i] <= FUSED, skip = grouped || fused || eWhole[i] != 0;
+            boolean fused = !grouped && mixture && eLen[i] <= FUSED, skip = grouped || fused || eWhole[i] > 0;
             if (skip) handled += eLen[i];
             for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
                 tokSlot[t] = fused ? slots : -1;
@@ -930,7 +923,7 @@ public final class Engine {
             for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
                 r1 = runEnd(g, r, end);
                 int entry = tokEntry[g.token(r)];
-                if (eWhole[entry] != 0) mm.forward(x, eRow[entry], src, r, r1 - r, w.expert(e), true);
+                if (eWhole[entry] > 0) mm.forward(x, eRow[entry], src, r, r1 - r, w.expert(e), true);
             }
         }
     }
@@ -965,19 +958,10 @@ public final class Engine {
      * {@code tokSkip[t]} for every token (1: done here or by oneDNN); returns the tokens done here.
      */
     private int stackedProducts(F32Tensor dst, TensorView w, ExpertGroups g, F32Tensor stacked) {
-        int experts = g.experts(), wide = experts * w.expert(0).rows(), done = 0;
-        // eWhole[i]: the experts whose run holds all of entry i's tokens in order; -1 once one does not
-        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > EXPERT_SMALL && tokPrompt[eRow[i]] == 0 ? 0 : -1;
-        for (int e = 0; e < experts; e++) {
-            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
-                r1 = runEnd(g, r, end);
-                int entry = tokEntry[g.token(r)];
-                if (eWhole[entry] < 0) continue;
-                eWhole[entry] = r1 - r == eLen[entry] && g.token(r) == eRow[entry] ? eWhole[entry] + 1 : -1;
-            }
-        }
+        int experts = g.experts(), rows = w.expert(0).rows(), done = 0;
+        markWholeEntries(g, EXPERT_SMALL);
         for (int i = 0; i < entries; i++) {
-            boolean whole = eWhole[i] == experts && (experts == 1 || (stacked != null && eLen[i] <= stacked.rows() && stacked.cols() == wide));
+            boolean whole = eWhole[i] == experts && (experts == 1 || (stacked != null && eLen[i] <= stacked.rows() && stacked.cols() == experts * rows));
             for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) tokSkip[t] = whole || tokPrompt[t] != 0 ? 1 : 0;
             if (!whole) continue;
             done += eLen[i];
@@ -987,7 +971,6 @@ public final class Engine {
             }
             mm.forward(stacked, 0, ln, eRow[i], eLen[i], w, false);
             float[] src = stacked.array(), out = dst.array();
-            int rows = w.expert(0).rows();
             for (int e = 0; e < experts; e++) {
                 int r0 = runRow(g, e, i);
                 for (int k = 0; k < eLen[i]; k++) {
@@ -996,6 +979,23 @@ public final class Engine {
             }
         }
         return done;
+    }
+
+    /**
+     * {@code eWhole[i]}: for a prompt chunk of more than {@code minTokens} tokens that oneDNN does
+     * not take ({@code tokPrompt}), the number of experts whose run holds all its tokens, or -1
+     * where some expert's run holds only part of them (its tokens did not all choose the same
+     * experts); -1 for every other entry.
+     */
+    private void markWholeEntries(ExpertGroups g, int minTokens) {
+        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > minTokens && tokPrompt[eRow[i]] == 0 ? 0 : -1;
+        for (int e = 0; e < g.experts(); e++) {
+            for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
+                r1 = runEnd(g, r, end);
+                int entry = tokEntry[g.token(r)];
+                if (eWhole[entry] >= 0) eWhole[entry] = r1 - r == eLen[entry] ? eWhole[entry] + 1 : -1;
+            }
+        }
     }
 
     /** The first grouped row of expert e that belongs to entry i (the entry has a run there). */
