@@ -6,20 +6,24 @@ import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 import java.util.Objects;
 
 /**
- * Single-stream decode speed of one engine under several expert selections, measured together:
- * each run prefills a fixed prompt (untimed), then decodes {@code decodeTokens} tokens, each the
- * next token of the same text (teacher-forced, so every selection reads the same tokens), and
- * times the decode. The runs go round by round, each round one run of every selection, so a
- * machine that slows down mid-way slows all selections alike; untimed warm-up rounds come first
+ * Single-stream decode speed of one engine under several expert selections, or of several
+ * engines ({@link #measureSubjects}: models side by side), measured together: each run prefills a
+ * fixed prompt (untimed), then decodes {@code decodeTokens} tokens, each the next token of the
+ * same text (teacher-forced, so every subject reads the same tokens), and times the decode. The
+ * runs go round by round, each round one run of every subject, so a machine that slows down
+ * mid-way slows all subjects alike (a shared machine's speed drifts by tens of percent within
+ * minutes: speeds timed one model after the other make ratios of two moments); untimed warm-up rounds come first
  * (at least one, for at least {@code warmupSeconds}, and until the JIT is quiet, as
  * {@link Timing.WarmUp} says: the JIT compiles the decode path after its first calls). Each selection's figure is the median of {@code repeats} timed runs.
- * Uses only the engine's single-sequence API ({@code setSelection}, {@code prefill},
- * {@code decode}); the engine's selection is put back afterwards and its statistics are reset.
+ * Uses only the engines' single-sequence API ({@code setSelection}, {@code prefill},
+ * {@code decode}); each engine's selection is put back afterwards and its statistics are reset.
  */
 public final class DecodeSpeed {
 
@@ -38,7 +42,16 @@ public final class DecodeSpeed {
         Progress NONE = (d, t, s) -> { };
     }
 
-    /** One selection's measurement: decoded tokens per second (median of {@code repeats} runs). */
+    /** What one run times: an engine under a selection, named by {@code label} in the results. */
+    public record Subject(String label, Engine engine, ExpertSelection selection) {
+        public Subject {
+            Objects.requireNonNull(label, "label");
+            Objects.requireNonNull(engine, "engine");
+            Objects.requireNonNull(selection, "selection");
+        }
+    }
+
+    /** One subject's measurement (named by its selection, or by its label for {@link #measureSubjects}): decoded tokens per second (median of {@code repeats} runs). */
     public record Result(String selection, int promptTokens, int decodeTokens, int repeats, double tokensPerSecond) {
 
         /** The measurement, in words (for a note under a table). */
@@ -109,18 +122,35 @@ public final class DecodeSpeed {
         return repeats;
     }
 
-    /** Each selection's decode speed, in the order given. */
+    /** Each selection's decode speed on this engine, in the order given. */
     public List<Result> measure(List<ExpertSelection> selections, Progress progress) {
+        List<Subject> subjects = new ArrayList<>();
+        for (ExpertSelection s : selections) subjects.add(new Subject(s.toString(), engine, s));
+        return measureSubjects(subjects, progress);
+    }
+
+    /**
+     * Each subject's decode speed, in the order given, round by round over all of them (engines
+     * other than this one's included: each must hold the prompt and the decoded tokens).
+     */
+    public List<Result> measureSubjects(List<Subject> subjects, Progress progress) {
         Objects.requireNonNull(progress, "progress");
-        int n = selections.size();
-        ExpertSelection saved = engine.selection();
+        for (Subject s : subjects) {
+            if ((long) prompt.length + next.length > s.engine().contextLength()) {
+                throw new IllegalArgumentException(s.label() + ": a prompt of " + prompt.length + " and " + next.length
+                        + " decoded tokens exceed the engine's context of " + s.engine().contextLength());
+            }
+        }
+        int n = subjects.size();
+        Map<Engine, ExpertSelection> saved = new IdentityHashMap<>(); // each engine once, however many subjects share it
+        for (Subject s : subjects) saved.putIfAbsent(s.engine(), s.engine().selection());
         double[][] sec = new double[n][repeats];
         long start = System.nanoTime(), done = 0;
         try {
             int round = 0;
             Timing.WarmUp warm = new Timing.WarmUp(1, warmupSeconds);
             do {
-                for (ExpertSelection s : selections) {
+                for (Subject s : subjects) {
                     run(s);
                     progress.update(++done, (long) (round + 1 + repeats) * n, secondsSince(start));
                 }
@@ -129,27 +159,30 @@ public final class DecodeSpeed {
             long total = done + (long) repeats * n;
             for (int r = 0; r < repeats; r++) {
                 for (int i = 0; i < n; i++) {
-                    sec[i][r] = run(selections.get(i));
+                    sec[i][r] = run(subjects.get(i));
                     progress.update(++done, total, secondsSince(start));
                 }
             }
         } finally {
-            engine.setSelection(saved);
-            engine.resetStats();
+            saved.forEach((e, s) -> {
+                e.setSelection(s);
+                e.resetStats();
+            });
         }
         List<Result> out = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            out.add(new Result(selections.get(i).toString(), prompt.length, next.length, repeats, next.length / Timing.median(sec[i])));
+            out.add(new Result(subjects.get(i).label(), prompt.length, next.length, repeats, next.length / Timing.median(sec[i])));
         }
         return out;
     }
 
-    /** One run under {@code s}: the prompt untimed, then the decode; its seconds. */
-    private double run(ExpertSelection s) {
-        engine.setSelection(s);
-        engine.prefill(prompt);
+    /** One run of {@code s}: the prompt untimed, then the decode; its seconds. */
+    private double run(Subject s) {
+        Engine e = s.engine();
+        e.setSelection(s.selection());
+        e.prefill(prompt);
         long t0 = System.nanoTime();
-        for (int t : next) engine.decode(t);
+        for (int t : next) e.decode(t);
         return (System.nanoTime() - t0) / 1e9;
     }
 

@@ -50,6 +50,13 @@ public final class QuickstartResults {
                     p.stats().meanActiveMlp(), p.stats().activeHiddenPercent(), speed.prefillTokensPerSecond(),
                     speed.decodeTokensPerSecond());
         }
+
+        /** This measurement with another decode speed (the quickstart's rows timed together). */
+        Measurement withDecode(double tokensPerSecond) {
+            return new Measurement(model, strategy, valLoss, valPpl, valTokens, codeAcc, codeAccNorm, codeItems, totalParams,
+                    nonEmbeddingParams, activeParamsPerToken, activeAttentionExperts, activeMlpExperts, activeHiddenPct,
+                    prefillTokensPerSecond, tokensPerSecond);
+        }
     }
 
     /** A row of the results: a measurement and its decode speed relative to Dense's. */

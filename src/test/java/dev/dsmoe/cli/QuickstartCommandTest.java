@@ -51,6 +51,15 @@ class QuickstartCommandTest {
         assertEquals(4, rows.size(), "dense, smoe, and ds-moe under dense and threshold");
         assertEquals("dsmoe-small", rows.get(3).get("model").asText());
         assertTrue(rows.get(3).get("strategy").asText().startsWith("threshold"));
+        // decode timed for all rows together (same-time ratios to Dense), each row its own figure
+        assertTrue(first.err().contains("decode speed of all 4 rows timed together"), first.err());
+        assertTrue(md.contains("decode: all rows timed together, round by round"), md);
+        assertEquals(1.0, rows.get(0).get("decode_vs_dense").asDouble(), 0);
+        for (JsonNode r : rows) {
+            double tps = r.get("decode_tok_s").asDouble();
+            assertTrue(tps > 0 && Double.isFinite(tps), r.toString());
+            assertEquals(tps / rows.get(0).get("decode_tok_s").asDouble(), r.get("decode_vs_dense").asDouble(), 1e-12);
+        }
         assertTrue(first.out().contains("| model | strategy | val ppl"), first.out());
 
         PrepareCommandTest.Run second = PrepareCommandTest.run(args);
@@ -59,6 +68,7 @@ class QuickstartCommandTest {
         assertTrue(first.err().contains("threshold sweep ->") && !second.err().contains("threshold sweep ->"),
                 "the sweep is kept: " + second.err());
         assertTrue(second.out().contains("| tokens scored | decode tok/s | decode vs dense |"), "the kept sweep is reported");
+        assertTrue(second.err().contains("decode speed of all 4 rows timed together"), "timed again, not cached: " + second.err());
     }
 
     /** The quickstart trains and prepares with the train and prepare verbs' defaults (it used to run those verbs). */

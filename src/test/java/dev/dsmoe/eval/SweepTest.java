@@ -161,6 +161,48 @@ class SweepTest {
         }
     }
 
+    /**
+     * Several engines timed together (the quickstart's table): one result per subject, labelled,
+     * round by round over all of them; each engine's selection put back; an engine whose context
+     * cannot hold the runs refused before any run.
+     */
+    @Test
+    void decodeSpeedTimesSeveralEnginesTogether() throws IOException {
+        ModelConfig c = EvalFixtures.dsmoe();
+        int[] tokens = EvalFixtures.randomTokens(60, c.vocabSize(), 5);
+        try (InferenceModel a = EvalFixtures.model(c, 12); InferenceModel b = EvalFixtures.model(c, 13);
+             TokenShard shard = EvalFixtures.shard(dir.resolve("val.bin"), tokens)) {
+            Engine ea = new Engine(a, ExpertSelection.dense()), eb = new Engine(b, ExpertSelection.dense());
+            ExpertSelection thr = Sweep.selection(0.48, false);
+            eb.setSelection(thr);
+            DecodeSpeed speed = DecodeSpeed.fromShard(ea, shard, 8, 5, 2, 0);
+            List<DecodeSpeed.Subject> subjects = List.of(new DecodeSpeed.Subject("a dense", ea, ExpertSelection.dense()),
+                    new DecodeSpeed.Subject("b dense", eb, ExpertSelection.dense()), new DecodeSpeed.Subject("b threshold", eb, thr));
+            long[] runs = {0, 0};
+            List<DecodeSpeed.Result> r = speed.measureSubjects(subjects, (done, total, sec) -> {
+                runs[0] = done;
+                runs[1] = total;
+            });
+            assertEquals(List.of("a dense", "b dense", "b threshold"), r.stream().map(DecodeSpeed.Result::selection).toList());
+            for (DecodeSpeed.Result x : r) {
+                assertTrue(x.tokensPerSecond() > 0 && Double.isFinite(x.tokensPerSecond()), x.toString());
+                assertEquals(5, x.decodeTokens());
+                assertEquals(2, x.repeats());
+            }
+            assertEquals(3 * 3, runs[0], "one warm-up round and 2 timed rounds of the 3 subjects");
+            assertEquals(runs[1], runs[0]);
+            assertEquals(ExpertSelection.dense().toString(), ea.selection().toString());
+            assertEquals(thr.toString(), eb.selection().toString(), "each engine's own selection put back");
+
+            Engine small = new Engine(b, ExpertSelection.dense(), 12, Engine.DEFAULT_CHUNK);
+            IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> speed.measureSubjects(
+                    List.of(new DecodeSpeed.Subject("a", ea, ExpertSelection.dense()), new DecodeSpeed.Subject("short", small,
+                            ExpertSelection.dense())), DecodeSpeed.Progress.NONE));
+            assertTrue(ex.getMessage().startsWith("short: a prompt of 8 and 5 decoded tokens exceed the engine's context of 12"),
+                    ex.getMessage());
+        }
+    }
+
     @Test
     void decodeSpeedChecksItsRunsFitTheContext() throws IOException {
         ModelConfig c = EvalFixtures.dsmoe();
