@@ -13,6 +13,7 @@ import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ModelPresets;
 import dev.dsmoe.model.ParamLayout;
 import java.util.ArrayList;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -21,10 +22,11 @@ import java.util.SplittableRandom;
 import java.util.function.Consumer;
 
 /**
- * Inference throughput of one model under several expert selections, measured in one run:
- * prefill tokens/s (one prompt, batched) and single-stream decode tokens/s (medians over
- * repeats), the experts the decode steps activated, the weight bytes one decoded token reads
- * and the bandwidth that implies, and the decode speed relative to the first selection.
+ * Inference throughput of models under expert selections, measured together in one run (round
+ * by round, {@link #runTogether}): prefill tokens/s (one prompt, batched) and single-stream
+ * decode tokens/s (medians over repeats), the experts the decode steps activated, the weight
+ * bytes one decoded token reads and the bandwidth that implies, and the decode speed relative to
+ * the model's first selection.
  */
 public final class InferenceBenchmarks {
 
@@ -132,71 +134,115 @@ public final class InferenceBenchmarks {
         return InferenceModel.fromParams(layout, p, dtype, true);
     }
 
+    /** One model under one selection, to time: the rows' model name, the model and the selection's text. */
+    public record Subject(String name, InferenceModel model, String selection) {}
+
+    /** One model under several selections, timed together ({@link #runTogether}). */
     public List<Row> run(String name, InferenceModel model, List<String> selections) {
-        ModelConfig c = model.config();
-        if (prompt + decode > c.maxPositions()) {
-            throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
-                    + ") tokens exceed the context of " + c.maxPositions());
-        }
-        int[] promptTokens = new int[prompt], next = new int[decode];
-        tokens(0, new SplittableRandom(2), c.vocabSize(), promptTokens, next);
-        List<Row> rows = new ArrayList<>();
-        for (String s : selections) {
-            ExpertSelection sel = ExpertSelection.parse(s, c);
-            Engine e = new Engine(model, sel, prompt + decode, chunk);
-            double prefillSec = Timing.median(Timing.samples(warmup, repeats, label -> {
-                progress.accept(name + " " + sel + ": prefill " + label);
-                long t0 = System.nanoTime();
-                e.prefill(promptTokens);
-                return (System.nanoTime() - t0) / 1e9;
-            }));
-            InferenceStats[] stats = {null};
-            double[] decodeSec = Timing.samples(warmup, repeats, label -> {
-                progress.accept(name + " " + sel + ": decode " + label);
-                e.prefill(promptTokens);
-                e.resetStats();
-                long t0 = System.nanoTime();
-                for (int t = 0; t < decode; t++) e.decode(next[t]);
-                double sec = (System.nanoTime() - t0) / 1e9;
-                stats[0] = e.stats();
-                return sec;
-            });
-            if (profile) {
-                double[] all = new double[repeats], inProducts = new double[repeats];
-                double[] pre = new double[repeats], preProducts = new double[repeats];
-                int phases = Engine.Phase.values().length;
-                double[][] stepPhases = new double[phases][repeats], prePhases = new double[phases][repeats];
-                for (int i = 0; i < repeats; i++) {
-                    progress.accept(name + " " + sel + ": profiled prefill and decode " + (i + 1) + "/" + repeats);
-                    Matmul.startTiming();
-                    e.timePhases(true);
-                    long t0 = System.nanoTime();
-                    e.prefill(promptTokens);
-                    pre[i] = (System.nanoTime() - t0) / 1e3 / prompt;
-                    preProducts[i] = Matmul.stopTiming() / 1e3 / prompt;
-                    perToken(e.phaseNanos(), prompt, prePhases, i);
-                    Matmul.startTiming();
-                    e.timePhases(true);
-                    t0 = System.nanoTime();
-                    for (int t = 0; t < decode; t++) e.decode(next[t]);
-                    all[i] = (System.nanoTime() - t0) / 1e3 / decode;
-                    inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
-                    perToken(e.phaseNanos(), decode, stepPhases, i);
-                    e.timePhases(false);
-                }
-                profiles.add(new Profile(name, sel.toString(), Timing.median(all), Timing.median(inProducts), Timing.median(pre),
-                        Timing.median(preProducts), phaseMedians(stepPhases), phaseMedians(prePhases)));
+        List<Subject> subjects = new ArrayList<>();
+        for (String s : selections) subjects.add(new Subject(name, model, s));
+        return runTogether(subjects);
+    }
+
+    /**
+     * Every subject timed round by round: each round one timed prefill of the prompt and one timed
+     * decode after it, for every subject in turn, so that a machine that slows down mid-way
+     * slows them all alike and the ratios between rows (DS-MoE against Dense) are of the same
+     * seconds; rounds of all subjects timed apart, model after model, were minutes apart, and a
+     * shared machine drifts by tens of percent in that time. Untimed warm-up rounds come first
+     * ({@link Timing.WarmUp}: at least {@code warmup} rounds, 1 s, and until the JIT is quiet).
+     * With {@link #profile} on, extra profiled runs of each subject follow. "Decode vs first" is
+     * a row's decode speed over its model's first row.
+     */
+    public List<Row> runTogether(List<Subject> subjects) {
+        int n = subjects.size();
+        Engine[] engines = new Engine[n];
+        int[][] promptTokens = new int[n][], next = new int[n][];
+        for (int i = 0; i < n; i++) {
+            Subject s = subjects.get(i);
+            ModelConfig c = s.model().config();
+            if (prompt + decode > c.maxPositions()) {
+                throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
+                        + ") tokens exceed the context of " + c.maxPositions() + " (" + s.name() + ")");
             }
-            double dSec = Timing.median(decodeSec);
-            double decodeTps = decode / dSec;
-            double bytes = model.weightBytesPerToken(stats[0].meanActiveAttention(), stats[0].meanActiveMlp());
-            double first = rows.isEmpty() ? decodeTps : rows.get(0).decodeTokensPerSecond();
-            rows.add(new Row(name, sel.toString(), model.dtype().name().toLowerCase(Locale.ROOT), prompt, decode,
-                    prompt / prefillSec, decodeTps, stats[0].meanActiveAttention(), stats[0].meanActiveMlp(),
-                    stats[0].activeHiddenPercent(), stats[0].activeParamsPerToken(), bytes, bytes * decodeTps / 1e9,
-                    decodeTps / first));
+            engines[i] = new Engine(s.model(), ExpertSelection.parse(s.selection(), c), prompt + decode, chunk);
+            promptTokens[i] = new int[prompt];
+            next[i] = new int[decode];
+            tokens(0, new SplittableRandom(2), c.vocabSize(), promptTokens[i], next[i]);
+        }
+        double[][] prefillSec = new double[n][repeats], decodeSec = new double[n][repeats];
+        InferenceStats[] stats = new InferenceStats[n];
+        Timing.WarmUp warm = new Timing.WarmUp(warmup);
+        int round = 0;
+        do {
+            round++;
+            for (int i = 0; i < n; i++) once(subjects.get(i), engines[i], promptTokens[i], next[i], "warm-up " + round);
+        } while (warm.another());
+        for (int r = 0; r < repeats; r++) {
+            for (int i = 0; i < n; i++) {
+                double[] t = once(subjects.get(i), engines[i], promptTokens[i], next[i], (r + 1) + "/" + repeats);
+                prefillSec[i][r] = t[0];
+                decodeSec[i][r] = t[1];
+                stats[i] = engines[i].stats();
+            }
+        }
+        if (profile) {
+            for (int i = 0; i < n; i++) profile(subjects.get(i), engines[i], promptTokens[i], next[i]);
+        }
+        List<Row> rows = new ArrayList<>();
+        Map<InferenceModel, Double> first = new IdentityHashMap<>(); // each model's first row's decode speed
+        for (int i = 0; i < n; i++) {
+            Subject s = subjects.get(i);
+            double decodeTps = decode / Timing.median(decodeSec[i]);
+            double bytes = s.model().weightBytesPerToken(stats[i].meanActiveAttention(), stats[i].meanActiveMlp());
+            double firstTps = first.computeIfAbsent(s.model(), m -> decodeTps);
+            rows.add(new Row(s.name(), engines[i].selection().toString(), s.model().dtype().name().toLowerCase(Locale.ROOT), prompt,
+                    decode, prompt / Timing.median(prefillSec[i]), decodeTps, stats[i].meanActiveAttention(),
+                    stats[i].meanActiveMlp(), stats[i].activeHiddenPercent(), stats[i].activeParamsPerToken(), bytes,
+                    bytes * decodeTps / 1e9, decodeTps / firstTps));
         }
         return rows;
+    }
+
+    /** One run of a subject: the prompt's prefill, then the decode after it; both seconds (the statistics reset between). */
+    private double[] once(Subject s, Engine e, int[] promptTokens, int[] next, String label) {
+        progress.accept(s.name() + " " + e.selection() + ": prefill and decode " + label);
+        long t0 = System.nanoTime();
+        e.prefill(promptTokens);
+        long t1 = System.nanoTime();
+        e.resetStats();
+        long t2 = System.nanoTime();
+        for (int t = 0; t < decode; t++) e.decode(next[t]);
+        long t3 = System.nanoTime();
+        return new double[] {(t1 - t0) / 1e9, (t3 - t2) / 1e9};
+    }
+
+    /** {@link #repeats} profiled runs of a subject (products and phases timed), their medians into {@link #profiles()}. */
+    private void profile(Subject s, Engine e, int[] promptTokens, int[] next) {
+        double[] all = new double[repeats], inProducts = new double[repeats];
+        double[] pre = new double[repeats], preProducts = new double[repeats];
+        int phases = Engine.Phase.values().length;
+        double[][] stepPhases = new double[phases][repeats], prePhases = new double[phases][repeats];
+        for (int i = 0; i < repeats; i++) {
+            progress.accept(s.name() + " " + e.selection() + ": profiled prefill and decode " + (i + 1) + "/" + repeats);
+            Matmul.startTiming();
+            e.timePhases(true);
+            long t0 = System.nanoTime();
+            e.prefill(promptTokens);
+            pre[i] = (System.nanoTime() - t0) / 1e3 / prompt;
+            preProducts[i] = Matmul.stopTiming() / 1e3 / prompt;
+            perToken(e.phaseNanos(), prompt, prePhases, i);
+            Matmul.startTiming();
+            e.timePhases(true);
+            t0 = System.nanoTime();
+            for (int t = 0; t < decode; t++) e.decode(next[t]);
+            all[i] = (System.nanoTime() - t0) / 1e3 / decode;
+            inProducts[i] = Matmul.stopTiming() / 1e3 / decode;
+            perToken(e.phaseNanos(), decode, stepPhases, i);
+            e.timePhases(false);
+        }
+        profiles.add(new Profile(s.name(), e.selection().toString(), Timing.median(all), Timing.median(inProducts), Timing.median(pre),
+                Timing.median(preProducts), phaseMedians(stepPhases), phaseMedians(prePhases)));
     }
 
     /** Repeat i's µs per token of each phase ({@code nanos} by ordinal) into {@code byPhase[phase][i]}. */

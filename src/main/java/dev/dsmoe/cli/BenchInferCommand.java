@@ -77,6 +77,9 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--plot", paramLabel = "PNG", description = "With --batch: also plot aggregate tokens/s against B into this PNG.")
     Path plot;
 
+    /** Whether the presets' models were timed together (round by round), not model after model. */
+    private boolean together;
+
     @Override
     public Integer call() throws Exception {
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
@@ -94,10 +97,16 @@ final class BenchInferCommand implements Callable<Integer> {
                 rows.addAll(b.run(model.getFileName().toString(), m, strategies));
             }
         } else {
-            for (String p : presets) {
-                MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode);
-                try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
-                    rows.addAll(b.run(p, m, strategies));
+            for (String p : presets) MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode);
+            together = presets.size() > 1
+                    && MemoryCheck.randomModelsFitTogether(presets.stream().map(ModelPresets::get).toList(), dtype.get(), prompt + decode);
+            if (together) {
+                rows.addAll(runTogether(b));
+            } else {
+                for (String p : presets) {
+                    try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
+                        rows.addAll(b.run(p, m, strategies));
+                    }
                 }
             }
         }
@@ -111,6 +120,10 @@ final class BenchInferCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens (%s), %s weights, %d threads, kernels %s%n", prompt,
                 chunk, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("inference GEMM products: " + dev.dsmoe.kernels.OneDnn.describe());
+        System.out.println(presets.size() > 1 && model == null
+                ? together ? "timing: all rows round by round (one prefill and decode of each per round), medians of " + repeats
+                        : "timing: model after model (the models do not fit in memory together), medians of " + repeats
+                : "timing: the selections round by round, medians of " + repeats);
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -128,6 +141,23 @@ final class BenchInferCommand implements Callable<Integer> {
             phaseTable(b.profiles());
         }
         return 0;
+    }
+
+    /** Every preset's random model loaded at once, every (preset, strategy) timed round by round; the models closed after. */
+    private List<InferenceBenchmarks.Row> runTogether(InferenceBenchmarks b) {
+        List<InferenceModel> models = new ArrayList<>();
+        try {
+            List<InferenceBenchmarks.Subject> subjects = new ArrayList<>();
+            for (String p : presets) {
+                Terminal.status("inference: building " + p + " (" + ComputeOptions.Dtype.label(dtype.get()) + ")");
+                InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get());
+                models.add(m);
+                for (String s : strategies) subjects.add(new InferenceBenchmarks.Subject(p, m, s));
+            }
+            return b.runTogether(subjects);
+        } finally {
+            for (InferenceModel m : models) m.close();
+        }
     }
 
     /** A profile table: per selection, a token's microseconds, those in the weight products, the rest. */

@@ -84,6 +84,29 @@ final class MemoryCheck {
         }, INFER_FIX);
     }
 
+    /**
+     * Whether the random models of these configurations fit in memory all at once, each with
+     * its engine ({@code bench infer} then times them round by round): their weights and engines
+     * together, and the fp32 parameter buffers they are built from counted as if none were freed
+     * (the heap may hold them until a collection).
+     */
+    static boolean randomModelsFitTogether(java.util.List<ModelConfig> configs, MatVec.DType dtype, int context) {
+        Footprint f = Footprint.NONE;
+        for (ModelConfig c : configs) {
+            long params = ParamLayout.of(c).totalSize();
+            f = f.plus(Footprint.heap("parameters", Float.BYTES * params, params))
+                    .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
+                    .plus(Footprint.offHeap("fp32 weights copied off-heap", dtype == MatVec.DType.F32 ? Float.BYTES * params : 0))
+                    .plus(engine(c, dtype, context, 1));
+        }
+        try {
+            check(f, INFER_FIX, Runtime.getRuntime().maxMemory(), physicalMemory());
+            return true;
+        } catch (Errors.UserError | ArithmeticException e) {
+            return false;
+        }
+    }
+
     private static Footprint engine(ModelConfig c, MatVec.DType dtype, int context, int sequences) {
         int ctx = Math.clamp(context, 1, c.maxPositions());
         if (sequences <= 1) return Engine.footprint(c, dtype, ctx, Engine.DEFAULT_CHUNK);

@@ -41,4 +41,42 @@ class InferenceBenchmarksTest {
             assertTrue(ex.getMessage().contains("outside the model's vocabulary"), ex.getMessage());
         }
     }
+
+    /**
+     * Several models timed together, round by round: a row per (model, selection) in the order
+     * given, each with the experts its own runs activated (as timing it alone gives), "decode
+     * vs first" against its own model's first row, and each round's runs in turn (the progress
+     * lines alternate between the models).
+     */
+    @Test
+    void modelsTimedTogetherRoundByRound() {
+        int prompt = 6, decode = 5;
+        try (InferenceModel dense = InferenceBenchmarks.randomModel("dense-small", MatVec.DType.F32);
+             InferenceModel ds = InferenceBenchmarks.randomModel("dsmoe-small", MatVec.DType.BF16)) {
+            List<String> lines = new java.util.ArrayList<>();
+            List<InferenceBenchmarks.Row> rows = new InferenceBenchmarks(prompt, decode, 0, 2, lines::add).runTogether(List.of(
+                    new InferenceBenchmarks.Subject("dense-small", dense, "default"),
+                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "dense"),
+                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "top-k:2")));
+            assertEquals(List.of("dense-small", "dsmoe-small", "dsmoe-small"), rows.stream().map(InferenceBenchmarks.Row::model).toList());
+            assertEquals(List.of("f32", "bf16", "bf16"), rows.stream().map(InferenceBenchmarks.Row::dtype).toList());
+            assertEquals(1.0, rows.get(0).decodeSpeedupToFirst(), 0);
+            assertEquals(1.0, rows.get(1).decodeSpeedupToFirst(), 0, "each model's first row is its own reference");
+            assertEquals(rows.get(2).decodeTokensPerSecond() / rows.get(1).decodeTokensPerSecond(), rows.get(2).decodeSpeedupToFirst(), 1e-12);
+            for (InferenceBenchmarks.Row r : rows) {
+                assertTrue(r.prefillTokensPerSecond() > 0 && r.decodeTokensPerSecond() > 0, r.toString());
+                InferenceBenchmarks.Row alone = new InferenceBenchmarks(prompt, decode, 0, 1, x -> { })
+                        .run(r.model(), r.model().equals("dense-small") ? dense : ds, List.of(r.selection())).getFirst();
+                assertEquals(alone.meanActiveMlp(), r.meanActiveMlp(), 1e-12, r.toString());
+                assertEquals(alone.meanActiveAttention(), r.meanActiveAttention(), 1e-12, r.toString());
+                assertEquals(alone.weightBytesPerToken(), r.weightBytesPerToken(), 1e-6, r.toString());
+            }
+            assertTrue(rows.get(2).meanActiveMlp() <= 2 + 1e-12 && rows.get(1).meanActiveMlp() > 2, rows.toString());
+            // the timed rounds: dense, dsmoe dense, dsmoe top-2, then again
+            List<String> timed = lines.stream().filter(l -> l.endsWith("/2")).toList();
+            assertEquals(6, timed.size(), lines.toString());
+            assertTrue(timed.get(0).startsWith("dense-small") && timed.get(1).startsWith("dsmoe-small")
+                    && timed.get(3).startsWith("dense-small") && timed.get(0).endsWith("1/2") && timed.get(3).endsWith("2/2"), timed.toString());
+        }
+    }
 }

@@ -118,6 +118,18 @@ class GenerateCommandTest {
                 "--chunk must be >= 1");
     }
 
+    /** {@code bench infer} over several presets holds them together and times every row round by round, and says so. */
+    @Test
+    void benchInferTimesSeveralPresetsTogether() {
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--presets", "dense-small,dsmoe-small", "--strategies",
+                "default", "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().contains("timing: all rows round by round"), r.out());
+        List<String> rows = r.out().lines().filter(l -> l.matches("\\| (dense|dsmoe)-small \\| .*")).toList();
+        assertEquals(2, rows.size(), r.out());
+        assertTrue(rows.get(0).startsWith("| dense-small | dense |") && rows.get(1).startsWith("| dsmoe-small |"), r.out());
+    }
+
     /**
      * {@code bench infer --model} reads the model's own validation text (the data its
      * trainer_state.json names) and says so; {@code --data} without a val.bin, or without
