@@ -5,11 +5,14 @@
 //       bench/Q8TileProbe.java ROWS COLS REPS VARIANT[,VARIANT...] [THREADS]
 //
 // e.g. 64 4096 3000 (256 KiB of quants: L2) or 16384 4096 40 2 (64 MiB: memory, two threads). The
-// variants, each over 4 weight rows at a time (as the engine's tile1):
+// variants, over 4 weight rows at a time (as the engine's tile1) unless they say otherwise:
 //   cur    the engine's loop: each lane block of 8 quants widened, times its block's scale, FMA;
 //   same4  the same arithmetic in a loop over blocks with the 4 lane blocks written out (the
 //          scale read once per block): a method this large is compiled badly (about 4x slower);
 //   raw    the ceiling of the widening path: no scale at all (wrong results), widen and FMA only;
+//   blk2   two rows, a loop over blocks: the block's dot in fp32 over its 4 lane blocks, then one
+//          FMA by the block's scale (other bits than cur: the block's dot first, as llama.cpp's q8_0 dot);
+//   blk4   the same over four rows (compiled badly, as same4);
 //   ilv    another layout: 8 blocks interleaved (byte j*8+l of a group of 256 = element j of
 //          block l) and the input permuted alike, so each lane holds one block: 32 widen+FMA steps
 //          per group, then one FMA by the 8 blocks' scales loaded as one vector (no broadcast, no
@@ -77,6 +80,8 @@ public class Q8TileProbe {
                                 case "cur" -> runCur(w, sOff, nb, cols, x, y, ra, rb);
                                 case "ilv" -> runIlv(wi, sOff, nb, cols, xi, y, ra, rb);
                                 case "same4" -> runSame4(w, sOff, nb, cols, x, y, ra, rb);
+                                case "blk4" -> runBlk4(w, sOff, nb, cols, x, y, ra, rb);
+                                case "blk2" -> runBlk2(w, sOff, nb, cols, x, y, ra, rb);
                                 case "raw" -> runRaw(w, sOff, nb, cols, x, y, ra, rb);
                                 default -> throw new IllegalArgumentException(v);
                             }
@@ -158,6 +163,43 @@ public class Q8TileProbe {
         y[yo + 1] = a1.reduceLanes(VectorOperators.ADD);
         y[yo + 2] = a2.reduceLanes(VectorOperators.ADD);
         y[yo + 3] = a3.reduceLanes(VectorOperators.ADD);
+    }
+
+    static void runBlk4(MemorySegment w, long sOff, int nb, int cols, float[] x, float[] y, int ra, int rb) {
+        for (int i = ra; i < rb; i += 4) blk4(w, (long) i * cols, sOff + 4L * i * nb, 4L * nb, cols, x, y, i);
+    }
+    static FloatVector dot4(MemorySegment w, long o, float[] x, int c) {
+        return FloatVector.fromArray(F, x, c + 24).fma(widen(w, o + 24), FloatVector.fromArray(F, x, c + 16).fma(widen(w, o + 16),
+                FloatVector.fromArray(F, x, c + 8).fma(widen(w, o + 8), FloatVector.fromArray(F, x, c).mul(widen(w, o)))));
+    }
+    static void blk4(MemorySegment w, long o0, long s0, long sRow, int cols, float[] x, float[] y, int yo) {
+        long o1 = o0 + cols, o2 = o1 + cols, o3 = o2 + cols, s1 = s0 + sRow, s2 = s1 + sRow, s3 = s2 + sRow;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int b = 0, nb = cols / BLOCK; b < nb; b++) {
+            int c = b * BLOCK;
+            a0 = dot4(w, o0 + c, x, c).fma(FloatVector.broadcast(F, w.get(SCALE, s0 + 4L * b)), a0);
+            a1 = dot4(w, o1 + c, x, c).fma(FloatVector.broadcast(F, w.get(SCALE, s1 + 4L * b)), a1);
+            a2 = dot4(w, o2 + c, x, c).fma(FloatVector.broadcast(F, w.get(SCALE, s2 + 4L * b)), a2);
+            a3 = dot4(w, o3 + c, x, c).fma(FloatVector.broadcast(F, w.get(SCALE, s3 + 4L * b)), a3);
+        }
+        y[yo] = a0.reduceLanes(VectorOperators.ADD);
+        y[yo + 1] = a1.reduceLanes(VectorOperators.ADD);
+        y[yo + 2] = a2.reduceLanes(VectorOperators.ADD);
+        y[yo + 3] = a3.reduceLanes(VectorOperators.ADD);
+    }
+    static void runBlk2(MemorySegment w, long sOff, int nb, int cols, float[] x, float[] y, int ra, int rb) {
+        for (int i = ra; i < rb; i += 2) blk2(w, (long) i * cols, sOff + 4L * i * nb, 4L * nb, cols, x, y, i);
+    }
+    static void blk2(MemorySegment w, long o0, long s0, long sRow, int cols, float[] x, float[] y, int yo) {
+        long o1 = o0 + cols, s1 = s0 + sRow;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0;
+        for (int b = 0, nb = cols / BLOCK; b < nb; b++) {
+            int c = b * BLOCK;
+            a0 = dot4(w, o0 + c, x, c).fma(FloatVector.broadcast(F, w.get(SCALE, s0 + 4L * b)), a0);
+            a1 = dot4(w, o1 + c, x, c).fma(FloatVector.broadcast(F, w.get(SCALE, s1 + 4L * b)), a1);
+        }
+        y[yo] = a0.reduceLanes(VectorOperators.ADD);
+        y[yo + 1] = a1.reduceLanes(VectorOperators.ADD);
     }
 
     static FloatVector widen(MemorySegment w, long o) {
