@@ -263,64 +263,118 @@ public final class InferenceBenchmarks {
                            double meanActiveMlp, double activeHiddenPercent, double speedupToFirst) {}
 
     /**
-     * Batched decode: for each batch size B, B sequences (each its own prompt, random or from
-     * {@link #text}, prefilled first) decode {@code decode} tokens together, one step per token for all of them; the
-     * median over repeats of the decode time gives the aggregate tokens/s (B tokens per step) and
-     * each sequence's. {@code speedupToFirst} compares with the first selection at the same B.
+     * Batched decode of one model under several selections ({@link #runBatchedTogether}).
      */
     public List<BatchRow> runBatched(String name, InferenceModel model, List<String> selections, List<Integer> batches) {
-        ModelConfig c = model.config();
-        if (prompt + decode > c.maxPositions()) {
-            throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
-                    + ") tokens exceed the context of " + c.maxPositions());
+        List<Subject> subjects = new ArrayList<>();
+        for (String s : selections) subjects.add(new Subject(name, model, s));
+        return runBatchedTogether(subjects, batches);
+    }
+
+    /**
+     * Batched decode: for each batch size B, B sequences (each its own prompt, random or from
+     * {@link #text}, prefilled first) decode {@code decode} tokens together, one step per token for
+     * all of them; the median over repeats of the decode time gives the aggregate tokens/s (B tokens
+     * per step) and each sequence's. At each B every subject runs round by round (one run of each
+     * per round, after warm-up rounds), so the ratios between models are of the same seconds. Rows
+     * come model by model (in the order the subjects first name them), then by B, then by
+     * selection; {@code speedupToFirst} compares with the model's first selection at the same B.
+     */
+    public List<BatchRow> runBatchedTogether(List<Subject> subjects, List<Integer> batches) {
+        int n = subjects.size();
+        for (Subject s : subjects) {
+            if (prompt + decode > s.model().config().maxPositions()) {
+                throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
+                        + ") tokens exceed the context of " + s.model().config().maxPositions() + " (" + s.name() + ")");
+            }
         }
-        List<BatchRow> rows = new ArrayList<>();
         for (int b : batches) {
             if (b < 1) throw new IllegalArgumentException("batch sizes must be >= 1, got " + b);
-            SplittableRandom r = new SplittableRandom(3);
-            int[][] prompts = new int[b][prompt], next = new int[decode][b];
-            int[] own = new int[decode];
-            for (int i = 0; i < b; i++) {
-                tokens(i, r, c.vocabSize(), prompts[i], own);
-                for (int t = 0; t < decode; t++) next[t][i] = own[t];
+        }
+        ExpertSelection[] sel = new ExpertSelection[n];
+        for (int i = 0; i < n; i++) sel[i] = ExpertSelection.parse(subjects.get(i).selection(), subjects.get(i).model().config());
+        double[][] aggregate = new double[batches.size()][n];
+        InferenceStats[][] stats = new InferenceStats[batches.size()][n];
+        for (int bi = 0; bi < batches.size(); bi++) {
+            int b = batches.get(bi), chunk = Math.max(b, this.chunk);
+            Map<InferenceModel, Engine> engines = new IdentityHashMap<>();
+            int[][][] prompts = new int[n][][], next = new int[n][][];
+            for (int i = 0; i < n; i++) {
+                InferenceModel m = subjects.get(i).model();
+                engines.computeIfAbsent(m, x -> Engine.batched(x, chunk, prompt + decode,
+                        b * ((prompt + decode + KvCache.DEFAULT_BLOCK - 1) / KvCache.DEFAULT_BLOCK + 1)));
+                SplittableRandom r = new SplittableRandom(3);
+                prompts[i] = new int[b][prompt];
+                next[i] = new int[decode][b];
+                int[] own = new int[decode];
+                for (int q = 0; q < b; q++) {
+                    tokens(q, r, m.config().vocabSize(), prompts[i][q], own);
+                    for (int t = 0; t < decode; t++) next[i][t][q] = own[t];
+                }
             }
-            int chunk = Math.max(b, this.chunk);
-            Engine e = Engine.batched(model, chunk, prompt + decode,
-                    b * ((prompt + decode + KvCache.DEFAULT_BLOCK - 1) / KvCache.DEFAULT_BLOCK + 1));
-            double first = Double.NaN;
-            for (String s : selections) {
-                ExpertSelection sel = ExpertSelection.parse(s, c);
-                Sequence[] seqs = new Sequence[b];
-                InferenceStats[] stats = {null};
-                double[] sec = Timing.samples(warmup, repeats, label -> {
-                    progress.accept(name + " " + sel + " batch " + b + ": " + label);
-                    for (int i = 0; i < b; i++) {
-                        seqs[i] = e.open(sel);
-                        for (int at = 0; at < prompt; at += chunk) {
-                            e.clearStep();
-                            e.add(seqs[i], prompts[i], at, Math.min(chunk, prompt - at), Engine.Logits.NONE);
-                            e.run();
-                        }
-                    }
-                    e.resetStats();
-                    long t0 = System.nanoTime();
-                    for (int t = 0; t < decode; t++) {
-                        e.clearStep();
-                        for (int i = 0; i < b; i++) e.add(seqs[i], next[t], i, 1, Engine.Logits.LAST);
-                        e.run();
-                    }
-                    double dt = (System.nanoTime() - t0) / 1e9;
-                    stats[0] = e.stats();
-                    for (Sequence q : seqs) e.close(q);
-                    return dt;
-                });
-                double perSeq = decode / Timing.median(sec), aggregate = b * perSeq;
-                if (rows.isEmpty() || rows.get(rows.size() - 1).batch() != b) first = aggregate;
-                rows.add(new BatchRow(name, sel.toString(), model.dtype().name().toLowerCase(Locale.ROOT), b, prompt, decode,
-                        aggregate, perSeq, stats[0].meanActiveAttention(), stats[0].meanActiveMlp(), stats[0].activeHiddenPercent(),
-                        aggregate / first));
+            double[][] sec = new double[n][repeats];
+            Timing.WarmUp warm = new Timing.WarmUp(warmup);
+            int round = 0;
+            do {
+                round++;
+                for (int i = 0; i < n; i++) {
+                    batchedRun(subjects.get(i), engines.get(subjects.get(i).model()), sel[i], b, chunk, prompts[i], next[i],
+                            "warm-up " + round);
+                }
+            } while (warm.another());
+            for (int r = 0; r < repeats; r++) {
+                for (int i = 0; i < n; i++) {
+                    Engine e = engines.get(subjects.get(i).model());
+                    sec[i][r] = batchedRun(subjects.get(i), e, sel[i], b, chunk, prompts[i], next[i], (r + 1) + "/" + repeats);
+                    stats[bi][i] = e.stats();
+                }
+            }
+            for (int i = 0; i < n; i++) aggregate[bi][i] = b * decode / Timing.median(sec[i]);
+        }
+        List<BatchRow> rows = new ArrayList<>();
+        List<InferenceModel> models = new ArrayList<>();
+        for (Subject s : subjects) {
+            if (models.stream().noneMatch(m -> m == s.model())) models.add(s.model());
+        }
+        for (InferenceModel m : models) {
+            for (int bi = 0; bi < batches.size(); bi++) {
+                double first = Double.NaN;
+                for (int i = 0; i < n; i++) {
+                    Subject s = subjects.get(i);
+                    if (s.model() != m) continue;
+                    if (Double.isNaN(first)) first = aggregate[bi][i];
+                    int b = batches.get(bi);
+                    InferenceStats st = stats[bi][i];
+                    rows.add(new BatchRow(s.name(), sel[i].toString(), m.dtype().name().toLowerCase(Locale.ROOT), b, prompt, decode,
+                            aggregate[bi][i], aggregate[bi][i] / b, st.meanActiveAttention(), st.meanActiveMlp(),
+                            st.activeHiddenPercent(), aggregate[bi][i] / first));
+                }
             }
         }
         return rows;
+    }
+
+    /** One batched run: B sequences opened and prefilled (untimed), then {@code decode} steps of all of them; the steps' seconds. */
+    private double batchedRun(Subject s, Engine e, ExpertSelection sel, int b, int chunk, int[][] prompts, int[][] next, String label) {
+        progress.accept(s.name() + " " + sel + " batch " + b + ": " + label);
+        Sequence[] seqs = new Sequence[b];
+        for (int i = 0; i < b; i++) {
+            seqs[i] = e.open(sel);
+            for (int at = 0; at < prompt; at += chunk) {
+                e.clearStep();
+                e.add(seqs[i], prompts[i], at, Math.min(chunk, prompt - at), Engine.Logits.NONE);
+                e.run();
+            }
+        }
+        e.resetStats();
+        long t0 = System.nanoTime();
+        for (int t = 0; t < decode; t++) {
+            e.clearStep();
+            for (int i = 0; i < b; i++) e.add(seqs[i], next[t], i, 1, Engine.Logits.LAST);
+            e.run();
+        }
+        double dt = (System.nanoTime() - t0) / 1e9;
+        for (Sequence q : seqs) e.close(q);
+        return dt;
     }
 }

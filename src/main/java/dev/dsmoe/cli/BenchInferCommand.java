@@ -101,7 +101,7 @@ final class BenchInferCommand implements Callable<Integer> {
             together = presets.size() > 1
                     && MemoryCheck.randomModelsFitTogether(presets.stream().map(ModelPresets::get).toList(), dtype.get(), prompt + decode);
             if (together) {
-                rows.addAll(runTogether(b));
+                rows.addAll(withModelsTogether(b::runTogether));
             } else {
                 for (String p : presets) {
                     try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
@@ -120,10 +120,7 @@ final class BenchInferCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens (%s), %s weights, %d threads, kernels %s%n", prompt,
                 chunk, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("inference GEMM products: " + dev.dsmoe.kernels.OneDnn.describe());
-        System.out.println(presets.size() > 1 && model == null
-                ? together ? "timing: all rows round by round (one prefill and decode of each per round), medians of " + repeats
-                        : "timing: model after model (the models do not fit in memory together), medians of " + repeats
-                : "timing: the selections round by round, medians of " + repeats);
+        System.out.println(timingLine());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
                 + "| active hidden % | MB read / token | decode GB/s |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -143,8 +140,16 @@ final class BenchInferCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** Every preset's random model loaded at once, every (preset, strategy) timed round by round; the models closed after. */
-    private List<InferenceBenchmarks.Row> runTogether(InferenceBenchmarks b) {
+    /** How the rows were timed, for the header. */
+    private String timingLine() {
+        String medians = ", medians of " + repeats;
+        if (presets.size() <= 1 || model != null) return "timing: the selections round by round" + medians;
+        return together ? "timing: all rows round by round (one run of each per round)" + medians
+                : "timing: model after model (the models do not fit in memory together)" + medians;
+    }
+
+    /** Every preset's random model built at once, {@code run} given every (preset, strategy); the models closed after. */
+    private <R> List<R> withModelsTogether(java.util.function.Function<List<InferenceBenchmarks.Subject>, List<R>> run) {
         List<InferenceModel> models = new ArrayList<>();
         try {
             List<InferenceBenchmarks.Subject> subjects = new ArrayList<>();
@@ -154,7 +159,7 @@ final class BenchInferCommand implements Callable<Integer> {
                 models.add(m);
                 for (String s : strategies) subjects.add(new InferenceBenchmarks.Subject(p, m, s));
             }
-            return b.runTogether(subjects);
+            return run.apply(subjects);
         } finally {
             for (InferenceModel m : models) m.close();
         }
@@ -243,10 +248,16 @@ final class BenchInferCommand implements Callable<Integer> {
                 rows.addAll(b.runBatched(model.getFileName().toString(), m, strategies, batch));
             }
         } else {
-            for (String p : presets) {
-                MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode, most);
-                try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
-                    rows.addAll(b.runBatched(p, m, strategies, batch));
+            for (String p : presets) MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode, most);
+            together = presets.size() > 1 && MemoryCheck.randomModelsFitTogether(presets.stream().map(ModelPresets::get).toList(),
+                    dtype.get(), prompt + decode, most);
+            if (together) {
+                rows.addAll(withModelsTogether(subjects -> b.runBatchedTogether(subjects, batch)));
+            } else {
+                for (String p : presets) {
+                    try (InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get())) {
+                        rows.addAll(b.runBatched(p, m, strategies, batch));
+                    }
                 }
             }
         }
@@ -266,6 +277,7 @@ final class BenchInferCommand implements Callable<Integer> {
         }
         System.out.printf(Locale.ROOT, "batched decode: prompt %d, decode %d tokens per sequence (%s), %s weights, %d threads, kernels %s%n",
                 prompt, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+        System.out.println(timingLine());
         System.out.println("| model | selection | B | aggregate tok/s | per-sequence tok/s | vs first selection | MoA active "
                 + "| MLP active | active hidden % |");
         System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|");

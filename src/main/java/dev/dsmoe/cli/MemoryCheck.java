@@ -91,13 +91,18 @@ final class MemoryCheck {
      * (the heap may hold them until a collection).
      */
     static boolean randomModelsFitTogether(java.util.List<ModelConfig> configs, MatVec.DType dtype, int context) {
+        return randomModelsFitTogether(configs, dtype, context, 1);
+    }
+
+    /** The same with a batched engine of {@code sequences} sequences for each model. */
+    static boolean randomModelsFitTogether(java.util.List<ModelConfig> configs, MatVec.DType dtype, int context, int sequences) {
         Footprint f = Footprint.NONE;
         for (ModelConfig c : configs) {
             long params = ParamLayout.of(c).totalSize();
             f = f.plus(Footprint.heap("parameters", Float.BYTES * params, params))
                     .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
                     .plus(Footprint.offHeap("fp32 weights copied off-heap", dtype == MatVec.DType.F32 ? Float.BYTES * params : 0))
-                    .plus(engine(c, dtype, context, 1));
+                    .plus(engine(c, dtype, context, sequences));
         }
         try {
             check(f, INFER_FIX, Runtime.getRuntime().maxMemory(), physicalMemory());

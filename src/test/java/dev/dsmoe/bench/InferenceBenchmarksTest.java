@@ -79,4 +79,40 @@ class InferenceBenchmarksTest {
                     && timed.get(3).startsWith("dense-small") && timed.get(0).endsWith("1/2") && timed.get(3).endsWith("2/2"), timed.toString());
         }
     }
+
+    /**
+     * Batched decode of several models timed together: rows model by model, then by B, then by
+     * selection; each with the experts its own runs activate alone; "vs first" against its own
+     * model's first selection at the same B; the timed runs alternate between the models.
+     */
+    @Test
+    void batchedModelsTimedTogether() {
+        int prompt = 4, decode = 3;
+        try (InferenceModel dense = InferenceBenchmarks.randomModel("dense-small", MatVec.DType.F32);
+             InferenceModel ds = InferenceBenchmarks.randomModel("dsmoe-small", MatVec.DType.F32)) {
+            List<String> lines = new java.util.ArrayList<>();
+            List<InferenceBenchmarks.BatchRow> rows = new InferenceBenchmarks(prompt, decode, 0, 1, lines::add).runBatchedTogether(List.of(
+                    new InferenceBenchmarks.Subject("dense-small", dense, "default"),
+                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "dense"),
+                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "top-k:2")), List.of(1, 3));
+            assertEquals(List.of("dense-small 1", "dense-small 3", "dsmoe-small 1", "dsmoe-small 1", "dsmoe-small 3", "dsmoe-small 3"),
+                    rows.stream().map(r -> r.model() + " " + r.batch()).toList());
+            assertEquals(1.0, rows.get(0).speedupToFirst(), 0);
+            assertEquals(1.0, rows.get(2).speedupToFirst(), 0);
+            assertEquals(rows.get(3).aggregateTokensPerSecond() / rows.get(2).aggregateTokensPerSecond(), rows.get(3).speedupToFirst(), 1e-12);
+            List<InferenceBenchmarks.BatchRow> alone = new InferenceBenchmarks(prompt, decode, 0, 1, x -> { })
+                    .runBatched("dsmoe-small", ds, List.of("dense", "top-k:2"), List.of(1, 3));
+            for (int i = 0; i < alone.size(); i++) {
+                InferenceBenchmarks.BatchRow a = alone.get(i), t = rows.get(2 + i);
+                assertEquals(a.selection(), t.selection());
+                assertEquals(a.batch(), t.batch());
+                assertEquals(a.meanActiveMlp(), t.meanActiveMlp(), 1e-12, t.toString());
+                assertEquals(t.aggregateTokensPerSecond() / t.batch(), t.perSequenceTokensPerSecond(), 1e-9);
+            }
+            List<String> timed = lines.stream().filter(l -> l.endsWith(": 1/1")).toList();
+            assertEquals(6, timed.size(), lines.toString());
+            assertTrue(timed.get(0).startsWith("dense-small") && timed.get(0).contains("batch 1") && timed.get(1).startsWith("dsmoe-small")
+                    && timed.get(3).startsWith("dense-small") && timed.get(3).contains("batch 3"), timed.toString());
+        }
+    }
 }

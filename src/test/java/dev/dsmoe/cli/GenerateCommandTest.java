@@ -118,7 +118,7 @@ class GenerateCommandTest {
                 "--chunk must be >= 1");
     }
 
-    /** {@code bench infer} over several presets holds them together and times every row round by round, and says so. */
+    /** {@code bench infer} over several presets (single-stream and {@code --batch}) holds them together and times every row round by round, and says so. */
     @Test
     void benchInferTimesSeveralPresetsTogether() {
         PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--presets", "dense-small,dsmoe-small", "--strategies",
@@ -128,6 +128,12 @@ class GenerateCommandTest {
         List<String> rows = r.out().lines().filter(l -> l.matches("\\| (dense|dsmoe)-small \\| .*")).toList();
         assertEquals(2, rows.size(), r.out());
         assertTrue(rows.get(0).startsWith("| dense-small | dense |") && rows.get(1).startsWith("| dsmoe-small |"), r.out());
+
+        PrepareCommandTest.Run batched = PrepareCommandTest.run("bench", "infer", "--presets", "dense-small,dsmoe-small", "--strategies",
+                "default", "--prompt", "4", "--decode", "3", "--repeats", "1", "--warmup", "0", "--batch", "1,2");
+        assertEquals(0, batched.status(), batched.err());
+        assertTrue(batched.out().contains("timing: all rows round by round"), batched.out());
+        assertEquals(4, batched.out().lines().filter(l -> l.matches("\\| (dense|dsmoe)-small \\| \\S+ \\| [12] \\|.*")).count(), batched.out());
     }
 
     /**
