@@ -29,13 +29,15 @@ final class BenchInferCommand implements Callable<Integer> {
             description = "Comma-separated presets with random weights. Default: ${DEFAULT-VALUE}.")
     List<String> presets;
 
-    @Option(names = "--model", description = "A model directory (config.json + model.safetensors; quantized or not) instead of presets.")
-    Path model;
+    @Option(names = "--model", paramLabel = "DIR",
+            description = {"A model directory (config.json + model.safetensors; quantized or not) instead of presets.",
+                    "Repeat it to time several models together, round by round (e.g. a Dense and a DS-MoE model trained on the same data)."})
+    List<Path> models;
 
     @Option(names = "--data", paramLabel = "DIR",
             description = {"With --model: prompt and decoded tokens from the start of DIR's val.bin (teacher-forced) instead of random ids, "
                     + "so a threshold selection keeps as many experts as real text makes it.",
-                    "Default: the data directory the model's trainer_state.json names, when it has a val.bin; else random ids."})
+                    "Default: the data directory the (first) model's trainer_state.json names, when it has a val.bin; else random ids."})
     Path data;
 
     @Option(names = "--strategies", split = ";", defaultValue = "default;top-k:4;top-k:att=2,mlp=4",
@@ -85,16 +87,18 @@ final class BenchInferCommand implements Callable<Integer> {
         InferenceBenchmarks b = new InferenceBenchmarks(prompt, decode, warmup, repeats,
                 json ? s -> { } : s -> Terminal.status("inference " + s)).chunk(chunk).profile(profile);
         if (plot != null && batch == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--plot needs --batch");
-        if (data != null && model == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--data needs --model");
+        if (data != null && models == null) throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--data needs --model");
         if (batch != null) return batched(b);
         List<InferenceBenchmarks.Row> rows = new ArrayList<>();
-        MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
+        String weights = weightsLabel();
         String tokens = RANDOM_IDS;
-        if (model != null) {
-            MemoryCheck.model(model, weights, prompt + decode);
-            try (InferenceModel m = InferenceModel.load(model, weights)) {
-                tokens = useText(b, m.config().vocabSize(), prompt + decode);
-                rows.addAll(b.run(model.getFileName().toString(), m, strategies));
+        if (models != null) {
+            List<InferenceModel> loaded = loadModels(1);
+            try {
+                tokens = useText(b, loaded, prompt + decode);
+                rows.addAll(b.runTogether(modelSubjects(loaded)));
+            } finally {
+                for (InferenceModel m : loaded) m.close();
             }
         } else {
             for (String p : presets) MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode);
@@ -118,7 +122,7 @@ final class BenchInferCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens (%s), %s weights, %d threads, kernels %s%n", prompt,
-                chunk, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+                chunk, decode, tokens, weights, ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("inference GEMM products: " + dev.dsmoe.kernels.OneDnn.describe());
         System.out.println(timingLine());
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
@@ -140,10 +144,42 @@ final class BenchInferCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** The weight format(s) of the run, for the headers: the models' own (each its stored format or --dtype), or --dtype's. */
+    private String weightsLabel() {
+        if (models == null) return ComputeOptions.Dtype.label(dtype.get());
+        return models.stream().map(d -> ComputeOptions.Dtype.label(dtype.forModel(d))).distinct().collect(java.util.stream.Collectors.joining("/"));
+    }
+
+    /** The --model directories loaded (each checked alone, then all of them together, against the memory), in order. */
+    private List<InferenceModel> loadModels(int sequences) throws java.io.IOException {
+        List<MatVec.DType> types = models.stream().map(dtype::forModel).toList();
+        for (int i = 0; i < models.size(); i++) MemoryCheck.model(models.get(i), types.get(i), prompt + decode, sequences);
+        if (models.size() > 1) MemoryCheck.models(models, types, prompt + decode, sequences);
+        List<InferenceModel> loaded = new ArrayList<>();
+        try {
+            for (int i = 0; i < models.size(); i++) loaded.add(InferenceModel.load(models.get(i), types.get(i)));
+        } catch (java.io.IOException | RuntimeException e) {
+            for (InferenceModel m : loaded) m.close();
+            throw e;
+        }
+        return loaded;
+    }
+
+    /** Every (--model, strategy) pair, named by the model directory's name. */
+    private List<InferenceBenchmarks.Subject> modelSubjects(List<InferenceModel> loaded) {
+        List<InferenceBenchmarks.Subject> subjects = new ArrayList<>();
+        for (int i = 0; i < loaded.size(); i++) {
+            for (String st : strategies) subjects.add(new InferenceBenchmarks.Subject(models.get(i).getFileName().toString(), loaded.get(i), st));
+        }
+        return subjects;
+    }
+
     /** How the rows were timed, for the header. */
     private String timingLine() {
         String medians = ", medians of " + repeats;
-        if (presets.size() <= 1 || model != null) return "timing: the selections round by round" + medians;
+        if (models != null) return models.size() > 1 ? "timing: all rows round by round (one run of each per round)" + medians
+                : "timing: the selections round by round" + medians;
+        if (presets.size() <= 1) return "timing: the selections round by round" + medians;
         return together ? "timing: all rows round by round (one run of each per round)" + medians
                 : "timing: model after model (the models do not fit in memory together)" + medians;
     }
@@ -215,14 +251,18 @@ final class BenchInferCommand implements Callable<Integer> {
      * Gives {@code b} the text of --data (or of the data the model was trained on, when its
      * directory has a val.bin), its first {@code tokens} tokens; says which tokens the runs read.
      */
-    private String useText(InferenceBenchmarks b, int vocab, int tokens) throws java.io.IOException {
-        Path dir = data != null ? data : dev.dsmoe.train.TrainData.dataDirOf(model);
+    private String useText(InferenceBenchmarks b, List<InferenceModel> loaded, int tokens) throws java.io.IOException {
+        Path dir = data != null ? data : dev.dsmoe.train.TrainData.dataDirOf(models.getFirst());
         if (data == null && (dir == null || !java.nio.file.Files.isRegularFile(dir.resolve(TokenDataset.VAL)))) return RANDOM_IDS;
         ValidationData.require(dir);
         try (TokenDataset ds = TokenDataset.open(dir)) {
-            if (ds.vocabSize() != vocab) {
-                throw new Errors.UserError((data != null ? "--data " : "the model's data ") + dir + " was tokenized with "
-                        + ds.vocabSize() + " ids but the model's vocab_size is " + vocab + "; pass the data the model was trained on");
+            for (int i = 0; i < loaded.size(); i++) {
+                int vocab = loaded.get(i).config().vocabSize();
+                if (ds.vocabSize() != vocab) {
+                    throw new Errors.UserError((data != null ? "--data " : "the model's data ") + dir + " was tokenized with "
+                            + ds.vocabSize() + " ids but " + (loaded.size() > 1 ? models.get(i) + "'s" : "the model's") + " vocab_size is "
+                            + vocab + "; pass the data the model" + (loaded.size() > 1 ? "s were" : " was") + " trained on");
+                }
             }
             if (ds.val().size() == 0) {
                 if (data == null) return RANDOM_IDS;
@@ -239,13 +279,15 @@ final class BenchInferCommand implements Callable<Integer> {
             throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--batch sizes must be >= 1, got " + batch);
         }
         List<InferenceBenchmarks.BatchRow> rows = new ArrayList<>();
-        MatVec.DType weights = model != null ? dtype.forModel(model) : dtype.get();
+        String weights = weightsLabel();
         String tokens = RANDOM_IDS;
-        if (model != null) {
-            MemoryCheck.model(model, weights, prompt + decode, most);
-            try (InferenceModel m = InferenceModel.load(model, weights)) {
-                tokens = useText(b, m.config().vocabSize(), (prompt + decode) * most);
-                rows.addAll(b.runBatched(model.getFileName().toString(), m, strategies, batch));
+        if (models != null) {
+            List<InferenceModel> loaded = loadModels(most);
+            try {
+                tokens = useText(b, loaded, (prompt + decode) * most);
+                rows.addAll(b.runBatchedTogether(modelSubjects(loaded), batch));
+            } finally {
+                for (InferenceModel m : loaded) m.close();
             }
         } else {
             for (String p : presets) MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode, most);
@@ -263,7 +305,7 @@ final class BenchInferCommand implements Callable<Integer> {
         }
         Terminal.clearStatus();
         if (plot != null) {
-            byte[] png = dev.dsmoe.bench.BatchPlot.png("batched decode, " + ComputeOptions.Dtype.label(weights) + " weights, prompt " + prompt
+            byte[] png = dev.dsmoe.bench.BatchPlot.png("batched decode, " + weights + " weights, prompt " + prompt
                     + ", " + ComputeOptions.threads() + " threads", rows);
             dev.dsmoe.io.AtomicFiles.write(plot, ch -> {
                 java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(png);
@@ -276,7 +318,7 @@ final class BenchInferCommand implements Callable<Integer> {
             return 0;
         }
         System.out.printf(Locale.ROOT, "batched decode: prompt %d, decode %d tokens per sequence (%s), %s weights, %d threads, kernels %s%n",
-                prompt, decode, tokens, ComputeOptions.Dtype.label(weights), ComputeOptions.threads(), ComputeOptions.kernels());
+                prompt, decode, tokens, weights, ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println(timingLine());
         System.out.println("| model | selection | B | aggregate tok/s | per-sequence tok/s | vs first selection | MoA active "
                 + "| MLP active | active hidden % |");

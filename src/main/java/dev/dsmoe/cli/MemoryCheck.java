@@ -51,6 +51,26 @@ final class MemoryCheck {
 
     /** The same with a batched engine of {@code sequences} sequences of {@code context} positions each. */
     static void model(Path dir, MatVec.DType dtype, int context, int sequences) {
+        check(() -> modelFootprint(dir, dtype, context, sequences), INFER_FIX);
+    }
+
+    /**
+     * Several model directories loaded at once, each with its engine ({@code bench infer} with
+     * --model repeated): the sum of what {@link #model} checks for each.
+     */
+    static void models(List<Path> dirs, List<MatVec.DType> dtypes, int context, int sequences) {
+        check(() -> {
+            Footprint all = Footprint.NONE;
+            for (int i = 0; i < dirs.size(); i++) all = all.plus(modelFootprint(dirs.get(i), dtypes.get(i), context, sequences));
+            return all;
+        }, "the " + dirs.size() + " models do not fit in memory together: time them one --model at a time");
+    }
+
+    /**
+     * A model directory's weights (the mapped file and what the load makes) and its engine; nothing
+     * when its files cannot be read (the load reads the same files and reports it).
+     */
+    private static Footprint modelFootprint(Path dir, MatVec.DType dtype, int context, int sequences) {
         ModelConfig c;
         Footprint weights;
         try {
@@ -62,9 +82,9 @@ final class MemoryCheck {
                         .plus(Footprint.offHeap("the mapped model file", Files.size(file)));
             }
         } catch (IOException | IllegalArgumentException e) {
-            return; // the load reads the same files and reports it
+            return Footprint.NONE;
         }
-        check(() -> weights.plus(engine(c, dtype, context, sequences)), INFER_FIX);
+        return weights.plus(engine(c, dtype, context, sequences));
     }
 
     /** A preset with random weights (bench infer): its parameter buffer, its weights, an engine. */

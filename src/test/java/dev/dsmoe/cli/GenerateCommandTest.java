@@ -137,6 +137,34 @@ class GenerateCommandTest {
     }
 
     /**
+     * {@code bench infer --model A --model B}: both models loaded and timed together, round by
+     * round, on the first model's validation text, single-stream and batched; a row per (model,
+     * selection), named by the model directory.
+     */
+    @Test
+    void benchInferTimesSeveralModelsTogether() {
+        Path q8 = dir.resolve("model-q8");
+        if (!Files.isDirectory(q8)) {
+            PrepareCommandTest.Run qz = PrepareCommandTest.run("quantize", "--model", model.toString(), "--dtype", "q8_0", "--out", q8.toString());
+            assertEquals(0, qz.status(), qz.err());
+        }
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--model", q8.toString(),
+                "--strategies", "dense;top-k:2", "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().contains("timing: all rows round by round") && r.out().contains("val.bin, teacher-forced)"), r.out());
+        assertTrue(r.out().contains("fp32/q8_0") || r.out().contains("f32/q8_0"), r.out());
+        List<String> rows = r.out().lines().filter(l -> l.matches("\\| model(-q8)? \\| \\S+ \\| \\d+ \\|.*")).toList();
+        assertEquals(List.of("model dense", "model top-k:2", "model-q8 dense", "model-q8 top-k:2"),
+                rows.stream().map(l -> l.split("\\|")[1].trim() + " " + l.split("\\|")[2].trim()).toList(), r.out());
+
+        PrepareCommandTest.Run batched = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--model", q8.toString(),
+                "--strategies", "dense", "--prompt", "4", "--decode", "3", "--repeats", "1", "--warmup", "0", "--batch", "1,2");
+        assertEquals(0, batched.status(), batched.err());
+        assertTrue(batched.out().contains("timing: all rows round by round"), batched.out());
+        assertEquals(4, batched.out().lines().filter(l -> l.matches("\\| model(-q8)? \\| dense \\| [12] \\|.*")).count(), batched.out());
+    }
+
+    /**
      * {@code bench infer --model} reads the model's own validation text (the data its
      * trainer_state.json names) and says so; {@code --data} without a val.bin, or without
      * {@code --model}, is one line.
