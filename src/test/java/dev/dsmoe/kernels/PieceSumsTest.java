@@ -20,8 +20,9 @@ class PieceSumsTest {
     @Test
     void pieceSumsMatchDoubleSumsAndDoNotDependOnTheOtherTokens() {
         // cols: lane blocks only (multiples of 32), a tail past them, fewer than a lane block;
-        // rows not a multiple of the tile of 4
-        int[][] shapes = {{6, 37, 128}, {5, 70, 100}, {3, 9, 7}, {8, 130, 256}};
+        // rows not a multiple of the tile of 4; a quickstart model's short expert rows (64; 40: lane
+        // blocks and a tail)
+        int[][] shapes = {{6, 37, 128}, {5, 70, 100}, {3, 9, 7}, {8, 130, 256}, {9, 33, 64}, {5, 21, 40}};
         SplittableRandom rnd = new SplittableRandom(11);
         for (int[] shape : shapes) {
             int experts = shape[0], rows = shape[1], cols = shape[2];
