@@ -186,18 +186,18 @@ final class BenchInferCommand implements Callable<Integer> {
 
     /** Every preset's random model built at once, {@code run} given every (preset, strategy); the models closed after. */
     private <R> List<R> withModelsTogether(java.util.function.Function<List<InferenceBenchmarks.Subject>, List<R>> run) {
-        List<InferenceModel> models = new ArrayList<>();
+        List<InferenceModel> built = new ArrayList<>();
         try {
             List<InferenceBenchmarks.Subject> subjects = new ArrayList<>();
             for (String p : presets) {
                 Terminal.status("inference: building " + p + " (" + ComputeOptions.Dtype.label(dtype.get()) + ")");
                 InferenceModel m = InferenceBenchmarks.randomModel(p, dtype.get());
-                models.add(m);
+                built.add(m);
                 for (String s : strategies) subjects.add(new InferenceBenchmarks.Subject(p, m, s));
             }
             return run.apply(subjects);
         } finally {
-            for (InferenceModel m : models) m.close();
+            for (InferenceModel m : built) m.close();
         }
     }
 
