@@ -139,9 +139,22 @@ public final class InferenceBenchmarks {
 
     /** One model under several selections, timed together ({@link #runTogether}). */
     public List<Row> run(String name, InferenceModel model, List<String> selections) {
-        List<Subject> subjects = new ArrayList<>();
-        for (String s : selections) subjects.add(new Subject(name, model, s));
-        return runTogether(subjects);
+        return runTogether(subjects(name, model, selections));
+    }
+
+    private static List<Subject> subjects(String name, InferenceModel model, List<String> selections) {
+        return selections.stream().map(s -> new Subject(name, model, s)).toList();
+    }
+
+    /** Every subject's model holds a run's prompt and decoded tokens. */
+    private void checkContext(List<Subject> subjects) {
+        for (Subject s : subjects) {
+            int context = s.model().config().maxPositions();
+            if (prompt + decode > context) {
+                throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode + ") tokens exceed the context of "
+                        + context + " (" + s.name() + ")");
+            }
+        }
     }
 
     /**
@@ -155,16 +168,13 @@ public final class InferenceBenchmarks {
      * a row's decode speed over its model's first row.
      */
     public List<Row> runTogether(List<Subject> subjects) {
+        checkContext(subjects);
         int n = subjects.size();
         Engine[] engines = new Engine[n];
         int[][] promptTokens = new int[n][], next = new int[n][];
         for (int i = 0; i < n; i++) {
             Subject s = subjects.get(i);
             ModelConfig c = s.model().config();
-            if (prompt + decode > c.maxPositions()) {
-                throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
-                        + ") tokens exceed the context of " + c.maxPositions() + " (" + s.name() + ")");
-            }
             engines[i] = new Engine(s.model(), ExpertSelection.parse(s.selection(), c), prompt + decode, chunk);
             promptTokens[i] = new int[prompt];
             next[i] = new int[decode];
@@ -266,9 +276,7 @@ public final class InferenceBenchmarks {
      * Batched decode of one model under several selections ({@link #runBatchedTogether}).
      */
     public List<BatchRow> runBatched(String name, InferenceModel model, List<String> selections, List<Integer> batches) {
-        List<Subject> subjects = new ArrayList<>();
-        for (String s : selections) subjects.add(new Subject(name, model, s));
-        return runBatchedTogether(subjects, batches);
+        return runBatchedTogether(subjects(name, model, selections), batches);
     }
 
     /**
@@ -281,13 +289,8 @@ public final class InferenceBenchmarks {
      * selection; {@code speedupToFirst} compares with the model's first selection at the same B.
      */
     public List<BatchRow> runBatchedTogether(List<Subject> subjects, List<Integer> batches) {
+        checkContext(subjects);
         int n = subjects.size();
-        for (Subject s : subjects) {
-            if (prompt + decode > s.model().config().maxPositions()) {
-                throw new IllegalArgumentException("prompt (" + prompt + ") + decode (" + decode
-                        + ") tokens exceed the context of " + s.model().config().maxPositions() + " (" + s.name() + ")");
-            }
-        }
         for (int b : batches) {
             if (b < 1) throw new IllegalArgumentException("batch sizes must be >= 1, got " + b);
         }

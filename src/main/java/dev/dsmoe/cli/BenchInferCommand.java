@@ -103,7 +103,7 @@ final class BenchInferCommand implements Callable<Integer> {
         } else {
             for (String p : presets) MemoryCheck.randomModel(ModelPresets.get(p), dtype.get(), prompt + decode);
             together = presets.size() > 1
-                    && MemoryCheck.randomModelsFitTogether(presets.stream().map(ModelPresets::get).toList(), dtype.get(), prompt + decode);
+                    && MemoryCheck.randomModelsFitTogether(presets.stream().map(ModelPresets::get).toList(), dtype.get(), prompt + decode, 1);
             if (together) {
                 rows.addAll(withModelsTogether(b::runTogether));
             } else {
@@ -176,12 +176,11 @@ final class BenchInferCommand implements Callable<Integer> {
 
     /** How the rows were timed, for the header. */
     private String timingLine() {
-        String medians = ", medians of " + repeats;
-        if (models != null) return models.size() > 1 ? "timing: all rows round by round (one run of each per round)" + medians
-                : "timing: the selections round by round" + medians;
-        if (presets.size() <= 1) return "timing: the selections round by round" + medians;
-        return together ? "timing: all rows round by round (one run of each per round)" + medians
-                : "timing: model after model (the models do not fit in memory together)" + medians;
+        boolean several = models != null ? models.size() > 1 : presets.size() > 1;
+        String how = !several ? "the selections round by round"
+                : models != null || together ? "all rows round by round (one run of each per round)"
+                : "model after model (the models do not fit in memory together)";
+        return "timing: " + how + ", medians of " + repeats;
     }
 
     /** Every preset's random model built at once, {@code run} given every (preset, strategy); the models closed after. */

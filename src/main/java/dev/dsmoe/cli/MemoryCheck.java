@@ -94,42 +94,34 @@ final class MemoryCheck {
 
     /** The same with a batched engine of {@code sequences} sequences of {@code context} positions each. */
     static void randomModel(ModelConfig c, MatVec.DType dtype, int context, int sequences) {
-        check(() -> {
-            long params = ParamLayout.of(c).totalSize();
-            return Footprint.heap("parameters", Float.BYTES * params, params)
-                    .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
-                    // the bench copies fp32 weights off the heap as well (InferenceBenchmarks.randomModel)
-                    .plus(Footprint.offHeap("fp32 weights copied off-heap", dtype == MatVec.DType.F32 ? Float.BYTES * params : 0))
-                    .plus(engine(c, dtype, context, sequences));
-        }, INFER_FIX);
+        check(() -> randomModelFootprint(c, dtype, context, sequences), INFER_FIX);
     }
 
     /**
-     * Whether the random models of these configurations fit in memory all at once, each with
-     * its engine ({@code bench infer} then times them round by round): their weights and engines
-     * together, and the fp32 parameter buffers they are built from counted as if none were freed
-     * (the heap may hold them until a collection).
+     * Whether the random models of these configurations fit in memory all at once, each with an
+     * engine of {@code sequences} sequences ({@code bench infer} then times them round by round):
+     * their weights and engines together, and the fp32 parameter buffers they are built from
+     * counted as if none were freed (the heap may hold them until a collection).
      */
-    static boolean randomModelsFitTogether(java.util.List<ModelConfig> configs, MatVec.DType dtype, int context) {
-        return randomModelsFitTogether(configs, dtype, context, 1);
-    }
-
-    /** The same with a batched engine of {@code sequences} sequences for each model. */
-    static boolean randomModelsFitTogether(java.util.List<ModelConfig> configs, MatVec.DType dtype, int context, int sequences) {
-        Footprint f = Footprint.NONE;
-        for (ModelConfig c : configs) {
-            long params = ParamLayout.of(c).totalSize();
-            f = f.plus(Footprint.heap("parameters", Float.BYTES * params, params))
-                    .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
-                    .plus(Footprint.offHeap("fp32 weights copied off-heap", dtype == MatVec.DType.F32 ? Float.BYTES * params : 0))
-                    .plus(engine(c, dtype, context, sequences));
-        }
+    static boolean randomModelsFitTogether(List<ModelConfig> configs, MatVec.DType dtype, int context, int sequences) {
         try {
+            Footprint f = Footprint.NONE;
+            for (ModelConfig c : configs) f = f.plus(randomModelFootprint(c, dtype, context, sequences));
             check(f, INFER_FIX, Runtime.getRuntime().maxMemory(), physicalMemory());
             return true;
         } catch (Errors.UserError | ArithmeticException e) {
             return false;
         }
+    }
+
+    /** A random model's fp32 parameter buffer, its weights and an engine. */
+    private static Footprint randomModelFootprint(ModelConfig c, MatVec.DType dtype, int context, int sequences) {
+        long params = ParamLayout.of(c).totalSize();
+        return Footprint.heap("parameters", Float.BYTES * params, params)
+                .plus(InferenceModel.footprint(c, dtype, name -> SafeTensors.DType.F32))
+                // the bench copies fp32 weights off the heap as well (InferenceBenchmarks.randomModel)
+                .plus(Footprint.offHeap("fp32 weights copied off-heap", dtype == MatVec.DType.F32 ? Float.BYTES * params : 0))
+                .plus(engine(c, dtype, context, sequences));
     }
 
     private static Footprint engine(ModelConfig c, MatVec.DType dtype, int context, int sequences) {

@@ -54,10 +54,7 @@ class InferenceBenchmarksTest {
         try (InferenceModel dense = InferenceBenchmarks.randomModel("dense-small", MatVec.DType.F32);
              InferenceModel ds = InferenceBenchmarks.randomModel("dsmoe-small", MatVec.DType.BF16)) {
             List<String> lines = new java.util.ArrayList<>();
-            List<InferenceBenchmarks.Row> rows = new InferenceBenchmarks(prompt, decode, 0, 2, lines::add).runTogether(List.of(
-                    new InferenceBenchmarks.Subject("dense-small", dense, "default"),
-                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "dense"),
-                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "top-k:2")));
+            List<InferenceBenchmarks.Row> rows = new InferenceBenchmarks(prompt, decode, 0, 2, lines::add).runTogether(threeRows(dense, ds));
             assertEquals(List.of("dense-small", "dsmoe-small", "dsmoe-small"), rows.stream().map(InferenceBenchmarks.Row::model).toList());
             assertEquals(List.of("f32", "bf16", "bf16"), rows.stream().map(InferenceBenchmarks.Row::dtype).toList());
             assertEquals(1.0, rows.get(0).decodeSpeedupToFirst(), 0);
@@ -91,10 +88,7 @@ class InferenceBenchmarksTest {
         try (InferenceModel dense = InferenceBenchmarks.randomModel("dense-small", MatVec.DType.F32);
              InferenceModel ds = InferenceBenchmarks.randomModel("dsmoe-small", MatVec.DType.F32)) {
             List<String> lines = new java.util.ArrayList<>();
-            List<InferenceBenchmarks.BatchRow> rows = new InferenceBenchmarks(prompt, decode, 0, 1, lines::add).runBatchedTogether(List.of(
-                    new InferenceBenchmarks.Subject("dense-small", dense, "default"),
-                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "dense"),
-                    new InferenceBenchmarks.Subject("dsmoe-small", ds, "top-k:2")), List.of(1, 3));
+            List<InferenceBenchmarks.BatchRow> rows = new InferenceBenchmarks(prompt, decode, 0, 1, lines::add).runBatchedTogether(threeRows(dense, ds), List.of(1, 3));
             assertEquals(List.of("dense-small 1", "dense-small 3", "dsmoe-small 1", "dsmoe-small 1", "dsmoe-small 3", "dsmoe-small 3"),
                     rows.stream().map(r -> r.model() + " " + r.batch()).toList());
             assertEquals(1.0, rows.get(0).speedupToFirst(), 0);
@@ -114,5 +108,12 @@ class InferenceBenchmarksTest {
             assertTrue(timed.get(0).startsWith("dense-small") && timed.get(0).contains("batch 1") && timed.get(1).startsWith("dsmoe-small")
                     && timed.get(3).startsWith("dense-small") && timed.get(3).contains("batch 3"), timed.toString());
         }
+    }
+
+    /** Dense-small by default, then DS-MoE-small under all experts and under top-2. */
+    private static List<InferenceBenchmarks.Subject> threeRows(InferenceModel dense, InferenceModel ds) {
+        return List.of(new InferenceBenchmarks.Subject("dense-small", dense, "default"),
+                new InferenceBenchmarks.Subject("dsmoe-small", ds, "dense"),
+                new InferenceBenchmarks.Subject("dsmoe-small", ds, "top-k:2"));
     }
 }
