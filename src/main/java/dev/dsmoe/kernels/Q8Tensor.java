@@ -342,6 +342,17 @@ public final class Q8Tensor extends TensorView {
     }
 
     @Override
+    void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
+        int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q (MatVec.tiles)
+        long sRow = 4L * blocks(cols), g = (long) e * rows + r0;
+        if (q > 0) pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, q, cols, x, xo, acc, ao);
+        if (q * MatVec.TILE_ROWS < r1 - r0) {
+            pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, q), MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo, acc,
+                    ao + q * MatVec.PIECE_FLOATS);
+        }
+    }
+
+    @Override
     void pieceTile4(int e, int rows, long stride, int r, int nr, int step, float[] x, int x0, int x1, int x2, int x3,
                     float[] acc, int a0, int a1, int a2, int a3) {
         long g = (long) e * rows + r, sRow = 4L * blocks(cols);
@@ -372,6 +383,38 @@ public final class Q8Tensor extends TensorView {
         a2.intoArray(acc, ao + 2 * L);
         a3.intoArray(acc, ao + 3 * L);
         if (c < cols) pieceTail(w, off, soff, sRow, nr, step, c, cols, x, xo, acc, ao);
+    }
+
+    // q full tiles of a piece in one call (tile k: rows k, k + q, k + 2q, k + 3q from off), each as piece1: its
+    // slot's accumulators loaded, its columns added in order, stored. Expert rows of 128-256 quants make a tile
+    // a few lane blocks, so a call and its offsets per tile cost as much as its arithmetic.
+    private static void pieces(MemorySegment w, long off, long soff, long sRow, int q, int cols, float[] x, int xo, float[] acc, int ao) {
+        long rs = (long) q * cols, ss = q * sRow;
+        int bound = VECTOR ? cols / BLOCK * BLOCK : 0;
+        for (int k = 0; k < q; k++) {
+            long o0 = off + (long) k * cols, o1 = o0 + rs, o2 = o1 + rs, o3 = o2 + rs;
+            long s0 = soff + k * sRow, s1 = s0 + ss, s2 = s1 + ss, s3 = s2 + ss;
+            int a = ao + k * MatVec.PIECE_FLOATS;
+            FloatVector a0 = FloatVector.fromArray(F, acc, a), a1 = FloatVector.fromArray(F, acc, a + L),
+                    a2 = FloatVector.fromArray(F, acc, a + 2 * L), a3 = FloatVector.fromArray(F, acc, a + 3 * L);
+            for (int c = 0; c < bound; c += L) {
+                long sb = 4L * (c / BLOCK);
+                FloatVector xv = FloatVector.fromArray(F, x, xo + c);
+                a0 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(w.get(SCALE, s0 + sb)), a0);
+                a1 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(w.get(SCALE, s1 + sb)), a1);
+                a2 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(w.get(SCALE, s2 + sb)), a2);
+                a3 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(w.get(SCALE, s3 + sb)), a3);
+            }
+            a0.intoArray(acc, a);
+            a1.intoArray(acc, a + L);
+            a2.intoArray(acc, a + 2 * L);
+            a3.intoArray(acc, a + 3 * L);
+            if (bound < cols) pieceTail(w, off + (long) k * cols, soff + k * sRow, sRow, MatVec.TILE_ROWS, q, bound, cols, x, xo, acc, a);
+        }
     }
 
     // Four pieces of one expert (four slots) over the same 4 weight rows: each weight vector loaded once for the four.

@@ -351,11 +351,8 @@ public abstract class TensorView {
                 }
                 for (int p = 0; p < n; p++) {
                     if (half[p] != h) continue;
-                    int xo = xOff + inRow[p] * cols, base = (2 * slot[p] + h) * halfStride;
-                    for (int k = 0; k < count; k++) {
-                        pieceTile1(expert[p], rows, stride, MatVec.tileStart(r0, r1, k), MatVec.tileSize(r0, r1, k),
-                                MatVec.tileStep(r0, r1, k), x, xo, acc, base + (first + k) * MatVec.PIECE_FLOATS);
-                    }
+                    int xo = xOff + inRow[p] * cols, base = (2 * slot[p] + h) * halfStride + first * MatVec.PIECE_FLOATS;
+                    pieceTiles(expert[p], rows, stride, r0, r1, x, xo, acc, base);
                 }
             }
         });
@@ -387,19 +384,19 @@ public abstract class TensorView {
                 MatVec.clearPieces(acc, slots * 2 * block / 4);
                 for (int p = 0; p < n; ) {
                     int q = MatVec.pieceGroupEnd(expert, p, n);
-                    for (int k = 0; k < tiles; k++) {
-                        int r = MatVec.tileStart(b0, b1, k), nr = MatVec.tileSize(b0, b1, k), step = MatVec.tileStep(b0, b1, k),
-                                at = k * MatVec.PIECE_FLOATS;
-                        if (q - p == 4) {
+                    if (q - p == 4) {
+                        for (int k = 0; k < tiles; k++) {
+                            int r = MatVec.tileStart(b0, b1, k), nr = MatVec.tileSize(b0, b1, k), step = MatVec.tileStep(b0, b1, k),
+                                    at = k * MatVec.PIECE_FLOATS;
                             pieceTile4(expert[p], rows, stride, r, nr, step, x, xOff + inRow[p] * cols, xOff + inRow[p + 1] * cols,
                                     xOff + inRow[p + 2] * cols, xOff + inRow[p + 3] * cols, acc,
                                     slot[p] * slotStride + half[p] * halfStride + at, slot[p + 1] * slotStride + half[p + 1] * halfStride + at,
                                     slot[p + 2] * slotStride + half[p + 2] * halfStride + at, slot[p + 3] * slotStride + half[p + 3] * halfStride + at);
-                        } else {
-                            for (int i = p; i < q; i++) {
-                                pieceTile1(expert[i], rows, stride, r, nr, step, x, xOff + inRow[i] * cols, acc,
-                                        slot[i] * slotStride + half[i] * halfStride + at);
-                            }
+                        }
+                    } else {
+                        // piece by piece over the block's tiles: each accumulator still gets its pieces in order
+                        for (int i = p; i < q; i++) {
+                            pieceTiles(expert[i], rows, stride, b0, b1, x, xOff + inRow[i] * cols, acc, slot[i] * slotStride + half[i] * halfStride);
                         }
                     }
                     p = q;
@@ -418,6 +415,18 @@ public abstract class TensorView {
      * sums at {@code acc[ao..]} (loaded, added to in column order, stored).
      */
     abstract void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao);
+
+    /**
+     * {@link #pieceTile1} over every tile of the rows {@code [r0, r1)} ({@link MatVec#tiles}), tile
+     * k's accumulators at {@code ao + k·PIECE_FLOATS}: the same bits as the calls one by one,
+     * which is what this does unless a format runs its full tiles in one loop.
+     */
+    void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
+        for (int k = 0, tiles = MatVec.tiles(r0, r1); k < tiles; k++) {
+            pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, k), MatVec.tileSize(r0, r1, k), MatVec.tileStep(r0, r1, k), x, xo,
+                    acc, ao + k * MatVec.PIECE_FLOATS);
+        }
+    }
 
     /** {@link #pieceTile1} for four pieces of expert e (four slots) at once: each weight vector loaded once for the four. */
     abstract void pieceTile4(int e, int rows, long stride, int r, int nr, int step, float[] x, int x0, int x1, int x2, int x3,
