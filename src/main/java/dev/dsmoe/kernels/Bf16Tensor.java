@@ -190,6 +190,16 @@ public final class Bf16Tensor extends TensorView {
     }
 
     @Override
+    void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
+        int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q (MatVec.tiles)
+        if (q > 0) pieces(segment, byteOffset + e * stride + 2L * r0 * cols, q, cols, x, xo, acc, ao);
+        if (q * MatVec.TILE_ROWS < r1 - r0) {
+            pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, q), MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo, acc,
+                    ao + q * MatVec.PIECE_FLOATS);
+        }
+    }
+
+    @Override
     void pieceTile4(int e, int rows, long stride, int r, int nr, int step, float[] x, int x0, int x1, int x2, int x3,
                     float[] acc, int a0, int a1, int a2, int a3) {
         piece4(segment, byteOffset + e * stride + 2L * r * cols, nr, step, cols, x, x0, x1, x2, x3, acc, a0, a1, a2, a3);
@@ -218,6 +228,38 @@ public final class Bf16Tensor extends TensorView {
         a2.intoArray(acc, ao + 2 * L);
         a3.intoArray(acc, ao + 3 * L);
         if (c < cols) pieceTail(w, off, nr, step, c, cols, x, xo, acc, ao);
+    }
+
+    // q full tiles of a piece in one call (tile k: rows k, k + q, k + 2q, k + 3q from off), each as piece1: its
+    // slot's accumulators loaded, its columns added in order, stored (a call per tile cost about as much as a
+    // tile of a MoA expert's 128 columns).
+    private static void pieces(MemorySegment w, long off, int q, int cols, float[] x, int xo, float[] acc, int ao) {
+        long rs = 2L * q * cols;
+        int bound = F.loopBound(cols);
+        for (int k = 0; k < q; k++) {
+            long o0 = off + 2L * k * cols, o1 = o0 + rs, o2 = o1 + rs, o3 = o2 + rs;
+            int a = ao + k * MatVec.PIECE_FLOATS;
+            FloatVector a0 = FloatVector.fromArray(F, acc, a), a1 = FloatVector.fromArray(F, acc, a + L),
+                    a2 = FloatVector.fromArray(F, acc, a + 2 * L), a3 = FloatVector.fromArray(F, acc, a + 3 * L);
+            int c = 0;
+            for (; c < bound; c += L) {
+                long b = 2L * c;
+                FloatVector xv = FloatVector.fromArray(F, x, xo + c);
+                a0 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                        .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+                a1 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                        .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
+                a2 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                        .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a2);
+                a3 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                        .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
+            }
+            a0.intoArray(acc, a);
+            a1.intoArray(acc, a + L);
+            a2.intoArray(acc, a + 2 * L);
+            a3.intoArray(acc, a + 3 * L);
+            if (c < cols) pieceTail(w, o0, MatVec.TILE_ROWS, q, c, cols, x, xo, acc, a);
+        }
     }
 
     // Four pieces of one expert (four slots) over the same 4 weight rows: each weight vector loaded once for the four.
