@@ -553,16 +553,6 @@ public final class Q8Tensor extends TensorView {
         return off + Math.min(j, nr - 1) * stride;
     }
 
-    /** A lane block of quants at byte {@code o}, widened to fp32. */
-    private static FloatVector widen(MemorySegment w, long o) {
-        return (FloatVector) ByteVector.fromMemorySegment(B, w, o, LE).convertShape(VectorOperators.B2F, F, 0);
-    }
-
-    /** The scale at byte {@code o} in every lane. */
-    private static FloatVector scale(MemorySegment w, long o) {
-        return FloatVector.broadcast(F, w.get(SCALE, o));
-    }
-
     // 4 weight rows x 4 input rows: 16 accumulators, a{i}{j} for input i and weight row j, each
     // weight vector loaded once for the 4 inputs and each input vector once for the 4 rows.
     private static void tile(MemorySegment w, long off, long soff, long sRow, int nr, int step, int cols, float[] x, int xo,
@@ -645,22 +635,33 @@ public final class Q8Tensor extends TensorView {
         // (256 bits) its rate from L2 (BENCHMARKS, session 19). A loop of single lane blocks in
         // each block ran at half the flat loop's rate at 256 bits; the piece kernels, over expert
         // rows of 128-256 columns, and the 4 x 4 tile ran slower in this shape and keep the flat loop.
+        // Written out, no helper methods: a helper C2 does not inline returns a boxed vector (a
+        // decode step then allocated 5 MB a token in DecodeStepAllocationTest within the suite).
         int nb = VECTOR ? cols / BLOCK : 0;
         for (int b = 0; b < nb; b++) {
             long sb = 4L * b;
-            FloatVector c0 = scale(w, s0 + sb), c1 = scale(w, s1 + sb), c2 = scale(w, s2 + sb), c3 = scale(w, s3 + sb);
+            FloatVector c0 = FloatVector.broadcast(F, w.get(SCALE, s0 + sb)), c1 = FloatVector.broadcast(F, w.get(SCALE, s1 + sb)),
+                    c2 = FloatVector.broadcast(F, w.get(SCALE, s2 + sb)), c3 = FloatVector.broadcast(F, w.get(SCALE, s3 + sb));
             for (int k = 0; k < BLOCK; k += 2 * L) {
                 int c = b * BLOCK + k;
                 FloatVector xv = FloatVector.fromArray(F, x, xo + c);
-                a0 = xv.fma(widen(w, o0 + c).mul(c0), a0);
-                a1 = xv.fma(widen(w, o1 + c).mul(c1), a1);
-                a2 = xv.fma(widen(w, o2 + c).mul(c2), a2);
-                a3 = xv.fma(widen(w, o3 + c).mul(c3), a3);
+                a0 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c0), a0);
+                a1 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c1), a1);
+                a2 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c2), a2);
+                a3 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c3), a3);
                 xv = FloatVector.fromArray(F, x, xo + c + L);
-                a0 = xv.fma(widen(w, o0 + c + L).mul(c0), a0);
-                a1 = xv.fma(widen(w, o1 + c + L).mul(c1), a1);
-                a2 = xv.fma(widen(w, o2 + c + L).mul(c2), a2);
-                a3 = xv.fma(widen(w, o3 + c + L).mul(c3), a3);
+                a0 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c + L, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c0), a0);
+                a1 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c + L, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c1), a1);
+                a2 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c + L, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c2), a2);
+                a3 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c + L, LE).convertShape(VectorOperators.B2F, F, 0))
+                        .mul(c3), a3);
             }
         }
         int c = nb * BLOCK;
