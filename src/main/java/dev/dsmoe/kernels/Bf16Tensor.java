@@ -186,13 +186,13 @@ public final class Bf16Tensor extends TensorView {
 
     @Override
     void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao) {
-        piece1(segment, byteOffset + e * stride + 2L * r * cols, nr, step, cols, x, xo, acc, ao);
+        pieces(segment, byteOffset + e * stride + 2L * r * cols, 1, nr, step, cols, x, xo, acc, ao);
     }
 
     @Override
     void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
         int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q (MatVec.tiles)
-        if (q > 0) pieces(segment, byteOffset + e * stride + 2L * r0 * cols, q, cols, x, xo, acc, ao);
+        if (q > 0) pieces(segment, byteOffset + e * stride + 2L * r0 * cols, q, MatVec.TILE_ROWS, q, cols, x, xo, acc, ao);
         if (q * MatVec.TILE_ROWS < r1 - r0) {
             pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, q), MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo, acc,
                     ao + q * MatVec.PIECE_FLOATS);
@@ -205,39 +205,17 @@ public final class Bf16Tensor extends TensorView {
         piece4(segment, byteOffset + e * stride + 2L * r * cols, nr, step, cols, x, x0, x1, x2, x3, acc, a0, a1, a2, a3);
     }
 
-    // A piece's tile of 4 weight rows into its slot's accumulators for the tile (loaded from and stored to the scratch at ao).
-    private static void piece1(MemorySegment w, long off, int nr, int step, int cols, float[] x, int xo, float[] acc, int ao) {
-        long o0 = off, o1 = tileRow(off, 1, nr, step, cols), o2 = tileRow(off, 2, nr, step, cols), o3 = tileRow(off, 3, nr, step, cols);
-        FloatVector a0 = FloatVector.fromArray(F, acc, ao), a1 = FloatVector.fromArray(F, acc, ao + L),
-                a2 = FloatVector.fromArray(F, acc, ao + 2 * L), a3 = FloatVector.fromArray(F, acc, ao + 3 * L);
-        int c = 0;
-        for (int bound = F.loopBound(cols); c < bound; c += L) {
-            long b = 2L * c;
-            FloatVector xv = FloatVector.fromArray(F, x, xo + c);
-            a0 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
-            a1 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
-            a2 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a2);
-            a3 = xv.fma(((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
-        }
-        a0.intoArray(acc, ao);
-        a1.intoArray(acc, ao + L);
-        a2.intoArray(acc, ao + 2 * L);
-        a3.intoArray(acc, ao + 3 * L);
-        if (c < cols) pieceTail(w, off, nr, step, c, cols, x, xo, acc, ao);
-    }
 
-    // q full tiles of a piece in one call (tile k: rows k, k + q, k + 2q, k + 3q from off), each as piece1: its
-    // slot's accumulators loaded, its columns added in order, stored (a call per tile cost about as much as a
-    // tile of a MoA expert's 128 columns).
-    private static void pieces(MemorySegment w, long off, int q, int cols, float[] x, int xo, float[] acc, int ao) {
-        long rs = 2L * q * cols;
+    // A piece's tiles into its slot's accumulators (tile k's at ao + k·PIECE_FLOATS: loaded, its columns added
+    // in order, stored), tile k's rows k + min(j, nr - 1)·step from off: MatVec.tiles' full tiles of a range in
+    // one call (nr 4, step the tile count), or one tile as it comes. An expert row of 128 columns makes a tile
+    // so small that a call per tile cost about as much as its arithmetic.
+    private static void pieces(MemorySegment w, long off, int tiles, int nr, int step, int cols, float[] x, int xo, float[] acc,
+                               int ao) {
         int bound = F.loopBound(cols);
-        for (int k = 0; k < q; k++) {
-            long o0 = off + 2L * k * cols, o1 = o0 + rs, o2 = o1 + rs, o3 = o2 + rs;
+        for (int k = 0; k < tiles; k++) {
+            long t = off + 2L * k * cols;
+            long o0 = t, o1 = tileRow(t, 1, nr, step, cols), o2 = tileRow(t, 2, nr, step, cols), o3 = tileRow(t, 3, nr, step, cols);
             int a = ao + k * MatVec.PIECE_FLOATS;
             FloatVector a0 = FloatVector.fromArray(F, acc, a), a1 = FloatVector.fromArray(F, acc, a + L),
                     a2 = FloatVector.fromArray(F, acc, a + 2 * L), a3 = FloatVector.fromArray(F, acc, a + 3 * L);
@@ -258,7 +236,7 @@ public final class Bf16Tensor extends TensorView {
             a1.intoArray(acc, a + L);
             a2.intoArray(acc, a + 2 * L);
             a3.intoArray(acc, a + 3 * L);
-            if (c < cols) pieceTail(w, o0, MatVec.TILE_ROWS, q, c, cols, x, xo, acc, a);
+            if (c < cols) pieceTail(w, t, nr, step, c, cols, x, xo, acc, a);
         }
     }
 

@@ -338,14 +338,14 @@ public final class Q8Tensor extends TensorView {
     @Override
     void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao) {
         long g = (long) e * rows + r, sRow = 4L * blocks(cols); // the tile's first row in the whole stacked view
-        piece1(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, nr, step, cols, x, xo, acc, ao);
+        pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, 1, nr, step, cols, x, xo, acc, ao);
     }
 
     @Override
     void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
         int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q (MatVec.tiles)
         long sRow = 4L * blocks(cols), g = (long) e * rows + r0;
-        if (q > 0) pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, q, cols, x, xo, acc, ao);
+        if (q > 0) pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, q, MatVec.TILE_ROWS, q, cols, x, xo, acc, ao);
         if (q * MatVec.TILE_ROWS < r1 - r0) {
             pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, q), MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo, acc,
                     ao + q * MatVec.PIECE_FLOATS);
@@ -359,41 +359,18 @@ public final class Q8Tensor extends TensorView {
         piece4(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, nr, step, cols, x, x0, x1, x2, x3, acc, a0, a1, a2, a3);
     }
 
-    // A piece's tile of 4 weight rows into its slot's accumulators for the tile (loaded from and stored to the scratch at ao).
-    private static void piece1(MemorySegment w, long off, long soff, long sRow, int nr, int step, int cols, float[] x, int xo, float[] acc, int ao) {
-        long o0 = off, o1 = tileRow(off, 1, nr, (long) step * cols), o2 = tileRow(off, 2, nr, (long) step * cols), o3 = tileRow(off, 3, nr, (long) step * cols);
-        long s0 = soff, s1 = tileRow(soff, 1, nr, step * sRow), s2 = tileRow(soff, 2, nr, step * sRow), s3 = tileRow(soff, 3, nr, step * sRow);
-        FloatVector a0 = FloatVector.fromArray(F, acc, ao), a1 = FloatVector.fromArray(F, acc, ao + L),
-                a2 = FloatVector.fromArray(F, acc, ao + 2 * L), a3 = FloatVector.fromArray(F, acc, ao + 3 * L);
-        int c = 0;
-        for (int bound = VECTOR ? cols / BLOCK * BLOCK : 0; c < bound; c += L) {
-            long sb = 4L * (c / BLOCK);
-            FloatVector xv = FloatVector.fromArray(F, x, xo + c);
-            a0 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s0 + sb)), a0);
-            a1 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s1 + sb)), a1);
-            a2 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s2 + sb)), a2);
-            a3 = xv.fma(((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + c, LE).convertShape(VectorOperators.B2F, F, 0))
-                    .mul(w.get(SCALE, s3 + sb)), a3);
-        }
-        a0.intoArray(acc, ao);
-        a1.intoArray(acc, ao + L);
-        a2.intoArray(acc, ao + 2 * L);
-        a3.intoArray(acc, ao + 3 * L);
-        if (c < cols) pieceTail(w, off, soff, sRow, nr, step, c, cols, x, xo, acc, ao);
-    }
 
-    // q full tiles of a piece in one call (tile k: rows k, k + q, k + 2q, k + 3q from off), each as piece1: its
-    // slot's accumulators loaded, its columns added in order, stored. Expert rows of 128-256 quants make a tile
-    // a few lane blocks, so a call and its offsets per tile cost as much as its arithmetic.
-    private static void pieces(MemorySegment w, long off, long soff, long sRow, int q, int cols, float[] x, int xo, float[] acc, int ao) {
-        long rs = (long) q * cols, ss = q * sRow;
+    // A piece's tiles into its slot's accumulators (tile k's at ao + k·PIECE_FLOATS: loaded, its columns added
+    // in order, stored), tile k's rows k + min(j, nr - 1)·step from off (quants) and soff (scales): MatVec.tiles'
+    // full tiles of a range in one call (nr 4, step the tile count), or one tile as it comes. Expert rows of
+    // 128-256 quants make a tile a few lane blocks, so a call and its offsets per tile cost as much as its arithmetic.
+    private static void pieces(MemorySegment w, long off, long soff, long sRow, int tiles, int nr, int step, int cols, float[] x, int xo,
+                               float[] acc, int ao) {
         int bound = VECTOR ? cols / BLOCK * BLOCK : 0;
-        for (int k = 0; k < q; k++) {
-            long o0 = off + (long) k * cols, o1 = o0 + rs, o2 = o1 + rs, o3 = o2 + rs;
-            long s0 = soff + k * sRow, s1 = s0 + ss, s2 = s1 + ss, s3 = s2 + ss;
+        for (int k = 0; k < tiles; k++) {
+            long t = off + (long) k * cols, ts = soff + k * sRow;
+            long o0 = t, o1 = tileRow(t, 1, nr, (long) step * cols), o2 = tileRow(t, 2, nr, (long) step * cols), o3 = tileRow(t, 3, nr, (long) step * cols);
+            long s0 = ts, s1 = tileRow(ts, 1, nr, step * sRow), s2 = tileRow(ts, 2, nr, step * sRow), s3 = tileRow(ts, 3, nr, step * sRow);
             int a = ao + k * MatVec.PIECE_FLOATS;
             FloatVector a0 = FloatVector.fromArray(F, acc, a), a1 = FloatVector.fromArray(F, acc, a + L),
                     a2 = FloatVector.fromArray(F, acc, a + 2 * L), a3 = FloatVector.fromArray(F, acc, a + 3 * L);
@@ -413,7 +390,7 @@ public final class Q8Tensor extends TensorView {
             a1.intoArray(acc, a + L);
             a2.intoArray(acc, a + 2 * L);
             a3.intoArray(acc, a + 3 * L);
-            if (bound < cols) pieceTail(w, off + (long) k * cols, soff + k * sRow, sRow, MatVec.TILE_ROWS, q, bound, cols, x, xo, acc, a);
+            if (bound < cols) pieceTail(w, t, ts, sRow, nr, step, bound, cols, x, xo, acc, a);
         }
     }
 
