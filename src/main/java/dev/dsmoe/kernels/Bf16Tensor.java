@@ -185,18 +185,8 @@ public final class Bf16Tensor extends TensorView {
     }
 
     @Override
-    void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao) {
-        pieces(segment, byteOffset + e * stride + 2L * r * cols, 1, nr, step, cols, x, xo, acc, ao);
-    }
-
-    @Override
-    void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
-        int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q (MatVec.tiles)
-        if (q > 0) pieces(segment, byteOffset + e * stride + 2L * r0 * cols, q, MatVec.TILE_ROWS, q, cols, x, xo, acc, ao);
-        if (q * MatVec.TILE_ROWS < r1 - r0) {
-            pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, q), MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo, acc,
-                    ao + q * MatVec.PIECE_FLOATS);
-        }
+    void pieceTiles(int e, int rows, long stride, int r, int tiles, int nr, int step, float[] x, int xo, float[] acc, int ao) {
+        pieces(segment, byteOffset + e * stride + 2L * r * cols, tiles, nr, step, cols, x, xo, acc, ao);
     }
 
     @Override

@@ -336,20 +336,9 @@ public final class Q8Tensor extends TensorView {
     }
 
     @Override
-    void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao) {
-        long g = (long) e * rows + r, sRow = 4L * blocks(cols); // the tile's first row in the whole stacked view
-        pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, 1, nr, step, cols, x, xo, acc, ao);
-    }
-
-    @Override
-    void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
-        int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q (MatVec.tiles)
-        long sRow = 4L * blocks(cols), g = (long) e * rows + r0;
-        if (q > 0) pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, q, MatVec.TILE_ROWS, q, cols, x, xo, acc, ao);
-        if (q * MatVec.TILE_ROWS < r1 - r0) {
-            pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, q), MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo, acc,
-                    ao + q * MatVec.PIECE_FLOATS);
-        }
+    void pieceTiles(int e, int rows, long stride, int r, int tiles, int nr, int step, float[] x, int xo, float[] acc, int ao) {
+        long g = (long) e * rows + r, sRow = 4L * blocks(cols); // the first tile's first row in the whole stacked view
+        pieces(segment, byteOffset + g * cols, scaleOffset + g * sRow, sRow, tiles, nr, step, cols, x, xo, acc, ao);
     }
 
     @Override

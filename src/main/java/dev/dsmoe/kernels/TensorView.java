@@ -352,7 +352,7 @@ public abstract class TensorView {
                 for (int p = 0; p < n; p++) {
                     if (half[p] != h) continue;
                     int xo = xOff + inRow[p] * cols, base = (2 * slot[p] + h) * halfStride + first * MatVec.PIECE_FLOATS;
-                    pieceTiles(expert[p], rows, stride, r0, r1, x, xo, acc, base);
+                    pieceRange(expert[p], rows, stride, r0, r1, x, xo, acc, base);
                 }
             }
         });
@@ -396,7 +396,7 @@ public abstract class TensorView {
                     } else {
                         // piece by piece over the block's tiles: each accumulator still gets its pieces in order
                         for (int i = p; i < q; i++) {
-                            pieceTiles(expert[i], rows, stride, b0, b1, x, xOff + inRow[i] * cols, acc, slot[i] * slotStride + half[i] * halfStride);
+                            pieceRange(expert[i], rows, stride, b0, b1, x, xOff + inRow[i] * cols, acc, slot[i] * slotStride + half[i] * halfStride);
                         }
                     }
                     p = q;
@@ -410,25 +410,30 @@ public abstract class TensorView {
     }
 
     /**
-     * The format's piece kernel: piece row {@code x[xo..]} against the tile of {@code nr} weight
-     * rows from row r of expert e ({@code step} rows apart) into its 4 lane accumulators and 4 tail
-     * sums at {@code acc[ao..]} (loaded, added to in column order, stored).
+     * Piece row {@code x[xo..]} against every tile of expert e's rows {@code [r0, r1)}
+     * ({@link MatVec#tiles}), tile k into its 4 lane accumulators and 4 tail sums at
+     * {@code acc[ao + k·PIECE_FLOATS..]}: the full tiles in one call of the format's kernel (an
+     * expert row of 128 columns makes a tile so small that a call per tile cost as much as its
+     * arithmetic), then the last, partial tile.
      */
-    abstract void pieceTile1(int e, int rows, long stride, int r, int nr, int step, float[] x, int xo, float[] acc, int ao);
-
-    /**
-     * {@link #pieceTile1} over every tile of the rows {@code [r0, r1)} ({@link MatVec#tiles}), tile
-     * k's accumulators at {@code ao + k·PIECE_FLOATS}: the same bits as the calls one by one,
-     * which is what this does unless a format runs its full tiles in one loop.
-     */
-    void pieceTiles(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
-        for (int k = 0, tiles = MatVec.tiles(r0, r1); k < tiles; k++) {
-            pieceTile1(e, rows, stride, MatVec.tileStart(r0, r1, k), MatVec.tileSize(r0, r1, k), MatVec.tileStep(r0, r1, k), x, xo,
-                    acc, ao + k * MatVec.PIECE_FLOATS);
+    final void pieceRange(int e, int rows, long stride, int r0, int r1, float[] x, int xo, float[] acc, int ao) {
+        int q = (r1 - r0) / MatVec.TILE_ROWS; // full tiles: tile k's rows r0 + k + j·q
+        if (q > 0) pieceTiles(e, rows, stride, r0, q, MatVec.TILE_ROWS, q, x, xo, acc, ao);
+        if (q < MatVec.tiles(r0, r1)) {
+            pieceTiles(e, rows, stride, MatVec.tileStart(r0, r1, q), 1, MatVec.tileSize(r0, r1, q), MatVec.tileStep(r0, r1, q), x, xo,
+                    acc, ao + q * MatVec.PIECE_FLOATS);
         }
     }
 
-    /** {@link #pieceTile1} for four pieces of expert e (four slots) at once: each weight vector loaded once for the four. */
+    /**
+     * The format's piece kernel: piece row {@code x[xo..]} against {@code tiles} tiles of expert e,
+     * tile k's {@code nr} weight rows {@code r + k + j·step} (j < nr), into the tile's 4 lane
+     * accumulators and 4 tail sums at {@code acc[ao + k·PIECE_FLOATS..]} (loaded, added to in
+     * column order, stored).
+     */
+    abstract void pieceTiles(int e, int rows, long stride, int r, int tiles, int nr, int step, float[] x, int xo, float[] acc, int ao);
+
+    /** {@link #pieceTiles} of one tile for four pieces of expert e (four slots) at once: each weight vector loaded once for the four. */
     abstract void pieceTile4(int e, int rows, long stride, int r, int nr, int step, float[] x, int x0, int x1, int x2, int x3,
                              float[] acc, int a0, int a1, int a2, int a3);
 
