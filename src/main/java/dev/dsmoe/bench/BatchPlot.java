@@ -37,8 +37,12 @@ public final class BatchPlot {
         s.setChartTitleFont(new Font(Font.SANS_SERIF, Font.BOLD, 16));
         s.setAxisTitleFont(new Font(Font.SANS_SERIF, Font.PLAIN, 14));
         s.setLegendFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
-        chart.getStyler().setXAxisLogarithmic(true);
-        chart.getStyler().setYAxisLogarithmic(true);
+        s.setXAxisLogarithmic(true);
+        s.setYAxisLogarithmic(true);
+        // ticks between the decades too: a run whose rates all fall within one decade (15-66 tok/s on a
+        // Zen 4) otherwise drew a y axis without a single label
+        s.setXAxisLogarithmicDecadeOnly(false);
+        s.setYAxisLogarithmicDecadeOnly(false);
         Map<String, List<InferenceBenchmarks.BatchRow>> lines = new LinkedHashMap<>();
         for (InferenceBenchmarks.BatchRow r : rows) {
             lines.computeIfAbsent(r.model() + " " + r.selection(), k -> new java.util.ArrayList<>()).add(r);
