@@ -20,6 +20,7 @@ usage: bench/sitting_1b.sh --llama-src PATH [options]
   -n, --decode N     decoded tokens (default 32)
   -r, --reps N       llama-bench repetitions per run (default 2)
   --repeats N        our timed rounds (default 3)
+  --summary-only     only print the table of the sitting already in --out (its raw files)
 
 Example (this machine, about 10 minutes):
   bench/sitting_1b.sh --llama-src /work/peers/llama.cpp --work /work/peers --models /work/peers/models
@@ -28,7 +29,7 @@ EOF
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-src="" work="$repo/target/llamacpp-peer" models="" out="" types="f32,bf16,q8_0" prompt=256 decode=32 reps=2 repeats=3
+src="" work="$repo/target/llamacpp-peer" models="" out="" types="f32,bf16,q8_0" prompt=256 decode=32 reps=2 repeats=3 only=0
 PYTHON=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,16 +42,20 @@ while [ $# -gt 0 ]; do
     -n|--decode) decode=$2; shift 2 ;;
     -r|--reps) reps=$2; shift 2 ;;
     --repeats) repeats=$2; shift 2 ;;
+    --summary-only) only=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "sitting_1b.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-[ -n "$src" ] || { echo "sitting_1b.sh: --llama-src is required (see --help)" >&2; exit 2; }
-[ -n "$models" ] || models="$work/models"
-[ -n "$out" ] || out="$repo/target/sitting-$(date +%Y%m%d-%H%M%S)"
 for ty in ${types//,/ }; do
   case "$ty" in f32|bf16|q8_0) ;; *) echo "sitting_1b.sh: unknown weight type '$ty' (f32, bf16, q8_0)" >&2; exit 2 ;; esac
 done
+if [ "$only" = 1 ]; then
+  [ -n "$out" ] && [ -f "$out/llama2.md" ] || { echo "sitting_1b.sh: --summary-only needs --out DIR of a finished sitting" >&2; exit 2; }
+else
+[ -n "$src" ] || { echo "sitting_1b.sh: --llama-src is required (see --help)" >&2; exit 2; }
+[ -n "$models" ] || models="$work/models"
+[ -n "$out" ] || out="$repo/target/sitting-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
 peer=(env -u OPENBLAS_CORETYPE "$here/llamacpp_peer.sh" --src "$src" --work "$work" --models "$models" --no-build
@@ -68,10 +73,14 @@ done
 log "llama.cpp, second run"
 "${peer[@]}" >"$out/llama2.md" 2>"$out/llama2.log" || { tail -20 "$out/llama2.log" >&2; exit 1; }
 log "memory read probe"
-java=${JAVA_HOME:+$JAVA_HOME/bin/}java
-(cd "$repo" && "$java" --add-modules jdk.incubator.vector -Xmx3g -cp target/dsmoe4j.jar bench/MemoryReadProbe.java) \
-  >"$out/probe.txt" 2>&1 || true
+java=""  # the probe compiles against the jar: a JDK 25 or newer, as ./dsmoe looks for it
+for c in /usr/lib/jvm/temurin-2[5-9]* /usr/lib/jvm/java-2[5-9]* /usr/lib/jvm/jdk-2[5-9]* ${JAVA_HOME:-}; do
+  [ -x "$c/bin/java" ] && { java=$c/bin/java; break; }
+done
+(cd "$repo" && "${java:-java}" --add-modules jdk.incubator.vector -Xmx3g -cp target/dsmoe4j.jar bench/MemoryReadProbe.java) \
+  >"$out/probe.txt" 2>&1 || log "the read probe failed: see $out/probe.txt"
 log "done: $out"
+fi
 
 "$PYTHON" - "$out" "$types" "$prompt" "$decode" <<'PY'
 import json, re, sys
@@ -84,7 +93,11 @@ def llama(path):
             r[(c[1], c[4][:2])] = float(c[5])
     return r
 l1, l2 = llama(f"{out}/llama1.md"), llama(f"{out}/llama2.md")
-probe = next((l.strip() for l in open(f"{out}/probe.txt") if "GB/s" in l), "no probe line")
+probe = next((l.strip() for l in open(f"{out}/probe.txt") if "GB/s" in l), f"none (see {out}/probe.txt)")
+m = re.search(r"median ([0-9.]+) GB/s", probe)
+read = float(m.group(1)) if m else None
+def gb(r):  # decode GB/s of weights, and its fraction of the read probe
+    return f"{r['decodeGBPerSecond']:.1f}" + (f", {r['decodeGBPerSecond'] / read:.2f} of the probe" if read else "")
 print(f"prompt {prompt}, decode {decode}; ratios to the mean of llama.cpp's two runs; read probe: {probe}")
 print("| weights | llama.cpp pp / tg, 1st; 2nd | dense-1b prefill / decode (GB/s) | dsmoe-1b top-9 prefill / decode (GB/s) "
       "| dense prefill vs llama | dense decode vs llama | dsmoe decode vs llama (target 2x) | dsmoe / dense prefill (target 1.6x) |")
@@ -100,8 +113,8 @@ for ty in types:
     pp = (l1[(ty, "pp")] + l2[(ty, "pp")]) / 2
     tg = (l1[(ty, "tg")] + l2[(ty, "tg")]) / 2
     print(f"| {ty} | {l1[(ty, 'pp')]:.2f} / {l1[(ty, 'tg')]:.2f}; {l2[(ty, 'pp')]:.2f} / {l2[(ty, 'tg')]:.2f} "
-          f"| {d['prefillTokensPerSecond']:.0f} / {d['decodeTokensPerSecond']:.1f} ({d['decodeGBPerSecond']:.1f}) "
-          f"| {s['prefillTokensPerSecond']:.0f} / {s['decodeTokensPerSecond']:.1f} ({s['decodeGBPerSecond']:.1f}) "
+          f"| {d['prefillTokensPerSecond']:.0f} / {d['decodeTokensPerSecond']:.1f} ({gb(d)}) "
+          f"| {s['prefillTokensPerSecond']:.0f} / {s['decodeTokensPerSecond']:.1f} ({gb(s)}) "
           f"| {d['prefillTokensPerSecond'] / pp:.2f}x | {d['decodeTokensPerSecond'] / tg:.2f}x "
           f"| {s['decodeTokensPerSecond'] / tg:.2f}x | {s['prefillTokensPerSecond'] / d['prefillTokensPerSecond']:.2f}x |")
 PY
