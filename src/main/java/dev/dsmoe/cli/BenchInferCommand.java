@@ -2,6 +2,7 @@ package dev.dsmoe.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.dsmoe.bench.InferenceBenchmarks;
+import dev.dsmoe.bench.KernelBenchmarks;
 import dev.dsmoe.data.TokenDataset;
 import dev.dsmoe.infer.Engine;
 import dev.dsmoe.infer.ExpertSelection;
@@ -71,6 +72,14 @@ final class BenchInferCommand implements Callable<Integer> {
     @Option(names = "--json", description = "One JSON object per row instead of the table.")
     boolean json;
 
+    @Option(names = "--probe", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = {"After the rows, the memory read probe (4 streams a thread over 256 MiB, as 'bench kernels --quick'),",
+                    "and each decode's GB/s as a fraction of it (--no-probe: without). Default: on."})
+    boolean probe;
+
+    /** The read probe's result in {@code --json} output: one object after the rows. */
+    record ReadProbe(double readProbeGBPerSecond) {}
+
     @Option(names = "--batch", split = ",", paramLabel = "B",
             description = {"Batched decode instead: B sequences decode together (one step per token for all of them),",
                     "for each comma-separated B; reports aggregate and per-sequence tokens/s. E.g. --batch 1,4,16,64."})
@@ -114,25 +123,31 @@ final class BenchInferCommand implements Callable<Integer> {
                 }
             }
         }
+        // measured right after the rows (the models are closed by now), so that its minute is theirs
+        double read = probe ? new KernelBenchmarks(1, 3, true, json ? s -> { } : s -> Terminal.status("inference " + s)).memoryRead().value()
+                : Double.NaN;
         Terminal.clearStatus();
         if (json) {
             ObjectMapper om = new ObjectMapper();
             for (InferenceBenchmarks.Row r : rows) System.out.println(om.writeValueAsString(r));
             for (InferenceBenchmarks.Profile p : b.profiles()) System.out.println(om.writeValueAsString(p));
+            if (probe) System.out.println(om.writeValueAsString(new ReadProbe(read)));
             return 0;
         }
         System.out.printf(Locale.ROOT, "prompt %d (chunks of %d), decode %d tokens (%s), %s weights, %d threads, kernels %s%n", prompt,
                 chunk, decode, tokens, weights, ComputeOptions.threads(), ComputeOptions.kernels());
         System.out.println("inference GEMM products: " + dev.dsmoe.kernels.OneDnn.describe());
         System.out.println(timingLine());
+        if (probe) System.out.printf(Locale.ROOT, "read probe: %.1f GB/s (4 streams a thread over 256 MiB, right after the rows)%n", read);
         System.out.println("| model | selection | prefill tok/s | decode tok/s | decode vs first | MoA active | MLP active "
-                + "| active hidden % | MB read / token | decode GB/s |");
-        System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+                + "| active hidden % | MB read / token | decode GB/s |" + (probe ? " of probe |" : ""));
+        System.out.println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + (probe ? "---:|" : ""));
         for (InferenceBenchmarks.Row r : rows) {
-            System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.1f | %.2f | %.2f | %.2f | %.1f | %.1f | %.2f |%n",
+            System.out.printf(Locale.ROOT, "| %s | %s | %.0f | %.1f | %.2f | %.2f | %.2f | %.1f | %.1f | %.2f |%s%n",
                     r.model(), r.selection(), r.prefillTokensPerSecond(), r.decodeTokensPerSecond(),
                     r.decodeSpeedupToFirst(), r.meanActiveAttention(), r.meanActiveMlp(), r.activeHiddenPercent(),
-                    r.weightBytesPerToken() / 1e6, r.decodeGBPerSecond());
+                    r.weightBytesPerToken() / 1e6, r.decodeGBPerSecond(),
+                    probe ? String.format(Locale.ROOT, " %.2f |", r.decodeGBPerSecond() / read) : "");
         }
         if (profile) {
             profileTable(b.profiles(), "µs per decoded token", InferenceBenchmarks.Profile::stepMicros,

@@ -75,6 +75,40 @@ class GenerateCommandTest {
     }
 
     /**
+     * {@code bench infer} measures the memory read probe after its rows and gives each decode's GB/s
+     * as a fraction of it (a last column, equal to decode GB/s over the probe's figure), and in
+     * {@code --json} one more object; {@code --no-probe} leaves both out.
+     */
+    @Test
+    void benchInferGivesDecodeGbPerSecondAsAFractionOfTheReadProbe() throws IOException {
+        PrepareCommandTest.Run r = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--strategies", "dense",
+                "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0");
+        assertEquals(0, r.status(), r.err());
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("read probe: ([0-9.]+) GB/s").matcher(r.out());
+        assertTrue(m.find(), r.out());
+        double read = Double.parseDouble(m.group(1));
+        assertTrue(read > 0, r.out());
+        assertTrue(r.out().contains("| decode GB/s | of probe |"), r.out());
+        String row = r.out().lines().filter(l -> l.startsWith("| model | dense |")).findFirst().orElseThrow();
+        String[] f = row.split("\\|");
+        double gbs = Double.parseDouble(f[10].trim()), fraction = Double.parseDouble(f[11].trim());
+        assertEquals(gbs / read, fraction, 0.006 + 0.01 * fraction, row);
+
+        PrepareCommandTest.Run json = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--strategies", "dense",
+                "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0", "--json");
+        assertEquals(0, json.status(), json.err());
+        com.fasterxml.jackson.databind.ObjectMapper om = new com.fasterxml.jackson.databind.ObjectMapper();
+        List<String> objects = json.out().lines().filter(l -> l.startsWith("{")).toList();
+        assertEquals(2, objects.size(), json.out());
+        assertTrue(om.readTree(objects.get(1)).get("readProbeGBPerSecond").asDouble() > 0, json.out());
+
+        PrepareCommandTest.Run off = PrepareCommandTest.run("bench", "infer", "--model", model.toString(), "--strategies", "dense",
+                "--prompt", "5", "--decode", "4", "--repeats", "1", "--warmup", "0", "--no-probe");
+        assertEquals(0, off.status(), off.err());
+        assertFalse(off.out().contains("read probe") || off.out().contains("of probe"), off.out());
+    }
+
+    /**
      * {@code bench infer --profile}: a row per selection splitting a decoded token's microseconds,
      * and another a prompt token's, into weight products and the rest (the two add up to the step,
      * each positive), and a table by layer phase whose rows (with "other") add up to the same
