@@ -96,9 +96,10 @@ l1, l2 = llama(f"{out}/llama1.md"), llama(f"{out}/llama2.md")
 probe = next((l.strip() for l in open(f"{out}/probe.txt") if "GB/s" in l), f"none (see {out}/probe.txt)")
 m = re.search(r"median ([0-9.]+) GB/s", probe)
 read = float(m.group(1)) if m else None
-def gb(r):  # decode GB/s of weights, and its fraction of the read probe
+def gb(r, read):  # decode GB/s of weights, and its fraction of the read probe
     return f"{r['decodeGBPerSecond']:.1f}" + (f", {r['decodeGBPerSecond'] / read:.2f} of the probe" if read else "")
-print(f"prompt {prompt}, decode {decode}; ratios to the mean of llama.cpp's two runs; read probe: {probe}")
+print(f"prompt {prompt}, decode {decode}; ratios to the mean of llama.cpp's two runs; fractions of the read probe that each "
+      f"bench infer ran right after its rows (else of the one at the end); read probe at the end: {probe}")
 print("| weights | llama.cpp pp / tg, 1st; 2nd | dense-1b prefill / decode (GB/s) | dsmoe-1b top-9 prefill / decode (GB/s) "
       "| dense prefill vs llama | dense decode vs llama | dsmoe decode vs llama (target 2x) | dsmoe / dense prefill (target 1.6x) |")
 print("|---|---|---|---|---:|---:|---:|---:|")
@@ -109,12 +110,14 @@ for ty in types:
             r = json.loads(line)
             if "prefillTokensPerSecond" in r:
                 rows[r["model"]] = r
-    d, s = rows["dense-1b"], rows["dsmoe-1b"]
+            elif "readProbeGBPerSecond" in r:
+                rows["probe"] = r["readProbeGBPerSecond"]  # bench infer's own probe, right after these rows
+    d, s, pr = rows["dense-1b"], rows["dsmoe-1b"], rows.get("probe", read)
     pp = (l1[(ty, "pp")] + l2[(ty, "pp")]) / 2
     tg = (l1[(ty, "tg")] + l2[(ty, "tg")]) / 2
     print(f"| {ty} | {l1[(ty, 'pp')]:.2f} / {l1[(ty, 'tg')]:.2f}; {l2[(ty, 'pp')]:.2f} / {l2[(ty, 'tg')]:.2f} "
-          f"| {d['prefillTokensPerSecond']:.0f} / {d['decodeTokensPerSecond']:.1f} ({gb(d)}) "
-          f"| {s['prefillTokensPerSecond']:.0f} / {s['decodeTokensPerSecond']:.1f} ({gb(s)}) "
+          f"| {d['prefillTokensPerSecond']:.0f} / {d['decodeTokensPerSecond']:.1f} ({gb(d, pr)}) "
+          f"| {s['prefillTokensPerSecond']:.0f} / {s['decodeTokensPerSecond']:.1f} ({gb(s, pr)}) "
           f"| {d['prefillTokensPerSecond'] / pp:.2f}x | {d['decodeTokensPerSecond'] / tg:.2f}x "
           f"| {s['decodeTokensPerSecond'] / tg:.2f}x | {s['prefillTokensPerSecond'] / d['prefillTokensPerSecond']:.2f}x |")
 PY
