@@ -83,6 +83,8 @@ public class Bf16PairsProbe {
                 threads, L, best, tail[tail.length / 2], y0[0], ref);
     }
 
+    // Bf16Tensor.tile1's loop, copied on purpose: that kernel is private to the engine, and both variants
+    // must run under the same harness (threads, tiles, lane sums) for the comparison to mean anything.
     static void tileCur(MemorySegment w, long o0, long s, int cols, float[] x, float[] y, int r, int step) {
         long o1 = o0 + s, o2 = o1 + s, o3 = o2 + s;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;

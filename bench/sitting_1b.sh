@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One "sitting" of issue 14's single-stream targets at the paper's 1B shapes: llama.cpp, then ours
-# (dense-1b and dsmoe-1b top-9 timed round by round, one process per weight type), then llama.cpp
-# again, then the memory read probe; prints the ratios the targets are stated in, each against the
+# (dense-1b and dsmoe-1b top-9 timed round by round, one process per weight type, each followed by
+# bench infer's memory read probe), then llama.cpp again; prints the ratios the targets are stated in, each against the
 # mean of llama.cpp's two runs around ours (a shared host drifts by tens of percent within minutes,
 # so only ratios of one sitting mean anything). Optional, like bench/llamacpp_peer.sh, which it calls
 # (with --no-build: build llama.cpp and write the GGUFs with that script first).
@@ -72,13 +72,6 @@ for ty in ${types//,/ }; do
 done
 log "llama.cpp, second run"
 "${peer[@]}" >"$out/llama2.md" 2>"$out/llama2.log" || { tail -20 "$out/llama2.log" >&2; exit 1; }
-log "memory read probe"
-java=""  # the probe compiles against the jar: a JDK 25 or newer, as ./dsmoe looks for it
-for c in /usr/lib/jvm/temurin-2[5-9]* /usr/lib/jvm/java-2[5-9]* /usr/lib/jvm/jdk-2[5-9]* ${JAVA_HOME:-}; do
-  [ -x "$c/bin/java" ] && { java=$c/bin/java; break; }
-done
-(cd "$repo" && "${java:-java}" --add-modules jdk.incubator.vector -Xmx3g -cp target/dsmoe4j.jar bench/MemoryReadProbe.java) \
-  >"$out/probe.txt" 2>&1 || log "the read probe failed: see $out/probe.txt"
 log "done: $out"
 fi
 
@@ -93,13 +86,10 @@ def llama(path):
             r[(c[1], c[4][:2])] = float(c[5])
     return r
 l1, l2 = llama(f"{out}/llama1.md"), llama(f"{out}/llama2.md")
-probe = next((l.strip() for l in open(f"{out}/probe.txt") if "GB/s" in l), f"none (see {out}/probe.txt)")
-m = re.search(r"median ([0-9.]+) GB/s", probe)
-read = float(m.group(1)) if m else None
 def gb(r, read):  # decode GB/s of weights, and its fraction of the read probe
     return f"{r['decodeGBPerSecond']:.1f}" + (f", {r['decodeGBPerSecond'] / read:.2f} of the probe" if read else "")
 print(f"prompt {prompt}, decode {decode}; ratios to the mean of llama.cpp's two runs; fractions of the read probe that each "
-      f"bench infer ran right after its rows (else of the one at the end); read probe at the end: {probe}")
+      f"bench infer ran right after its rows")
 print("| weights | llama.cpp pp / tg, 1st; 2nd | dense-1b prefill / decode (GB/s) | dsmoe-1b top-9 prefill / decode (GB/s) "
       "| dense prefill vs llama | dense decode vs llama | dsmoe decode vs llama (target 2x) | dsmoe / dense prefill (target 1.6x) |")
 print("|---|---|---|---|---:|---:|---:|---:|")
@@ -112,7 +102,7 @@ for ty in types:
                 rows[r["model"]] = r
             elif "readProbeGBPerSecond" in r:
                 rows["probe"] = r["readProbeGBPerSecond"]  # bench infer's own probe, right after these rows
-    d, s, pr = rows["dense-1b"], rows["dsmoe-1b"], rows.get("probe", read)
+    d, s, pr = rows["dense-1b"], rows["dsmoe-1b"], rows.get("probe")
     pp = (l1[(ty, "pp")] + l2[(ty, "pp")]) / 2
     tg = (l1[(ty, "tg")] + l2[(ty, "tg")]) / 2
     print(f"| {ty} | {l1[(ty, 'pp')]:.2f} / {l1[(ty, 'tg')]:.2f}; {l2[(ty, 'pp')]:.2f} / {l2[(ty, 'tg')]:.2f} "
