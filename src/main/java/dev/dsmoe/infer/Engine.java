@@ -132,6 +132,8 @@ public final class Engine {
     private final int[] eOff, eLen, eRow, eLogitsRow;
     /** Per entry, from {@link #markWholeEntries}: how many experts took all of a prompt chunk's tokens (-1: not such a chunk). */
     private final int[] eWhole;
+    /** Per entry, from {@link #sideBySideProducts}: 1 where its attention outputs were summed side by side. */
+    private final int[] eWide;
     private final Logits[] eLogits;
     private int entries, stepTokens, logitRows;
 
@@ -280,6 +282,7 @@ public final class Engine {
         eRow = a.ints(maxTokens);
         eLogitsRow = a.ints(maxTokens);
         eWhole = a.ints(maxTokens);
+        eWide = a.ints(maxTokens);
         attActive = a.longs(numLayers);
         mlpActive = a.longs(numLayers);
     }
@@ -688,7 +691,7 @@ public final class Engine {
         attention(l, rows);
         phaseEnd(Phase.ATTENTION);
         Gating.scaleRows(att, attGroups, gates);
-        outputProducts(att, w.oProj(), attGroups);
+        outputProducts(att, w.oProj(), model.attentionOutputSideBySide(l), attGroups);
         phaseEnd(Phase.ATTENTION_OUTPUT);
 
         // Mixture of MLP experts.
@@ -700,7 +703,7 @@ public final class Engine {
         Gelu.forward(hidden.array(), 0, hidden.array(), 0, mlpGroups.rows() * dFfd);
         Gating.scaleRows(hidden, mlpGroups, gates);
         phaseEnd(Phase.ACTIVATION);
-        outputProducts(hidden, w.downProj(), mlpGroups);
+        outputProducts(hidden, w.downProj(), null, mlpGroups);
         phaseEnd(Phase.MLP_OUTPUT);
         Arrays.fill(rowTables, 0, rows, null);
     }
@@ -872,8 +875,11 @@ public final class Engine {
     /**
      * A mixture's output products {@code src[r] · W_{expert(r)}ᵀ} (inputs already gated) added
      * into their tokens' residual rows {@code x}, each token's in ascending expert order, one of
-     * four ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
+     * five ways per entry (each depends on the entry's own tokens only, so batch invariance holds):
      * <ul>
+     * <li>given the experts side by side (MoA's, {@link InferenceModel#attentionOutputSideBySide}),
+     *     an entry whose tokens all chose every expert: {@link #sideBySideProducts}, one product
+     *     over rows of E·w weights;
      * <li>with oneDNN ({@link Matmul#readsGrouped}), a prompt chunk (more than {@link #SMALL}
      *     tokens): {@link #promptOutputProducts}, one product per (expert, entry) run added into
      *     the residual rows as oneDNN writes them;
@@ -888,16 +894,23 @@ public final class Engine {
      *     scatter-add ({@link Gating#addRows}).
      * </ul>
      */
-    private void outputProducts(F32Tensor src, TensorView w, ExpertGroups g) {
+    private void outputProducts(F32Tensor src, TensorView w, TensorView sideBySide, ExpertGroups g) {
+        int wide = sideBySide == null ? 0 : sideBySideProducts(src, sideBySide, g);
         int prompt = markPrompts(w);
+        for (int i = 0; wide > 0 && i < entries; i++) {
+            if (eWide[i] == 0 || tokPrompt[eRow[i]] == 0) continue;
+            prompt -= eLen[i];
+            Arrays.fill(tokPrompt, eRow[i], eRow[i] + eLen[i], 0);
+        }
         if (prompt > 0) promptOutputProducts(src, w, g);
-        if (prompt == stepTokens) return;
+        if (prompt + wide == stepTokens) return;
         markWholeEntries(g, FUSED); // eWhole > 0: prompt chunks whose tokens all chose the same experts
         int slots = 0, n = 0, handled = 0;
         boolean mixture = g.experts() > 1;
         for (int i = 0; i < entries; i++) {
-            boolean grouped = prompt > 0 && tokPrompt[eRow[i]] != 0;
-            boolean fused = !grouped && mixture && eLen[i] <= FUSED, skip = grouped || fused || eWhole[i] > 0;
+            boolean done = wide > 0 && eWide[i] != 0, grouped = prompt > 0 && tokPrompt[eRow[i]] != 0;
+            if (done) eWhole[i] = -1;
+            boolean fused = !done && !grouped && mixture && eLen[i] <= FUSED, skip = done || grouped || fused || eWhole[i] > 0;
             if (skip) handled += eLen[i];
             for (int t = eRow[i]; t < eRow[i] + eLen[i]; t++) {
                 tokSlot[t] = fused ? slots : -1;
@@ -929,10 +942,55 @@ public final class Engine {
     }
 
     /**
+     * The entries whose tokens all chose every expert (DS-MoE's MoA under a top-k of the MLP
+     * alone): each token's gated rows of {@code src} gathered side by side (row t of the
+     * stacked-queries buffer, free by now: columns {@code [e·w, (e+1)·w)} from its row of expert
+     * e), then one product with the experts side by side ({@code [d, E·w]},
+     * {@link InferenceModel#attentionOutputSideBySide}) added into x: decode's adjacent such
+     * entries in one mat-vec, a prompt chunk in a product of its own, so a token's path and sums
+     * depend on its own entry only. Sets {@code eWide}; returns the tokens done (0: none, and
+     * {@code eWide} is not set).
+     */
+    private int sideBySideProducts(F32Tensor src, TensorView wide, ExpertGroups g) {
+        F32Tensor buf = stackedQueries;
+        int experts = g.experts(), w = src.cols(), done = 0;
+        if (buf == null || buf.cols() != experts * w || wide.cols() != experts * w) return 0;
+        Arrays.fill(tokPrompt, 0, stepTokens, 0); // every entry is a candidate, prompt chunks too
+        markWholeEntries(g, 0);
+        for (int i = 0; i < entries; i++) {
+            eWide[i] = eWhole[i] == experts ? 1 : 0;
+            done += eWide[i] * eLen[i];
+        }
+        if (done == 0) return 0;
+        float[] s = src.array(), b = buf.array();
+        for (int e = 0; e < experts; e++) {
+            for (int r = g.start(e), end = r + g.count(e); r < end; r++) {
+                int t = g.token(r);
+                if (eWide[tokEntry[t]] != 0) System.arraycopy(s, src.rowOff(r), b, buf.rowOff(t) + e * w, w);
+            }
+        }
+        for (int i = 0; i < entries; ) {
+            if (eWide[i] == 0) {
+                i++;
+            } else if (eLen[i] > SMALL) {
+                mm.forward(x, eRow[i], buf, eRow[i], eLen[i], wide, true);
+                i++;
+            } else {
+                int j = i, len = 0;
+                while (j < entries && eWide[j] != 0 && eLen[j] <= SMALL && eRow[j] == eRow[i] + len) len += eLen[j++];
+                mmVec.forward(x, eRow[i], buf, eRow[i], len, wide, true);
+                i = j;
+            }
+        }
+        return done;
+    }
+
+    /**
      * A mixture's input products {@code dst[r] = ln[token(r)] · W_{expert(r)}ᵀ}. With oneDNN
      * ({@link Matmul#readsGrouped}), the runs of prompt chunks (entries of more than {@link #SMALL}
      * tokens) go through {@link #promptProducts}; without oneDNN, prompt chunks whose every token
-     * chose every expert go through {@link #stackedProducts}; the rest is gathered into {@code in}
+     * chose every expert go through {@link #stackedProducts}, and so do decode's such entries
+     * ({@link #wholeDecodeProducts}) in either case; the rest is gathered into {@code in}
      * and goes through {@link #expertProducts}. Which way a token goes depends on its own entry
      * only, so batch invariance holds.
      */
@@ -978,6 +1036,41 @@ public final class Engine {
                 }
             }
         }
+        if (experts > 1 && stacked != null && stacked.cols() == experts * rows) done += wholeDecodeProducts(dst, w, g, stacked);
+        return done;
+    }
+
+    /**
+     * The decode entries (at most {@link #EXPERT_SMALL} tokens, not oneDNN's) whose tokens all
+     * chose every expert of a mixture, as DS-MoE's MoA under a top-k of the MLP alone: one mat-vec
+     * over the stacked experts {@code [E·R, d]} for each run of adjacent such entries (row t of
+     * {@code stacked} for token t), then each expert's R columns to its rows of {@code dst}, where
+     * sixteen mat-vecs of 128 rows read more slowly than one of 2048. Sets {@code tokSkip[t]} for
+     * their tokens; returns how many.
+     */
+    private int wholeDecodeProducts(F32Tensor dst, TensorView w, ExpertGroups g, F32Tensor stacked) {
+        int experts = g.experts(), rows = w.expert(0).rows(), done = 0;
+        markWholeEntries(g, 0, EXPERT_SMALL);
+        for (int i = 0; i < entries; ) {
+            if (eWhole[i] != experts) {
+                i++;
+                continue;
+            }
+            int j = i, len = 0;
+            while (j < entries && eWhole[j] == experts && eRow[j] == eRow[i] + len) len += eLen[j++];
+            mmVec.forward(stacked, eRow[i], ln, eRow[i], len, w, false);
+            Arrays.fill(tokSkip, eRow[i], eRow[i] + len, 1);
+            done += len;
+            i = j;
+        }
+        if (done == 0) return 0;
+        float[] src = stacked.array(), out = dst.array();
+        for (int e = 0; e < experts; e++) {
+            for (int r = g.start(e), end = r + g.count(e); r < end; r++) {
+                int t = g.token(r);
+                if (eWhole[tokEntry[t]] == experts) System.arraycopy(src, stacked.rowOff(t) + e * rows, out, dst.rowOff(r), rows);
+            }
+        }
         return done;
     }
 
@@ -988,7 +1081,12 @@ public final class Engine {
      * experts); -1 for every other entry.
      */
     private void markWholeEntries(ExpertGroups g, int minTokens) {
-        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > minTokens && tokPrompt[eRow[i]] == 0 ? 0 : -1;
+        markWholeEntries(g, minTokens, Integer.MAX_VALUE);
+    }
+
+    /** {@link #markWholeEntries(ExpertGroups, int)} for the entries of more than {@code minTokens} and at most {@code maxTokens} tokens. */
+    private void markWholeEntries(ExpertGroups g, int minTokens, int maxTokens) {
+        for (int i = 0; i < entries; i++) eWhole[i] = eLen[i] > minTokens && eLen[i] <= maxTokens && tokPrompt[eRow[i]] == 0 ? 0 : -1;
         for (int e = 0; e < g.experts(); e++) {
             for (int r = g.start(e), end = r + g.count(e), r1; r < end; r = r1) {
                 r1 = runEnd(g, r, end);

@@ -36,6 +36,16 @@ public final class InferenceModel implements AutoCloseable {
     private final ParamCounts counts;
     private final SafeTensors file;
     private final Arena arena;
+    /**
+     * Per layer, the MoA output projection {@code [N_att, d, w]} with its experts side by side
+     * ({@code [d, N_att·w]}, {@link TensorView#sideBySide}), a copy made at load: an entry whose
+     * tokens all chose every attention expert (DS-MoE's MoA under a top-k of the MLP alone) sums
+     * their outputs in one product over rows of N_att·w weights, where E pieces of w = 128 read at
+     * about 0.6 of a plain mat-vec's speed (BENCHMARKS.md, session 21). Null entries without
+     * several attention experts, where the format cannot ({@link #hasSideBySideOutputs}), or with
+     * {@code -Ddsmoe.moaSideBySide=false} (to measure the pieces alone).
+     */
+    private final TensorView[] attentionOutputs;
 
     private InferenceModel(ParamLayout layout, MatVec.DType dtype, Source src, SafeTensors file, Arena arena)
             throws IOException {
@@ -46,6 +56,23 @@ public final class InferenceModel implements AutoCloseable {
         counts = new ParamCounts(layout);
         weights = layout.map(t -> t.role() == ParamLayout.Role.NORM
                 ? F32Tensor.of(src.floats(t), 1, t.dim(0)) : src.weight(t));
+        attentionOutputs = new TensorView[config.numLayers()];
+        for (int l = 0; arena != null && hasSideBySideOutputs(config, dtype) && l < attentionOutputs.length; l++) {
+            TensorView o = weights.layer(l).oProj();
+            attentionOutputs[l] = o.sideBySide(arena.allocate(o.sideBySideBytes(), 64));
+        }
+    }
+
+    /** Whether a model of {@code c} loaded as {@code dtype} keeps its MoA output experts side by side too ({@link #attentionOutputSideBySide}). */
+    static boolean hasSideBySideOutputs(ModelConfig c, MatVec.DType dtype) {
+        long w = (long) c.nHead() * c.dAtt();
+        return c.nAtt() > 1 && (dtype.scaleBlock == 0 || w % dtype.scaleBlock == 0)
+                && Boolean.parseBoolean(System.getProperty("dsmoe.moaSideBySide", "true"));
+    }
+
+    /** Bytes of the side-by-side MoA output copies a model of {@code c} in {@code dtype} allocates (0 if none). */
+    static long sideBySideOutputBytes(ModelConfig c, MatVec.DType dtype) {
+        return hasSideBySideOutputs(c, dtype) ? c.numLayers() * dtype.bytes(c.dEmb(), (long) c.nAtt() * c.nHead() * c.dAtt()) : 0;
     }
 
     /**
@@ -166,7 +193,8 @@ public final class InferenceModel implements AutoCloseable {
         long d = c.dEmb(), headW = (long) c.nHead() * c.dAtt(), kvW = (long) c.nKv() * c.dAtt(), ffd = c.dFfd();
         long h = c.routerHiddenSize(), experts = Math.max(c.nAtt(), c.nFfd());
         long[][] shapes = {{c.vocabSize(), d}, {kvW, d}, {headW, d}, {ffd, d}, {d, headW}, {d, ffd}, {h, d}, {experts, h},
-                {experts, d}};
+                {experts, d},
+                {d, (long) c.nAtt() * headW}}; // the MoA output experts side by side
         long most = 0;
         for (long[] s : shapes) most = Math.max(most, dtype.gemmScratchFloats(s[0], s[1]));
         return most;
@@ -218,7 +246,8 @@ public final class InferenceModel implements AutoCloseable {
         } catch (IOException e) {
             throw new IllegalStateException(e); // the counter does no I/O
         }
-        return Footprint.heap("norm gains", heap[0], heap[1]).plus(Footprint.offHeap("converted weights", offHeap[0]));
+        return Footprint.heap("norm gains", heap[0], heap[1]).plus(Footprint.offHeap("converted weights", offHeap[0]))
+                .plus(Footprint.offHeap("MoA output experts side by side", sideBySideOutputBytes(c, dtype)));
     }
 
     /**
@@ -304,6 +333,15 @@ public final class InferenceModel implements AutoCloseable {
     /** The final norm's gain {@code [1, d]} (fp32). */
     public TensorView finalNorm() {
         return weights.finalNorm();
+    }
+
+    /**
+     * Layer {@code l}'s MoA output projection with its experts side by side ({@code [d, N_att·w]}:
+     * columns {@code [e·w, (e+1)·w)} are expert e's {@code oProj}), or null where the model keeps
+     * none (see {@link #hasSideBySideOutputs}).
+     */
+    public TensorView attentionOutputSideBySide(int l) {
+        return attentionOutputs[l];
     }
 
     /** Layer {@code l}'s weights; its routers are null for a layer type with one expert. */

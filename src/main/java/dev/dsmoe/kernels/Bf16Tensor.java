@@ -40,6 +40,17 @@ public final class Bf16Tensor extends TensorView {
         return new Bf16Tensor(segment, byteOffset, rows, cols, cols);
     }
 
+    @Override
+    long sideBySideMatrixBytes(long rows, long cols) {
+        return 2 * rows * cols;
+    }
+
+    @Override
+    Bf16Tensor copySideBySide(MemorySegment dst, int n, int r) {
+        copyElementsSideBySide(dst, n, r);
+        return over(dst, 0, r, n * cols);
+    }
+
     /** Writes element {@code i} of a bf16 segment, rounded to nearest even (converting weights at load). */
     public static void store(MemorySegment segment, long i, float v) {
         segment.setAtIndex(BF16, i, Bf16.fromFloat(v));

@@ -48,6 +48,17 @@ public final class F32Tensor extends TensorView {
         return new F32Tensor(null, 0, segment, byteOffset, rows, cols, cols);
     }
 
+    @Override
+    long sideBySideMatrixBytes(long rows, long cols) {
+        return 4 * rows * cols;
+    }
+
+    @Override
+    F32Tensor copySideBySide(MemorySegment dst, int n, int r) {
+        copyElementsSideBySide(dst, n, r);
+        return over(dst, 0, r, n * cols);
+    }
+
     /** Writes element {@code i} of an fp32 segment (converting weights at load). */
     public static void store(MemorySegment segment, long i, float v) {
         segment.setAtIndex(F32, i, v);

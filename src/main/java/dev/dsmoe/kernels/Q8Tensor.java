@@ -146,6 +146,30 @@ public final class Q8Tensor extends TensorView {
     }
 
     @Override
+    long sideBySideMatrixBytes(long rows, long cols) {
+        return bytes(rows, cols);
+    }
+
+    @Override
+    Q8Tensor copySideBySide(MemorySegment dst, int n, int r) {
+        if (cols % BLOCK != 0) {
+            throw new IllegalArgumentException("Q8_0 experts of " + cols + " columns cannot lie side by side: a block of "
+                    + BLOCK + " would straddle two experts");
+        }
+        long nb = cols / BLOCK, wide = (long) n * cols, sDst = scaleOffset(r, wide);
+        Parallel.forRange(r, 64, (r0, r1) -> {
+            for (int i = r0; i < r1; i++) {
+                for (int e = 0; e < n; e++) {
+                    long g = (long) e * r + i; // the row in the stacked view
+                    MemorySegment.copy(segment, byteOffset + g * cols, dst, i * wide + (long) e * cols, cols);
+                    MemorySegment.copy(segment, scaleOffset + 4 * g * nb, dst, sDst + 4 * (i * n * nb + e * nb), 4 * nb);
+                }
+            }
+        });
+        return over(dst, 0, r, (int) wide);
+    }
+
+    @Override
     Q8Tensor slice(long offset, int rows, int cols, int ld) {
         if (cols != this.cols || ld != this.ld || offset % ld != 0) {
             throw new UnsupportedOperationException("a Q8 view slices whole rows only, not [" + rows + " x " + cols

@@ -84,6 +84,50 @@ public abstract class TensorView {
     }
 
     /**
+     * Bytes {@link #sideBySide} writes for this view's experts (E stacked experts {@code [E·R, C]}):
+     * the format's size of one {@code [R, E·C]} matrix.
+     */
+    public long sideBySideBytes() {
+        return sideBySideMatrixBytes(rows / experts(), (long) experts() * cols);
+    }
+
+    /** The format's bytes of a {@code [rows, cols]} matrix (its scales included). */
+    abstract long sideBySideMatrixBytes(long rows, long cols);
+
+    /**
+     * This view's E stacked experts ({@code [E·R, C]}, rows contiguous) copied side by side into
+     * {@code dst} ({@link #sideBySideBytes} of it, from its start): one {@code [R, E·C]} matrix,
+     * rows contiguous, whose columns {@code [e·C, (e+1)·C)} are expert e's. A token that chose every
+     * expert then sums their E products {@code Σ_e W_e · h_e} as one mat-vec (or GEMM) over rows of
+     * E·C weights, {@code [W_0 … W_{E-1}] · [h_0; …; h_{E-1}]}, instead of E pieces of C columns.
+     * Q8_0 needs C a multiple of its block (a block must not straddle two experts).
+     */
+    public TensorView sideBySide(MemorySegment dst) {
+        int n = experts(), r = rows / n;
+        if (ld != cols) throw new IllegalArgumentException("side by side needs contiguous rows, got " + this);
+        if (dst.byteSize() < sideBySideBytes()) {
+            throw new IllegalArgumentException("side by side: " + dst.byteSize() + " bytes for " + sideBySideBytes());
+        }
+        return copySideBySide(dst, n, r);
+    }
+
+    /** {@link #sideBySide}'s copy, arguments checked: {@code n} experts of {@code r} rows. */
+    abstract TensorView copySideBySide(MemorySegment dst, int n, int r);
+
+    /** {@link #copySideBySide} for a format of plain elements ({@link #elementBytes} each, no scales). */
+    final void copyElementsSideBySide(MemorySegment dst, int n, int r) {
+        long eb = elementBytes(), row = cols * eb, wide = n * row;
+        MemorySegment src = segment();
+        Parallel.forRange(r, 64, (r0, r1) -> {
+            for (int i = r0; i < r1; i++) {
+                for (int e = 0; e < n; e++) {
+                    MemorySegment.copy(src, byteOffset() + ((long) e * r + i) * row, dst, i * wide + e * row, row);
+                }
+            }
+        });
+    }
+
+    /**
      * The fp32 heap array the view lies in, for the kernels that read and write activations,
      * parameters and gradients in place; a format without one throws.
      */

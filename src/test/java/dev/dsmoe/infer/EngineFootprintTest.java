@@ -82,7 +82,8 @@ class EngineFootprintTest {
                     assertEquals(HeapArrays.bytes(m, o -> o instanceof ModelConfig), f.heapBytes(), what);
                     assertEquals(norms, f.heapBytes(), what);
                     long converted = convertedBytes(m);
-                    assertEquals(converted, f.nativeBytes(), what);
+                    assertEquals(converted + sideBySideBytes(m), f.nativeBytes(), what);
+                    assertEquals(expectedSideBySide(c, dtype), sideBySideBytes(m), what + ": MoA output experts side by side");
                     boolean inPlace = stored.name().equals(dtype.name());
                     assertEquals(inPlace ? 0 : weightBytes(layout, dtype), converted, what);
                     if (dtype == MatVec.DType.Q8_0) { // 1 byte a weight and a 4-byte scale per 32 (per row's short last block)
@@ -114,7 +115,8 @@ class EngineFootprintTest {
             }
             Footprint f = InferenceModel.footprint(c, dtype, stored::get);
             try (InferenceModel m = InferenceModel.load(q)) {
-                assertEquals(0, f.nativeBytes(), name + ", " + dtype);
+                assertEquals(sideBySideBytes(m), f.nativeBytes(), name + ", " + dtype);
+                assertEquals(expectedSideBySide(c, dtype), sideBySideBytes(m), name + ", " + dtype);
                 assertEquals(0, convertedBytes(m), name + ", " + dtype);
                 assertEquals(HeapArrays.bytes(m, o -> o instanceof ModelConfig), f.heapBytes(), name + ", " + dtype);
                 for (TensorView w : weights(m)) {
@@ -134,6 +136,28 @@ class EngineFootprintTest {
             if (t.role() == ParamLayout.Role.NORM) continue;
             int[] s = t.shape();
             sum += s.length == 3 ? dtype.bytes((long) s[0] * s[1], s[2]) : dtype.bytes(s[0], s[1]);
+        }
+        return sum;
+    }
+
+    /**
+     * What the MoA output experts side by side take: one {@code [d, N_att·w]} matrix a layer for
+     * several attention experts, in any format that can (Q8_0: w a multiple of its block).
+     */
+    private static long expectedSideBySide(ModelConfig c, MatVec.DType dtype) {
+        long w = (long) c.nHead() * c.dAtt();
+        boolean kept = c.nAtt() > 1 && (dtype != MatVec.DType.Q8_0 || w % 32 == 0);
+        return kept ? c.numLayers() * dtype.bytes(c.dEmb(), c.nAtt() * w) : 0;
+    }
+
+    /** Bytes of the segments behind the model's side-by-side MoA outputs (off-heap copies). */
+    private static long sideBySideBytes(InferenceModel m) {
+        long sum = 0;
+        for (int l = 0; l < m.numLayers(); l++) {
+            TensorView v = m.attentionOutputSideBySide(l);
+            if (v == null) continue;
+            assertTrue(v.segment().isNative() && !v.segment().isMapped(), "a copy off the heap");
+            sum += v.segment().byteSize();
         }
         return sum;
     }

@@ -2,8 +2,12 @@ package dev.dsmoe.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 class TensorViewTest {
@@ -26,5 +30,36 @@ class TensorViewTest {
         assertSame(plain, plain.expert(0));
         assertThrows(IndexOutOfBoundsException.class, () -> plain.expert(1));
         assertThrows(IllegalArgumentException.class, () -> F32Tensor.of(a, 5, 8).stackedExperts(2));
+    }
+
+    /** Every format: row r of the side-by-side copy is expert 0's row r, then expert 1's, ... (the same values, scales and all). */
+    @Test
+    void expertsSideBySideAreTheirRowsOneAfterAnother() {
+        int n = 3, r = 5, c = 64; // Q8_0: two blocks an expert row
+        Random rnd = new Random(7);
+        float[] v = new float[n * r * c];
+        for (int i = 0; i < v.length; i++) v[i] = (float) rnd.nextGaussian();
+        try (Arena arena = Arena.ofShared()) { // the copy runs on Parallel's threads
+            for (MatVec.DType t : MatVec.DType.values()) {
+                MemorySegment seg = arena.allocate(t.bytes((long) n * r, c), 64);
+                t.write(seg, n * r, c, i -> v[(int) i]);
+                TensorView stacked = t.view(seg, 0, n * r, c).stackedExperts(n);
+                assertEquals(t.bytes(r, (long) n * c), stacked.sideBySideBytes(), t.name());
+                TensorView wide = stacked.sideBySide(arena.allocate(stacked.sideBySideBytes(), 64));
+                assertEquals(r, wide.rows());
+                assertEquals(n * c, wide.cols());
+                float[] got = new float[n * c], want = new float[n * c];
+                for (int i = 0; i < r; i++) {
+                    wide.copyRow(i, got, 0);
+                    for (int e = 0; e < n; e++) stacked.expert(e).copyRow(i, want, e * c);
+                    assertArrayEquals(want, got, t.name() + ", row " + i);
+                }
+            }
+            MemorySegment q = arena.allocate(MatVec.DType.Q8_0.bytes(4, 48), 64);
+            TensorView odd = MatVec.DType.Q8_0.view(q, 0, 4, 48).stackedExperts(2); // a block would straddle two experts
+            assertThrows(IllegalArgumentException.class, () -> odd.sideBySide(arena.allocate(odd.sideBySideBytes(), 64)));
+            TensorView f = MatVec.DType.F32.view(arena.allocate(4L * 4 * 8, 64), 0, 4, 8).stackedExperts(2);
+            assertThrows(IllegalArgumentException.class, () -> f.sideBySide(arena.allocate(8)), "too small a destination");
+        }
     }
 }
