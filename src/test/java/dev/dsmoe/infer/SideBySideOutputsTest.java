@@ -8,10 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.dsmoe.kernels.MatVec;
 import dev.dsmoe.model.ModelConfig;
-import dev.dsmoe.model.ModelConfig.Activation;
-import dev.dsmoe.model.ModelConfig.AuxLoss;
-import dev.dsmoe.model.ModelConfig.RouterKind;
-import dev.dsmoe.model.ModelConfig.TrainingRouting;
 import dev.dsmoe.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.List;
@@ -25,15 +21,9 @@ import org.junit.jupiter.api.Test;
  */
 class SideBySideOutputsTest {
 
-    /** Attention experts of w = 2 heads x 16 = 32 columns: a Q8_0 block each, so every format keeps the copy. */
-    private static ModelConfig config() {
-        return new ModelConfig(37, 32, 2, 4, 2, 1, 16, 4, 8, Activation.GELU_TANH, TinyModels.CONTEXT, 10000.0, 1e-5, true,
-                RouterKind.LINEAR, TinyModels.ROUTER_HIDDEN, TrainingRouting.DENSE, 2, AuxLoss.MI, 0.05, 0.05).validate();
-    }
-
     @Test
     void everyExpertSideBySideGivesWhatThePiecesGive() {
-        ModelConfig c = config();
+        ModelConfig c = TinyModels.dsmoeBlockWideExperts(); // every format keeps the copy
         ParamLayout layout = ParamLayout.of(c);
         float[] params = TinyModels.params(layout, 5);
         int[] prompt = TinyModels.tokens(19, c.vocabSize(), 6);
@@ -41,13 +31,13 @@ class SideBySideOutputsTest {
             try (InferenceModel pieces = load(layout, params, dtype, false); InferenceModel wide = load(layout, params, dtype, true)) {
                 assertNull(pieces.attentionOutputSideBySide(0));
                 assertNotNull(wide.attentionOutputSideBySide(1), dtype + " keeps the copy");
-                // chunks of 8: a prompt chunk through the GEMM and one through the mat-vec, then decode
+                // chunks of 12: a prompt chunk through the GEMM (more than 8 tokens) and one through the mat-vec, then decode
                 List<float[]> want = run(pieces, "dense", prompt), got = run(wide, "dense", prompt);
                 for (int s = 0; s < want.size(); s++) close(want.get(s), got.get(s), dtype + ", dense, step " + s);
-                want = run(pieces, "top-k:att=2,mlp=3", prompt);
-                got = run(wide, "top-k:att=2,mlp=3", prompt);
+                want = run(pieces, "top-k:att=1,mlp=3", prompt);
+                got = run(wide, "top-k:att=1,mlp=3", prompt);
                 for (int s = 0; s < want.size(); s++) {
-                    assertArrayEquals(want.get(s), got.get(s), dtype + ": two of four attention experts go the pieces' way, step " + s);
+                    assertArrayEquals(want.get(s), got.get(s), dtype + ": one of two attention experts goes the pieces' way, step " + s);
                 }
             }
         }
@@ -66,7 +56,7 @@ class SideBySideOutputsTest {
 
     /** The prompt's last logits, then four greedy decode steps' (the same tokens fed to both models). */
     private static List<float[]> run(InferenceModel m, String selection, int[] prompt) {
-        Engine e = new Engine(m, ExpertSelection.parse(selection, m.config()), TinyModels.CONTEXT, 8);
+        Engine e = new Engine(m, ExpertSelection.parse(selection, m.config()), TinyModels.CONTEXT, 12);
         List<float[]> out = new ArrayList<>();
         out.add(e.prefill(prompt).clone());
         for (int t = 0; t < 4; t++) out.add(e.decode((7 * t + 3) % m.config().vocabSize()).clone());

@@ -48,12 +48,23 @@ final class TinyModels {
         return tiny(3, 2, 2, 4, 8, RouterKind.MLP, TrainingRouting.DENSE, AuxLoss.MI, false);
     }
 
+    /**
+     * DS-MoE with two attention experts of w = 2 heads x 16 = 32 columns, a Q8_0 block: the one
+     * tiny model whose MoA output experts every format keeps side by side too
+     * ({@link InferenceModel#attentionOutputSideBySide}; the others' w = 8 leaves Q8_0 without).
+     */
+    static ModelConfig dsmoeBlockWideExperts() {
+        return new ModelConfig(37, 16, 2, 2, 2, 1, 16, 4, 8, Activation.GELU_TANH, CONTEXT, 10000.0, 1e-5, true,
+                RouterKind.LINEAR, ROUTER_HIDDEN, TrainingRouting.DENSE, 2, AuxLoss.MI, 0.05, 0.05).validate();
+    }
+
     /** Models whose default routing is dense (Dense and DS-MoE). */
     static Stream<Arguments> denseRouted() {
         return Stream.of(
                 Arguments.of("dense (N_kv<N_head)", dense()),
                 Arguments.of("ds-moe (N_kv<N_head)", dsmoe()),
-                Arguments.of("ds-moe MLP router, untied", dsmoeMlpRouter()));
+                Arguments.of("ds-moe MLP router, untied", dsmoeMlpRouter()),
+                Arguments.of("ds-moe, attention experts a Q8_0 block wide", dsmoeBlockWideExperts()));
     }
 
     /** All families. */
