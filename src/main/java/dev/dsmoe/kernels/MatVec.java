@@ -425,6 +425,32 @@ public final class MatVec {
      */
     static final int PIECE_BLOCK = 256;
 
+    /**
+     * {@link #PIECE_BLOCK} for a call of at most {@link #PIECE_HALVES_SLOTS} slots (decode of one or
+     * two sequences, whose accumulators take a few tens of KiB at this size): each piece's streams
+     * twice as long. dsmoe-1b's q8_0 MLP output products (9 pieces of [2048 x 256]) took 1.11-1.23x
+     * its MLP input products' time with blocks of 512 rows against 1.24-1.34x with 256 (bench infer
+     * --profile, four pairs of alternating processes; BENCHMARKS.md, session 21). The same bits:
+     * each accumulator gets its pieces in the same order whatever the block.
+     */
+    static final int PIECE_BLOCK_FEW = 512;
+
+    /** The block of output rows a call of {@code slots} slots sums its pieces over ({@link #PIECE_BLOCK}, {@link #PIECE_BLOCK_FEW}). */
+    static int pieceBlock(int slots) {
+        return slots <= PIECE_HALVES_SLOTS ? PIECE_BLOCK_FEW : PIECE_BLOCK;
+    }
+
+    /**
+     * The rows a thread takes at a time in a blocks pass over {@code rows} output rows: a block, or
+     * less where that leaves fewer than two chunks a thread (small matrices), a multiple of the tile.
+     */
+    static int pieceChunk(int rows, int slots) {
+        int block = pieceBlock(slots);
+        if (block == PIECE_BLOCK) return Math.min(block, chunkRows(rows));
+        int half = rows / (2 * Parallel.threads()) / TILE_ROWS * TILE_ROWS;
+        return Math.min(block, Math.max(chunkRows(rows), half));
+    }
+
     /** Floats of one slot's piece accumulators: 4 lane vectors and a vector's room for 4 tail sums. */
     static final int PIECE_FLOATS = 5 * L;
 

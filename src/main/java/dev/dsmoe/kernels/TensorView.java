@@ -362,7 +362,7 @@ public abstract class TensorView {
      *     EPYC (short streams restarting every 32 KiB), two ranges of rows a half at 0.8x;
      * <li>otherwise (batched decode; unequal halves, as 9 experts give, where the halves' tasks
      *     would be unequal and two ranges a half measured no faster): the rows split over the threads in blocks of
-     *     {@link MatVec#PIECE_BLOCK}, all pieces for a block in the thread's scratch, then the next,
+     *     {@link MatVec#pieceBlock} rows, all pieces for a block in the thread's scratch, then the next,
      *     so the accumulators stay in cache whatever the batch.
      * </ul>
      */
@@ -420,8 +420,9 @@ public abstract class TensorView {
 
     private void pieceSumsByBlocks(float[] x, int xOff, float[] y, int yOff, int ldy, int n, int[] inRow, int[] expert,
                                    int[] slot, int slots, int[] outRow, int rows, long stride, int[] half) {
-        Parallel.forChunks(rows, Math.min(MatVec.PIECE_BLOCK, MatVec.chunkRows(rows)), (r0, r1) -> {
-            int block = MatVec.PIECE_BLOCK, halfStride = block / 4 * MatVec.PIECE_FLOATS, slotStride = 2 * halfStride;
+        int pb = MatVec.pieceBlock(slots);
+        Parallel.forChunks(rows, MatVec.pieceChunk(rows, slots), (r0, r1) -> {
+            int block = pb, halfStride = block / 4 * MatVec.PIECE_FLOATS, slotStride = 2 * halfStride;
             float[] acc = MatVec.pieceAccumulators(slots * 2 * block / 4);
             for (int b0 = r0; b0 < r1; b0 += block) { // MatVec.PIECE_BLOCK says why blocks, and spaced tiles in them
                 int b1 = Math.min(r1, b0 + block), tiles = MatVec.tiles(b0, b1);
