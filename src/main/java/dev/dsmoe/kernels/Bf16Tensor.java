@@ -41,14 +41,8 @@ public final class Bf16Tensor extends TensorView {
     }
 
     @Override
-    long sideBySideMatrixBytes(long rows, long cols) {
-        return 2 * rows * cols;
-    }
-
-    @Override
-    Bf16Tensor copySideBySide(MemorySegment dst, int n, int r) {
-        copyElementsSideBySide(dst, n, r);
-        return over(dst, 0, r, n * cols);
+    MatVec.DType format() {
+        return MatVec.DType.BF16;
     }
 
     /** Writes element {@code i} of a bf16 segment, rounded to nearest even (converting weights at load). */

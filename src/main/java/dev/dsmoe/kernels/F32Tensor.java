@@ -49,14 +49,8 @@ public final class F32Tensor extends TensorView {
     }
 
     @Override
-    long sideBySideMatrixBytes(long rows, long cols) {
-        return 4 * rows * cols;
-    }
-
-    @Override
-    F32Tensor copySideBySide(MemorySegment dst, int n, int r) {
-        copyElementsSideBySide(dst, n, r);
-        return over(dst, 0, r, n * cols);
+    MatVec.DType format() {
+        return MatVec.DType.F32;
     }
 
     /** Writes element {@code i} of an fp32 segment (converting weights at load). */

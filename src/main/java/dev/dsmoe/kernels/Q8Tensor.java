@@ -146,8 +146,8 @@ public final class Q8Tensor extends TensorView {
     }
 
     @Override
-    long sideBySideMatrixBytes(long rows, long cols) {
-        return bytes(rows, cols);
+    MatVec.DType format() {
+        return MatVec.DType.Q8_0;
     }
 
     @Override

@@ -88,11 +88,11 @@ public abstract class TensorView {
      * the format's size of one {@code [R, E·C]} matrix.
      */
     public long sideBySideBytes() {
-        return sideBySideMatrixBytes(rows / experts(), (long) experts() * cols);
+        return format().bytes(rows / experts(), (long) experts() * cols);
     }
 
-    /** The format's bytes of a {@code [rows, cols]} matrix (its scales included). */
-    abstract long sideBySideMatrixBytes(long rows, long cols);
+    /** The weight format this view is ({@link MatVec.DType}: its sizes and views). */
+    abstract MatVec.DType format();
 
     /**
      * This view's E stacked experts ({@code [E·R, C]}, rows contiguous) copied side by side into
@@ -111,11 +111,11 @@ public abstract class TensorView {
         return copySideBySide(dst, n, r);
     }
 
-    /** {@link #sideBySide}'s copy, arguments checked: {@code n} experts of {@code r} rows. */
-    abstract TensorView copySideBySide(MemorySegment dst, int n, int r);
-
-    /** {@link #copySideBySide} for a format of plain elements ({@link #elementBytes} each, no scales). */
-    final void copyElementsSideBySide(MemorySegment dst, int n, int r) {
+    /**
+     * {@link #sideBySide}'s copy, arguments checked: {@code n} experts of {@code r} rows, for a format
+     * of plain elements ({@link #elementBytes} each, no scales); a format with scales overrides it.
+     */
+    TensorView copySideBySide(MemorySegment dst, int n, int r) {
         long eb = elementBytes(), row = cols * eb, wide = n * row;
         MemorySegment src = segment();
         Parallel.forRange(r, 64, (r0, r1) -> {
@@ -125,6 +125,7 @@ public abstract class TensorView {
                 }
             }
         });
+        return format().view(dst, 0, r, n * cols);
     }
 
     /**
