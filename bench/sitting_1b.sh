@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One "sitting" of issue 14's single-stream targets at the paper's 1B shapes: llama.cpp, then ours
 # (dense-1b and dsmoe-1b top-9 timed round by round, one process per weight type, each followed by
-# bench infer's memory read probe), then llama.cpp again; prints the ratios the targets are stated in, each against the
+# bench infer's memory read probe; then their decode again from an empty cache, after a one-token prompt, as
+# llama-bench's tg test decodes: its n_prompt is 0), then llama.cpp again; prints the ratios the targets are stated in, each against the
 # mean of llama.cpp's two runs around ours (a shared host drifts by tens of percent within minutes,
 # so only ratios of one sitting mean anything). Optional, like bench/llamacpp_peer.sh, which it calls
 # (with --no-build: build llama.cpp and write the GGUFs with that script first).
@@ -69,6 +70,11 @@ for ty in ${types//,/ }; do
   (cd "$repo" && env -u OPENBLAS_CORETYPE ./dsmoe bench infer --presets dense-1b,dsmoe-1b --strategies top-k:9 --dtype "$ty" \
       --prompt "$prompt" --decode "$decode" --repeats "$repeats" --warmup 1 --json) >"$out/ours-$ty.jsonl" 2>"$out/ours-$ty.log" \
     || { tail -20 "$out/ours-$ty.log" >&2; exit 1; }
+  # llama-bench's tg test decodes from an empty cache (its n_prompt is 0): the same for ours, after a one-token prompt
+  log "dsmoe4j $ty, decode from an empty cache"
+  (cd "$repo" && env -u OPENBLAS_CORETYPE ./dsmoe bench infer --presets dense-1b,dsmoe-1b --strategies top-k:9 --dtype "$ty" \
+      --prompt 1 --decode "$decode" --repeats "$repeats" --warmup 1 --json) >"$out/ours-$ty-empty.jsonl" 2>"$out/ours-$ty-empty.log" \
+    || { tail -20 "$out/ours-$ty-empty.log" >&2; exit 1; }
 done
 log "llama.cpp, second run"
 "${peer[@]}" >"$out/llama2.md" 2>"$out/llama2.log" || { tail -20 "$out/llama2.log" >&2; exit 1; }
@@ -76,7 +82,7 @@ log "done: $out"
 fi
 
 "$PYTHON" - "$out" "$types" "$prompt" "$decode" <<'PY'
-import json, re, sys
+import json, os, re, sys
 out, types, prompt, decode = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 def llama(path):
     r = {}
@@ -85,29 +91,44 @@ def llama(path):
         if len(c) > 6 and c[1] in types and re.match(r"(pp|tg)\d+$", c[4]):
             r[(c[1], c[4][:2])] = float(c[5])
     return r
-l1, l2 = llama(f"{out}/llama1.md"), llama(f"{out}/llama2.md")
-def gb(r, read):  # decode GB/s of weights, and its fraction of the read probe
-    return f"{r['decodeGBPerSecond']:.1f}" + (f", {r['decodeGBPerSecond'] / read:.2f} of the probe" if read else "")
-print(f"prompt {prompt}, decode {decode}; ratios to the mean of llama.cpp's two runs; fractions of the read probe that each "
-      f"bench infer ran right after its rows")
-print("| weights | llama.cpp pp / tg, 1st; 2nd | dense-1b prefill / decode (GB/s) | dsmoe-1b top-9 prefill / decode (GB/s) "
-      "| dense prefill vs llama | dense decode vs llama | dsmoe decode vs llama (target 2x) | dsmoe / dense prefill (target 1.6x) |")
-print("|---|---|---|---|---:|---:|---:|---:|")
-for ty in types:
+def ours(path):
     rows = {}
-    for line in open(f"{out}/ours-{ty}.jsonl"):
+    for line in open(path):
         if line.startswith("{"):
             r = json.loads(line)
             if "prefillTokensPerSecond" in r:
                 rows[r["model"]] = r
             elif "readProbeGBPerSecond" in r:
                 rows["probe"] = r["readProbeGBPerSecond"]  # bench infer's own probe, right after these rows
+    return rows
+l1, l2 = llama(f"{out}/llama1.md"), llama(f"{out}/llama2.md")
+def gb(r, read):  # decode GB/s of weights, and its fraction of the read probe
+    return f"{r['decodeGBPerSecond']:.1f}" + (f", {r['decodeGBPerSecond'] / read:.2f} of the probe" if read else "")
+empty = all(os.path.exists(f"{out}/ours-{ty}-empty.jsonl") for ty in types)
+print(f"prompt {prompt}, decode {decode}; ratios to the mean of llama.cpp's two runs; fractions of the read probe that each "
+      f"bench infer ran right after its rows")
+if empty:
+    print(f"decode as llama-bench's tg{decode} measures it: from an empty cache (ours after a one-token prompt); "
+          f"in brackets ours after the {prompt}-token prompt (attention over {prompt} more positions)")
+else:
+    print(f"decode after the {prompt}-token prompt (this sitting has no empty-cache runs; llama-bench's tg starts from an empty cache)")
+print("| weights | llama.cpp pp / tg, 1st; 2nd | dense-1b prefill / decode (GB/s) | dsmoe-1b top-9 prefill / decode (GB/s) "
+      "| dense prefill vs llama | dense decode vs llama | dsmoe decode vs llama (target 2x) | dsmoe / dense prefill (target 1.6x) |")
+print("|---|---|---|---|---:|---:|---:|---:|")
+for ty in types:
+    rows = ours(f"{out}/ours-{ty}.jsonl")
     d, s, pr = rows["dense-1b"], rows["dsmoe-1b"], rows.get("probe")
+    if empty:
+        e = ours(f"{out}/ours-{ty}-empty.jsonl")
+        de, se, pe = e["dense-1b"], e["dsmoe-1b"], e.get("probe")
+    else:
+        de, se, pe = d, s, pr
     pp = (l1[(ty, "pp")] + l2[(ty, "pp")]) / 2
     tg = (l1[(ty, "tg")] + l2[(ty, "tg")]) / 2
+    after = lambda r: f" [{r['decodeTokensPerSecond']:.1f}]" if empty else ""
     print(f"| {ty} | {l1[(ty, 'pp')]:.2f} / {l1[(ty, 'tg')]:.2f}; {l2[(ty, 'pp')]:.2f} / {l2[(ty, 'tg')]:.2f} "
-          f"| {d['prefillTokensPerSecond']:.0f} / {d['decodeTokensPerSecond']:.1f} ({gb(d, pr)}) "
-          f"| {s['prefillTokensPerSecond']:.0f} / {s['decodeTokensPerSecond']:.1f} ({gb(s, pr)}) "
-          f"| {d['prefillTokensPerSecond'] / pp:.2f}x | {d['decodeTokensPerSecond'] / tg:.2f}x "
-          f"| {s['decodeTokensPerSecond'] / tg:.2f}x | {s['prefillTokensPerSecond'] / d['prefillTokensPerSecond']:.2f}x |")
+          f"| {d['prefillTokensPerSecond']:.0f} / {de['decodeTokensPerSecond']:.1f}{after(d)} ({gb(de, pe)}) "
+          f"| {s['prefillTokensPerSecond']:.0f} / {se['decodeTokensPerSecond']:.1f}{after(s)} ({gb(se, pe)}) "
+          f"| {d['prefillTokensPerSecond'] / pp:.2f}x | {de['decodeTokensPerSecond'] / tg:.2f}x "
+          f"| {se['decodeTokensPerSecond'] / tg:.2f}x | {s['prefillTokensPerSecond'] / d['prefillTokensPerSecond']:.2f}x |")
 PY

@@ -18,7 +18,9 @@ import dev.dsmoe.model.ArrayAllocator;
 import dev.dsmoe.model.Footprint;
 import dev.dsmoe.model.ModelConfig;
 import dev.dsmoe.model.ParamLayout;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -115,6 +117,15 @@ public final class Engine {
     private final F32Tensor x, ln, kNew, vNew, in, q, att, out, hidden, lastLogits;
     /** {@code out}'s memory as rows of all experts' outputs side by side ({@link #stackedProducts}); null where it does not fit. */
     private final F32Tensor stackedQueries, stackedHidden;
+    // A decode step's products of the normed residual in one pass (Matmul.forwardShared), per layer:
+    // the key and value projections and the attention router's hidden layer (sharedBase[l] of them),
+    // then the stacked queries where every token takes every attention expert; their outputs.
+    private final TensorView[][] sharedWeights, sharedOutputs;
+    private final int[] sharedBase;
+    // This layer's: the attention router's hidden rows and the stacked queries made in that pass.
+    private boolean hiddenDone, queriesDone;
+    /** {@code -Ddsmoe.sharedInputs=false} (DSMOE_JAVA_OPTS) makes decode's K, V, router and query products one by one, to measure the pass. */
+    private static final boolean SHARED_INPUTS = Boolean.parseBoolean(System.getProperty("dsmoe.sharedInputs", "true"));
     private F32Tensor logits;
     /** The routers' hidden layer, logits and probabilities, at the attention and the MLP router's width (one memory). */
     private final Routing.Buffers attRouting, mlpRouting;
@@ -285,6 +296,25 @@ public final class Engine {
         eWide = a.ints(maxTokens);
         attActive = a.longs(numLayers);
         mlpActive = a.longs(numLayers);
+        int layers = a.allocates() ? numLayers : 0; // references to the model's weights and to buffers above: no payload
+        sharedWeights = new TensorView[layers][];
+        sharedOutputs = new TensorView[layers][];
+        sharedBase = new int[layers];
+        for (int l = 0; l < layers; l++) {
+            ParamLayout.Layer<TensorView> w = model.layer(l);
+            List<TensorView> ws = new ArrayList<>(List.of(w.kProj(), w.vProj())), outs = new ArrayList<>(List.of(kNew, vNew));
+            if (w.attnRouter() != null && w.attnRouter().hidden() != null) {
+                ws.add(w.attnRouter().hidden());
+                outs.add(attRouting.hiddenPre());
+            }
+            sharedBase[l] = ws.size();
+            if (nAtt > 1 && stackedQueries != null && stackedQueries.cols() == w.qProj().rows()) {
+                ws.add(w.qProj());
+                outs.add(stackedQueries);
+            }
+            sharedWeights[l] = ws.toArray(TensorView[]::new);
+            sharedOutputs[l] = outs.toArray(TensorView[]::new);
+        }
     }
 
     /** {@code rows x cols} over the memory of {@code buffer} (a contiguous matrix), or null where it does not fit in it. */
@@ -670,8 +700,13 @@ public final class Engine {
 
         // Shared K/V heads into each sequence's cache blocks.
         RmsNorm.forward(x, w.inputNorm(), ln, null, T, eps);
-        shared(kNew, ln, w.kProj());
-        shared(vNew, ln, w.vProj());
+        int together = sharedInputProducts(l);
+        hiddenDone = together > 2 && sharedBase[l] > 2;
+        queriesDone = together > sharedBase[l];
+        if (together == 0) {
+            shared(kNew, ln, w.kProj());
+            shared(vNew, ln, w.vProj());
+        }
         rope.forwardAt(kNew.array(), 0, kvW, T, nKv, tokPos, 0);
         storeKv(l, T);
         phaseEnd(Phase.KEYS_VALUES);
@@ -814,6 +849,30 @@ public final class Engine {
             System.arraycopy(ka, t * kvW, block, ko + at, kvW);
             System.arraycopy(va, t * kvW, block, vo + at, kvW);
         }
+    }
+
+    /**
+     * A decode step's (every entry of at most {@link #SMALL} tokens) products of the normed
+     * residual in one mat-vec pass over layer l's key and value projections, its attention router's
+     * hidden layer, and, where every entry's rule takes every attention expert (dense MoA, as
+     * DS-MoE's top-k of the MLP alone leaves it) and its tokens fit {@link #wholeDecodeProducts}'s
+     * stacked rows, its stacked queries: passes of 128 to 2048 rows each paid a start and a join
+     * (BENCHMARKS, session 22). The same bits as the products one by one. Returns how many weights
+     * it took, 0 when the step is not a decode step (or {@code -Ddsmoe.sharedInputs=false}).
+     */
+    private int sharedInputProducts(int l) {
+        if (!SHARED_INPUTS || sharedWeights.length == 0) return 0;
+        boolean whole = true;
+        for (int i = 0; i < entries; i++) {
+            if (eLen[i] > SMALL) return 0;
+            ExpertSelection.Rule r = rule(eSeq[i], true);
+            whole &= eLen[i] <= EXPERT_SMALL
+                    && (r.kind() == ExpertSelection.Kind.DENSE || (r.kind() == ExpertSelection.Kind.TOP_K && r.k() >= nAtt));
+        }
+        int n = sharedBase[l];
+        if (whole && sharedWeights[l].length > n && stepTokens <= stackedQueries.rows()) n++;
+        mmVec.forwardShared(sharedOutputs[l], 0, ln, 0, stepTokens, sharedWeights[l], n);
+        return n;
     }
 
     /**
@@ -1058,7 +1117,7 @@ public final class Engine {
             }
             int j = i, len = 0;
             while (j < entries && eWhole[j] == experts && eRow[j] == eRow[i] + len) len += eLen[j++];
-            mmVec.forward(stacked, eRow[i], ln, eRow[i], len, w, false);
+            if (!(queriesDone && stacked == stackedQueries)) mmVec.forward(stacked, eRow[i], ln, eRow[i], len, w, false);
             Arrays.fill(tokSkip, eRow[i], eRow[i] + len, 1);
             done += len;
             i = j;
@@ -1204,7 +1263,11 @@ public final class Engine {
                 int j = i;
                 while (j < entries && eLen[j] <= SMALL) j++;
                 int r0 = eRow[i];
-                Routing.forward(mmVec, router.hidden(), router.out(), ln, r0, eRow[j - 1] + eLen[j - 1] - r0, buf);
+                if (attention && hiddenDone) { // its hidden rows came with the keys and values (sharedInputProducts)
+                    Routing.forwardFromHidden(mmVec, router.hidden(), router.out(), r0, eRow[j - 1] + eLen[j - 1] - r0, buf);
+                } else {
+                    Routing.forward(mmVec, router.hidden(), router.out(), ln, r0, eRow[j - 1] + eLen[j - 1] - r0, buf);
+                }
                 i = j;
             }
             int n = router.out().rows();

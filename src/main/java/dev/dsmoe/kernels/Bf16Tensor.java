@@ -124,6 +124,11 @@ public final class Bf16Tensor extends TensorView {
     // TensorView has checked the arguments and worked out the experts' offsets.
 
     @Override
+    void rowRange(float[] x, int xOff, int m, float[] y, int yOff, int ldy, int r0, int r1) {
+        rows(segment, byteOffset, cols, x, xOff, m, y, yOff, ldy, false, r0, r1);
+    }
+
+    @Override
     void matVecOneRow(float[] x, int xOff, float[] y, int yOff, boolean accumulate) {
         MemorySegment w = segment;
         long wOff = byteOffset;

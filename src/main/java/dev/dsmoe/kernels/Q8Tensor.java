@@ -290,6 +290,11 @@ public final class Q8Tensor extends TensorView {
     // an expert of R rows starts stride = R·cols bytes on, its scales R·⌈cols/32⌉ floats on).
 
     @Override
+    void rowRange(float[] x, int xOff, int m, float[] y, int yOff, int ldy, int r0, int r1) {
+        rows(segment, byteOffset, scaleOffset, 4 * blocks(cols), cols, x, xOff, m, y, yOff, ldy, false, r0, r1);
+    }
+
+    @Override
     void matVecOneRow(float[] x, int xOff, float[] y, int yOff, boolean accumulate) {
         MemorySegment w = segment;
         long wOff = byteOffset, sOff = scaleOffset, sRow = 4 * blocks(cols);

@@ -29,12 +29,22 @@ public final class Routing {
     public static void forward(Matmul mm, TensorView hiddenW, TensorView outW, TensorView in, int row, int rows, Buffers out) {
         if (hiddenW != null) {
             mm.forward(out.hiddenPre, row, in, row, rows, hiddenW, false);
-            Gelu.forward(out.hiddenPre.array(), out.hiddenPre.rowOff(row), out.hiddenAct.array(), out.hiddenAct.rowOff(row),
-                    rows * hiddenW.rows);
-            mm.forward(out.logits, row, out.hiddenAct, row, rows, outW, false);
-        } else {
-            mm.forward(out.logits, row, in, row, rows, outW, false);
+            forwardFromHidden(mm, hiddenW, outW, row, rows, out);
+            return;
         }
+        mm.forward(out.logits, row, in, row, rows, outW, false);
+        Softmax.forward(out.logits.array(), out.logits.rowOff(row), out.probs.array(), out.probs.rowOff(row), rows, outW.rows);
+    }
+
+    /**
+     * The rest of an MLP router's {@link #forward} once {@code out.hiddenPre}'s rows hold
+     * {@code in · Whiddenᵀ} (made together with other products of the same input): GELU, the
+     * output layer, the softmax.
+     */
+    public static void forwardFromHidden(Matmul mm, TensorView hiddenW, TensorView outW, int row, int rows, Buffers out) {
+        Gelu.forward(out.hiddenPre.array(), out.hiddenPre.rowOff(row), out.hiddenAct.array(), out.hiddenAct.rowOff(row),
+                rows * hiddenW.rows);
+        mm.forward(out.logits, row, out.hiddenAct, row, rows, outW, false);
         Softmax.forward(out.logits.array(), out.logits.rowOff(row), out.probs.array(), out.probs.rowOff(row), rows, outW.rows);
     }
 

@@ -317,6 +317,40 @@ public abstract class TensorView {
         return (long) elementBytes() * rows * cols;
     }
 
+    /**
+     * Products of several weights that read the same m input rows, in one parallel pass over all
+     * their rows: {@code y[i][yOff[i] + j·ldy[i] + r] = Σ_c x[xOff + j·cols + c] · W_i[r, c]} for
+     * {@code i < n}, {@code j < m}, each weight with {@code cols} columns. A decode layer's key,
+     * value and attention-router projections (and its stacked queries, when every token takes every
+     * attention expert) all read the normed residual: one pass over their 768 (2816) rows instead of
+     * passes of 128, 128, 512 (and 2048), each of which paid its streams' start and the threads'
+     * join. Every output has {@link #matVec}'s bits: which rows share a tile, or a thread's range,
+     * changes none.
+     */
+    static void matVecShared(TensorView[] w, int n, float[] x, int xOff, int m, float[][] y, int[] yOff, int[] ldy) {
+        if (n < 0 || n > w.length || n > y.length || n > yOff.length || n > ldy.length) {
+            throw new IllegalArgumentException("shared-input products: " + n + " weights, arrays too short");
+        }
+        int total = 0;
+        for (int i = 0; i < n; i++) {
+            if (w[i].cols != w[0].cols) {
+                throw new IllegalArgumentException("shared-input products: " + w[i] + " and " + w[0] + " differ in columns");
+            }
+            w[i].checkMatVec(x, xOff, m, y[i], yOff[i], ldy[i]);
+            total = Math.addExact(total, w[i].rows);
+        }
+        if (total == 0 || m == 0) return;
+        Parallel.forChunks(total, MatVec.chunkRows(total), (a, b) -> {
+            for (int i = 0, start = 0; i < n && start < b; start += w[i].rows, i++) {
+                int r0 = Math.max(a, start) - start, r1 = Math.min(b, start + w[i].rows) - start;
+                if (r0 < r1) w[i].rowRange(x, xOff, m, y[i], yOff[i], ldy[i], r0, r1);
+            }
+        });
+    }
+
+    /** Rows {@code [r0, r1)} of {@link #matVec} (overwriting) on the calling thread, arguments checked. */
+    abstract void rowRange(float[] x, int xOff, int m, float[] y, int yOff, int ldy, int r0, int r1);
+
     /** {@link #matVec} for one input row: {@code y[yOff + r] (+)= Σ_c x[xOff + c] · W[r, c]}, arguments checked. */
     abstract void matVecOneRow(float[] x, int xOff, float[] y, int yOff, boolean accumulate);
 
