@@ -749,8 +749,12 @@ public final class Engine {
      * threads' dispatch all count in the phase that makes them.
      */
     public enum Phase {
-        /** Input norm, the shared K and V products, their RoPE and the cache store. */
-        KEYS_VALUES("K/V: norm, products, RoPE, cache store"),
+        /**
+         * Input norm, the shared K and V products, their RoPE and the cache store; in a decode step
+         * also the products made in the same pass ({@link #sharedInputProducts}: the attention
+         * router's hidden layer, and the whole MoA's stacked queries).
+         */
+        KEYS_VALUES("K/V: norm, products (decode: one pass with router hidden, whole MoA's queries), RoPE, cache store"),
         /** The attention router (its products, softmax, selection) and the grouping by expert. */
         ATTENTION_ROUTER("attention router and grouping"),
         /** The MoA experts' query products and their RoPE. */

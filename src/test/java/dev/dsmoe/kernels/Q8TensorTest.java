@@ -4,6 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -54,6 +57,35 @@ class Q8TensorTest {
             float[] zero = new float[cols];
             q.copyRow(2, zero, 0);
             for (int c = 0; c < Math.min(cols, 32); c++) assertEquals(0f, zero[c]);
+        }
+    }
+
+    /**
+     * The bf16 rows oneDNN multiplies (a prompt chunk's q8_0 products) are the dequantized values
+     * rounded by {@link Bf16#fromFloat}, bit for bit: whole blocks, a short last block, and blocks
+     * whose scale is NaN or infinite (the conversion's scalar case) among finite ones.
+     */
+    @Test
+    void bf16RowsAreTheDequantizedValuesRoundedToBf16() {
+        SplittableRandom rnd = new SplittableRandom(8);
+        ValueLayout.OfShort bf16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+        for (int cols : COLS) {
+            int rows = 6;
+            float[] w = TestArrays.uniform(rnd, rows * cols, 3.0);
+            Q8Tensor q = Q8Tensor.quantize(Arena.ofAuto(), w, rows, cols);
+            ValueLayout.OfFloat scale = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+            int nb = q.blocksPerRow();
+            q.segment().set(scale, q.scaleByteOffset() + 4L * (2 * nb + nb / 2), Float.NaN); // row 2: its middle block's
+            q.segment().set(scale, q.scaleByteOffset() + 4L * (4 * nb), Float.POSITIVE_INFINITY); // row 4: its first block's
+            MemorySegment out = Arena.ofAuto().allocate(2L * rows * cols);
+            q.bf16Rows().write(0, rows, out);
+            float[] row = new float[cols];
+            for (int r = 0; r < rows; r++) {
+                q.copyRow(r, row, 0);
+                for (int c = 0; c < cols; c++) {
+                    assertEquals(Bf16.fromFloat(row[c]), out.get(bf16, 2L * (r * cols + c)), cols + " cols, [" + r + ", " + c + "]: " + row[c]);
+                }
+            }
         }
     }
 
