@@ -755,9 +755,9 @@ public final class Engine {
          * router's hidden layer, and the whole MoA's stacked queries).
          */
         KEYS_VALUES("K/V: norm, products (decode: one pass with router hidden, whole MoA's queries), RoPE, cache store"),
-        /** The attention router (its products, softmax, selection) and the grouping by expert. */
+        /** The attention router (its products, softmax, selection) and the grouping by expert; in a decode step its hidden product is in {@link #KEYS_VALUES}. */
         ATTENTION_ROUTER("attention router and grouping"),
-        /** The MoA experts' query products and their RoPE. */
+        /** The MoA experts' query products and their RoPE; a decode step's whole-MoA queries are made in {@link #KEYS_VALUES}. */
         QUERIES("query products, RoPE"),
         /** Attention over the cache (scores, softmax, weighted values). */
         ATTENTION("attention over the cache"),

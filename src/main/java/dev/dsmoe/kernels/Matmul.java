@@ -133,7 +133,7 @@ public final class Matmul {
             return;
         }
         long t0 = tic();
-        if (in.ld != in.cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
+        if (n > 0 && in.ld != w[0].cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
         if (n > SHARED_MAX) throw new IllegalArgumentException("shared-input products: " + n + " weights, at most " + SHARED_MAX);
         float[][] ys = sharedY;
         int[] yOffs = sharedOff, ldys = sharedLd;

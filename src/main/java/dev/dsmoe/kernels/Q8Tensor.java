@@ -272,7 +272,7 @@ public final class Q8Tensor extends TensorView {
 
     private static final ValueLayout.OfShort BF16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
     /** Shorts of half the float width: one float vector's lanes narrowed to bf16. */
-    private static final VectorSpecies<Short> HALF_SHORTS = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final VectorSpecies<Short> HALF_SHORTS = VECTOR ? VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2)) : null;
 
     /** The scratch {@link #gemm} dequantizes a {@code [rows, cols]} weight into. */
     static long gemmScratchFloats(long rows, long cols) {
