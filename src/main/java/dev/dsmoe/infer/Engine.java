@@ -121,7 +121,8 @@ public final class Engine {
     // the key and value projections and the attention router's hidden layer (sharedBase[l] of them),
     // then the stacked queries where every token takes every attention expert; their outputs.
     private final TensorView[][] sharedWeights, sharedOutputs;
-    private final int[] sharedBase;
+    private final int[] sharedBase, sharedOff, sharedLd;
+    private final float[][] sharedY;
     // This layer's: the attention router's hidden rows and the stacked queries made in that pass.
     private boolean hiddenDone, queriesDone;
     /** {@code -Ddsmoe.sharedInputs=false} (DSMOE_JAVA_OPTS) makes decode's K, V, router and query products one by one, to measure the pass. */
@@ -299,7 +300,10 @@ public final class Engine {
         int layers = a.allocates() ? numLayers : 0; // references to the model's weights and to buffers above: no payload
         sharedWeights = new TensorView[layers][];
         sharedOutputs = new TensorView[layers][];
-        sharedBase = new int[layers];
+        sharedBase = a.ints(numLayers);
+        sharedOff = a.ints(4);
+        sharedLd = a.ints(4);
+        sharedY = new float[4][];
         for (int l = 0; l < layers; l++) {
             ParamLayout.Layer<TensorView> w = model.layer(l);
             List<TensorView> ws = new ArrayList<>(List.of(w.kProj(), w.vProj())), outs = new ArrayList<>(List.of(kNew, vNew));
@@ -875,7 +879,7 @@ public final class Engine {
         }
         int n = sharedBase[l];
         if (whole && sharedWeights[l].length > n && stepTokens <= stackedQueries.rows()) n++;
-        mmVec.forwardShared(sharedOutputs[l], 0, ln, 0, stepTokens, sharedWeights[l], n);
+        mmVec.forwardShared(sharedOutputs[l], 0, ln, 0, stepTokens, sharedWeights[l], n, sharedY, sharedOff, sharedLd);
         return n;
     }
 

@@ -29,10 +29,7 @@ public final class Matmul {
     public static final int UNPACK_MIN_ROWS = 256;
 
     private final int matVecMaxRows;
-    /** {@link #forwardShared}'s output arrays, offsets and strides: kept, so a decode step allocates none. */
-    private static final int SHARED_MAX = 8;
-    private final float[][] sharedY = new float[SHARED_MAX][];
-    private final int[] sharedOff = new int[SHARED_MAX], sharedLd = new int[SHARED_MAX];
+
     /** Inference's large products through oneDNN when it loaded (null: training, or not available). */
     private final OneDnn oneDnn;
     private float[] scratch = new float[0];
@@ -125,18 +122,18 @@ public final class Matmul {
      * {@code outs[i][outRow + j] = in[inRow + j] · W_iᵀ} for {@code i < n}, {@code j < rows}: products
      * of weights that read the same input rows, in one parallel pass over all their rows when
      * this instance takes {@code rows} inputs through the mat-vec (decode), else one product each.
-     * The bits are those of {@link #forward} with each weight alone.
+     * The bits are those of {@link #forward} with each weight alone. {@code ys}, {@code yOffs} and
+     * {@code ldys} (n at least) are the caller's room for the outputs' arrays, offsets and strides,
+     * so that a decode step allocates none.
      */
-    public void forwardShared(TensorView[] outs, int outRow, TensorView in, int inRow, int rows, TensorView[] w, int n) {
+    public void forwardShared(TensorView[] outs, int outRow, TensorView in, int inRow, int rows, TensorView[] w, int n,
+                              float[][] ys, int[] yOffs, int[] ldys) {
         if (rows > matVecMaxRows) {
             for (int i = 0; i < n; i++) forward(outs[i], outRow, in, inRow, rows, w[i], false);
             return;
         }
         long t0 = tic();
         if (n > 0 && in.ld != w[0].cols) throw new IllegalArgumentException("mat-vec input rows must be contiguous: " + in);
-        if (n > SHARED_MAX) throw new IllegalArgumentException("shared-input products: " + n + " weights, at most " + SHARED_MAX);
-        float[][] ys = sharedY;
-        int[] yOffs = sharedOff, ldys = sharedLd;
         for (int i = 0; i < n; i++) {
             ys[i] = outs[i].array();
             yOffs[i] = outs[i].rowOff(outRow);

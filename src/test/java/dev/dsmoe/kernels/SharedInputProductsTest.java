@@ -37,7 +37,7 @@ class SharedInputProductsTest {
                     F32Tensor in = F32Tensor.of(TestArrays.uniform(rnd, (m + 2) * cols, 1.0), m + 2, cols);
                     TensorView[] together = new TensorView[ROWS.length];
                     for (int i = 0; i < ROWS.length; i++) together[i] = F32Tensor.of(new float[(m + 1) * ROWS[i]], m + 1, ROWS[i]);
-                    Matmul.matVecOnly().forwardShared(together, 1, in, 2, m, w, ROWS.length);
+                    Matmul.matVecOnly().forwardShared(together, 1, in, 2, m, w, ROWS.length, new float[4][], new int[4], new int[4]);
                     for (int i = 0; i < ROWS.length; i++) {
                         F32Tensor alone = F32Tensor.of(new float[(m + 1) * ROWS[i]], m + 1, ROWS[i]);
                         Matmul.matVecOnly().forward(alone, 1, in, 2, m, w[i], false);
@@ -61,7 +61,7 @@ class SharedInputProductsTest {
         F32Tensor in = F32Tensor.of(TestArrays.uniform(rnd, m * cols, 1.0), m, cols);
         Matmul mm = Matmul.forInference(8, false);
         TensorView[] together = {F32Tensor.of(new float[m * 40], m, 40), F32Tensor.of(new float[m * 40], m, 40)};
-        mm.forwardShared(together, 0, in, 0, m, w, 2);
+        mm.forwardShared(together, 0, in, 0, m, w, 2, new float[2][], new int[2], new int[2]);
         for (int i = 0; i < 2; i++) {
             F32Tensor alone = F32Tensor.of(new float[m * 40], m, 40);
             mm.forward(alone, 0, in, 0, m, w[i], false);
@@ -78,7 +78,7 @@ class SharedInputProductsTest {
         F32Tensor in = F32Tensor.of(new float[64], 1, 64);
         TensorView[] outs = {F32Tensor.of(new float[4], 1, 4), F32Tensor.of(new float[4], 1, 4)};
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Matmul.matVecOnly().forwardShared(outs, 0, in, 0, 1, new TensorView[] {a, b}, 2));
+                () -> Matmul.matVecOnly().forwardShared(outs, 0, in, 0, 1, new TensorView[] {a, b}, 2, new float[2][], new int[2], new int[2]));
         assertEquals(true, e.getMessage().contains("differ in columns"), e.getMessage());
     }
 }
