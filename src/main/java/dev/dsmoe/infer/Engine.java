@@ -123,7 +123,9 @@ public final class Engine {
     private final TensorView[][] sharedWeights, sharedOutputs;
     private final int[] sharedBase, sharedOff, sharedLd;
     private final float[][] sharedY;
-    // This layer's: the attention router's hidden rows and the stacked queries made in that pass.
+    // This step's shared-input pass (sharedInputsOfStep): 0 none, 1 without the queries, 2 with them;
+    // this layer's: the attention router's hidden rows and the stacked queries made in that pass.
+    private int stepShared;
     private boolean hiddenDone, queriesDone;
     /** {@code -Ddsmoe.sharedInputs=false} (DSMOE_JAVA_OPTS) makes decode's K, V, router and query products one by one, to measure the pass. */
     private static final boolean SHARED_INPUTS = Boolean.parseBoolean(System.getProperty("dsmoe.sharedInputs", "true"));
@@ -522,6 +524,7 @@ public final class Engine {
                 model.embed().copyRow(eTokens[i][eOff[i] + t], xa, row * d);
             }
         }
+        stepShared = sharedInputsOfStep();
         for (int l = 0; l < numLayers; l++) layer(l, T);
         for (int i = 0; i < entries; i++) {
             eSeq[i].length += eLen[i];
@@ -705,7 +708,7 @@ public final class Engine {
         // Shared K/V heads into each sequence's cache blocks.
         RmsNorm.forward(x, w.inputNorm(), ln, null, T, eps);
         int together = sharedInputProducts(l);
-        hiddenDone = together > 2 && sharedBase[l] > 2;
+        hiddenDone = together > 0 && sharedBase[l] > 2;
         queriesDone = together > sharedBase[l];
         if (together == 0) {
             shared(kNew, ln, w.kProj());
@@ -869,18 +872,23 @@ public final class Engine {
      * it took, 0 when the step is not a decode step (or {@code -Ddsmoe.sharedInputs=false}).
      */
     private int sharedInputProducts(int l) {
+        if (stepShared == 0) return 0;
+        int n = sharedBase[l] + (stepShared == 2 && sharedWeights[l].length > sharedBase[l] ? 1 : 0);
+        mmVec.forwardShared(sharedOutputs[l], 0, ln, 0, stepTokens, sharedWeights[l], n, sharedY, sharedOff, sharedLd);
+        return n;
+    }
+
+    /** What {@link #sharedInputProducts} takes in this step, the same for every layer: 0, 1 (no queries) or 2 (with them). */
+    private int sharedInputsOfStep() {
         if (!SHARED_INPUTS || sharedWeights.length == 0) return 0;
-        boolean whole = true;
+        boolean whole = stackedQueries != null && stepTokens <= stackedQueries.rows();
         for (int i = 0; i < entries; i++) {
             if (eLen[i] > SMALL) return 0;
             ExpertSelection.Rule r = rule(eSeq[i], true);
             whole &= eLen[i] <= EXPERT_SMALL
                     && (r.kind() == ExpertSelection.Kind.DENSE || (r.kind() == ExpertSelection.Kind.TOP_K && r.k() >= nAtt));
         }
-        int n = sharedBase[l];
-        if (whole && sharedWeights[l].length > n && stepTokens <= stackedQueries.rows()) n++;
-        mmVec.forwardShared(sharedOutputs[l], 0, ln, 0, stepTokens, sharedWeights[l], n, sharedY, sharedOff, sharedLd);
-        return n;
+        return whole ? 2 : 1;
     }
 
     /**

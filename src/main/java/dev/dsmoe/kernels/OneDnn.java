@@ -404,11 +404,6 @@ public final class OneDnn {
         ((ShortVector) rounded.convertShape(VectorOperators.I2S, SS, 0)).intoMemorySegment(dst, off, ByteOrder.LITTLE_ENDIAN);
     }
 
-    /** Whether {@link #storeBf16} can take a vector of {@code species} (the preferred float species). */
-    static boolean storesBf16(VectorSpecies<Float> species) {
-        return species.equals(FS);
-    }
-
     private static final VectorSpecies<Integer> IS = VectorSpecies.of(int.class, FS.vectorShape());
 
     /**

@@ -246,7 +246,7 @@ public final class Q8Tensor extends TensorView {
      */
     private static void dequantizeBf16(MemorySegment w, long off, long soff, int cols, MemorySegment dst, long dstOff) {
         int c0 = 0;
-        if (VECTOR && OneDnn.storesBf16(F)) {
+        if (VECTOR) {
             for (int b = 0, nb = cols / BLOCK; b < nb; b++) {
                 float s = w.get(SCALE, soff + 4L * b);
                 if (!Float.isFinite(s)) break;
